@@ -1,0 +1,49 @@
+# market-data: `make run` brings up the simulator and Dagster; `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+export MARKET_DATA_CONFIG ?= $(CURDIR)/watchlist.yaml
+SIM_PORT ?= 8765
+
+.PHONY: install run test lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+# The simulator and Dagster (webserver + daemon) on the embedded defaults; Ctrl-C stops all.
+run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	export DATABASE_URL="$${DATABASE_URL:-sqlite:///$(CURDIR)/.market_data/candles.sqlite}"; \
+	mkdir -p .market_data; \
+	$(BIN)/market-data db init && \
+	{ $(BIN)/market-data simulate --port $(SIM_PORT) & sim=$$!; \
+	  trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/simulator_pages.py
+
+clean:
+	rm -rf $(VENV) .dagster .market_data

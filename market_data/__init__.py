@@ -1,0 +1,1 @@
+"""market-data: crypto OHLCV candle history kept complete and fresh with Dagster."""

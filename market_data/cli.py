@@ -1,0 +1,111 @@
+"""The `market-data` command line."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from market_data.simulator.book import Clock
+from market_data.simulator.faults import Faults
+
+
+@click.group()
+def main() -> None:
+    """Crypto candle history, complete and fresh, with Dagster."""
+
+
+def _faults(raw: str | None) -> Faults:
+    if not raw:
+        return Faults()
+    text = Path(raw).read_text() if Path(raw).is_file() else raw
+    try:
+        return Faults.model_validate(json.loads(text))
+    except ValueError as e:
+        raise click.BadParameter(f"faults: {e}") from e
+
+
+def _replay(items: tuple[str, ...]) -> dict[str, Path]:
+    out = {}
+    for item in items:
+        symbol, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            raise click.BadParameter(
+                f"--replay {item!r}: expected SYMBOL=FILE with an existing file"
+            )
+        out[symbol.upper()] = Path(path)
+    return out
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--fixed-clock", help="freeze the exchange clock at this UTC time (ISO 8601)")
+@click.option("--clock-offset-ms", default=0, type=int, help="shift the exchange clock")
+@click.option("--faults", "faults_raw", help="fault settings: JSON text or a JSON file")
+@click.option("--replay", multiple=True, help="serve SYMBOL's 1m candles from FILE: SYMBOL=FILE")
+def simulate(
+    host: str,
+    port: int,
+    fixed_clock: str | None,
+    clock_offset_ms: int,
+    faults_raw: str | None,
+    replay: tuple[str, ...],
+) -> None:
+    """Run the local exchange simulator (Binance spot and USD-M futures wire format)."""
+    from market_data.simulator.server import Simulator, serve_forever
+
+    fixed = None
+    if fixed_clock:
+        moment = datetime.fromisoformat(fixed_clock.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            raise click.BadParameter("--fixed-clock needs a UTC offset, e.g. 2026-01-01T00:00Z")
+        fixed = int(moment.timestamp() * 1000)
+    sim = Simulator(_faults(faults_raw), Clock(clock_offset_ms, fixed), _replay(replay))
+    click.echo(f"exchange simulator on http://{host}:{port} (admin: /admin/stats, /admin/faults)")
+    serve_forever(sim, host, port)
+
+
+@main.group()
+def db() -> None:
+    """The candle database (DATABASE_URL, or the embedded SQLite file)."""
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@db.command("init")
+def db_init() -> None:
+    """Create or upgrade the schema (the files in sql/, each once)."""
+    from market_data.config import database_url
+    from market_data.store.candles import CandleStore
+    from market_data.store.schema import apply_schema
+
+    store = CandleStore(database_url(), create=False)
+    applied = apply_schema(store.engine)
+    click.echo(
+        f"{_redacted(database_url())}: "
+        + (f"applied {', '.join(applied)}" if applied else "schema up to date")
+    )
+
+
+@db.command("reset")
+@click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
+def db_reset(force: bool) -> None:
+    """Drop every table and create the schema again: all stored candles are lost."""
+    from market_data.config import database_url
+    from market_data.store.candles import CandleStore
+    from market_data.store.schema import apply_schema, drop_all
+
+    url = database_url()
+    if not force:
+        click.confirm(f"Delete every candle in {_redacted(url)}?", abort=True)
+    store = CandleStore(url, create=False)
+    drop_all(store.engine)
+    apply_schema(store.engine)
+    click.echo(f"{_redacted(url)}: reset")

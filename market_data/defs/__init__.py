@@ -1,0 +1,1 @@
+"""Dagster wiring: assets, checks, schedules, sensors and resources, one folder per domain."""

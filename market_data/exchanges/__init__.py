@@ -1,0 +1,1 @@
+"""The ccxt boundary: building clients, mapping errors, retrying, paging. No Dagster here."""

@@ -1,0 +1,139 @@
+"""The project's few exchange error types, and the one place ccxt errors are mapped to them.
+
+Temporary errors may succeed if retried (rate limits, bans, outages, broken responses);
+permanent ones never will (unknown symbol, bad parameters). Retries act on temporary only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import ccxt
+
+
+class ExchangeDataError(Exception):
+    """Base of every error raised at the exchange boundary."""
+
+
+class TemporaryExchangeError(ExchangeDataError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds the exchange asked us to wait, if it said
+
+
+class RateLimitedError(TemporaryExchangeError):
+    """429: slow down, then retry after ``retry_after`` seconds."""
+
+
+class ExchangeBannedError(TemporaryExchangeError):
+    """418: the exchange banned this client for ``retry_after`` seconds."""
+
+
+class ExchangeUnavailableError(TemporaryExchangeError):
+    """5xx, timeouts, connection failures, truncated or malformed responses."""
+
+
+class PermanentExchangeError(ExchangeDataError):
+    """Retrying will not help."""
+
+
+class UnknownExchangeError(PermanentExchangeError):
+    pass
+
+
+class BadSymbolError(PermanentExchangeError):
+    pass
+
+
+class BadRequestError(PermanentExchangeError):
+    pass
+
+
+# Exchange error codes in response bodies, per exchange. ccxt maps them only for URLs on the
+# exchange's own hosts; read from the body here, behaviour is the same against any URL.
+_BODY_CODES: dict[str, dict[int, type[ExchangeDataError]]] = {
+    "binance": {
+        -1003: RateLimitedError,
+        -1008: ExchangeUnavailableError,
+        -1001: ExchangeUnavailableError,
+        -1121: BadSymbolError,
+        -1120: BadRequestError,
+        -1100: BadRequestError,
+        -1102: BadRequestError,
+        -1130: BadRequestError,
+        -1023: BadRequestError,
+    },
+}
+_BODY = re.compile(r"\{.*\}", re.S)
+_STATUS = re.compile(r"\s(4\d\d|5\d\d)\s")
+
+
+def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name.lower():
+            return str(value)
+    return None
+
+
+def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
+    raw = _header(headers, "Retry-After")
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _body_code(message: str) -> int | None:
+    match = _BODY.search(message)
+    if match is None:
+        return None
+    try:
+        code = json.loads(match.group(0)).get("code")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, int) else None
+
+
+def classify(
+    exchange_id: str, error: Exception, headers: Mapping[str, Any] | None
+) -> ExchangeDataError:
+    """The project error for a ccxt error raised by ``exchange_id``."""
+    message = f"{exchange_id}: {error}"
+    retry_after = _retry_after(headers)
+    status = _STATUS.search(f" {error} ")
+    code = _body_code(str(error))
+    if (status and status.group(1) == "418") or "banned until" in str(error):
+        return ExchangeBannedError(message, retry_after)
+    kind = _BODY_CODES.get(exchange_id, {}).get(code) if code is not None else None
+    if kind is not None:
+        if issubclass(kind, TemporaryExchangeError):
+            return kind(message, retry_after)
+        return kind(message)
+    if isinstance(error, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
+        return RateLimitedError(message, retry_after)
+    if isinstance(error, ccxt.NetworkError | ccxt.BadResponse):
+        return ExchangeUnavailableError(message, retry_after)
+    if isinstance(error, ccxt.BadSymbol):
+        return BadSymbolError(message)
+    if isinstance(error, ccxt.BadRequest | ccxt.ArgumentsRequired | ccxt.NotSupported):
+        return BadRequestError(message)
+    if isinstance(error, ValueError):  # a body that is not the JSON it should be
+        return ExchangeUnavailableError(message)
+    if status and status.group(1).startswith("5"):
+        return ExchangeUnavailableError(message, retry_after)
+    return PermanentExchangeError(message)
+
+
+@contextmanager
+def mapped_errors(exchange: ccxt.Exchange) -> Iterator[None]:
+    """Re-raise ccxt errors (and broken bodies) as the project's types, with the cause kept."""
+    try:
+        yield
+    except ExchangeDataError:
+        raise
+    except (ccxt.BaseError, ValueError) as e:
+        raise classify(exchange.id, e, exchange.last_response_headers) from e

@@ -1,0 +1,118 @@
+"""Fault injection and request weights: switchable at start and at runtime (admin endpoint)."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Hole(BaseModel):
+    """An interval [start_ms, end_ms) in which the exchange has no candle for a market."""
+
+    model_config = ConfigDict(extra="forbid")
+    symbol: str | None = Field(None, description="native id, e.g. BTCUSDT; None = every market")
+    start_ms: int
+    end_ms: int
+
+
+class FailRule(BaseModel):
+    """Answer ``status`` to requests whose path starts with ``path``: after ``skip`` matching
+    requests pass, the next ``count`` fail (``count`` < 0: all of them until cleared)."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = "/"
+    status: int = 500
+    skip: int = 0
+    count: int = 1
+
+
+class Faults(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    #: weight budget per window; None = Binance's (6000 spot, 2400 USD-M futures)
+    weight_limit: int | None = None
+    weight_window_s: float = Field(60.0, gt=0)
+    #: requests answered 429 within one window before the exchange bans with 418
+    ban_after: int = Field(3, ge=1)
+    ban_seconds: float = Field(120.0, ge=0)
+    error_rate: float = Field(0.0, ge=0, le=1)
+    error_status: int = 503
+    latency_ms: float = Field(0.0, ge=0)
+    truncate_rate: float = Field(0.0, ge=0, le=1)
+    malformed_rate: float = Field(0.0, ge=0, le=1)
+    holes: list[Hole] = []
+    fail: list[FailRule] = []
+    seed: int = 0
+
+
+DEFAULT_WEIGHT_LIMIT = {False: 6000, True: 2400}  # by "is futures"
+
+
+@dataclass
+class _Window:
+    started: float = 0.0
+    used: int = 0
+    overruns: int = 0
+    banned_until: float = 0.0
+
+
+@dataclass
+class Limiter:
+    """Binance-style IP weight per fixed window, 429 on overrun, 418 after repeated overrun."""
+
+    windows: dict[bool, _Window] = field(
+        default_factory=lambda: {False: _Window(), True: _Window()}
+    )
+
+    def admit(self, faults: Faults, futures: bool, weight: int) -> tuple[int, int, float]:
+        """Charge ``weight``; returns (status, used weight, retry-after seconds)."""
+        now = time.monotonic()
+        w = self.windows[futures]
+        if now < w.banned_until:
+            return 418, w.used, w.banned_until - now
+        if now - w.started >= faults.weight_window_s:
+            w.started, w.used, w.overruns = now, 0, 0
+        limit = faults.weight_limit or DEFAULT_WEIGHT_LIMIT[futures]
+        retry_after = max(0.0, w.started + faults.weight_window_s - now)
+        if w.used + weight > limit:
+            w.overruns += 1
+            if w.overruns > faults.ban_after:
+                w.banned_until = now + faults.ban_seconds
+                return 418, w.used, faults.ban_seconds
+            return 429, w.used, retry_after
+        w.used += weight
+        return 200, w.used, 0.0
+
+
+class Injector:
+    """Decides, per request, which fault (if any) applies. Deterministic for a given seed."""
+
+    def __init__(self, faults: Faults) -> None:
+        self.configure(faults)
+
+    def configure(self, faults: Faults) -> None:
+        self.faults = faults
+        self.rng = random.Random(faults.seed)
+        self.seen = [0] * len(faults.fail)
+
+    def forced_status(self, path: str) -> int | None:
+        for i, rule in enumerate(self.faults.fail):
+            if not path.startswith(rule.path):
+                continue
+            self.seen[i] += 1
+            n = self.seen[i] - rule.skip
+            if n > 0 and (rule.count < 0 or n <= rule.count):
+                return rule.status
+        if self.faults.error_rate and self.rng.random() < self.faults.error_rate:
+            return self.faults.error_status
+        return None
+
+    def mangle(self, body: bytes) -> bytes:
+        f = self.faults
+        if f.truncate_rate and self.rng.random() < f.truncate_rate:
+            return body[: max(1, len(body) // 2)]
+        if f.malformed_rate and self.rng.random() < f.malformed_rate:
+            return b"<html><body>502 Bad Gateway</body></html>"
+        return body

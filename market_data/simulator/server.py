@@ -1,0 +1,207 @@
+"""The simulator's HTTP server (aiohttp): Binance routes, fault injection, admin endpoints.
+
+Admin endpoints (JSON):
+  GET  /admin/stats            requests by path and status, candles served
+  POST /admin/reset            zero the counters and rate-limit windows ({"faults": true}
+                               also clears the faults)
+  GET  /admin/faults           the fault settings;  POST merges the given keys into them
+                               (and starts fresh rate-limit windows)
+  GET  /admin/clock            {"now_ms": ...};     POST {"fixed_ms"|"offset_ms"|"advance_ms"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from market_data.simulator.binance import (
+    FAMILIES,
+    Binance,
+    BinanceError,
+    server_error,
+    too_many_requests,
+    weight,
+)
+from market_data.simulator.book import CandleBook, Clock
+from market_data.simulator.faults import Faults, Injector, Limiter
+
+JSON = "application/json;charset=UTF-8"
+
+
+@dataclass
+class Stats:
+    requests: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    candles_served: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        by_path = {p: {str(s): n for s, n in c.items()} for p, c in sorted(self.requests.items())}
+        total = sum(sum(c.values()) for c in self.requests.values())
+        return {"requests": by_path, "total_requests": total, "candles_served": self.candles_served}
+
+
+class Simulator:
+    """All the exchange's state; one instance per server."""
+
+    def __init__(
+        self,
+        faults: Faults | None = None,
+        clock: Clock | None = None,
+        replay: dict[str, Path] | None = None,
+    ) -> None:
+        self.clock = clock or Clock()
+        self.injector = Injector(faults or Faults())
+        self.limiter = Limiter()
+        self.stats = Stats()
+        self.binance = Binance(CandleBook(replay))
+
+    @property
+    def faults(self) -> Faults:
+        return self.injector.faults
+
+    def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+        raw = self.injector.mangle(body if isinstance(body, bytes) else orjson.dumps(body))
+        return web.Response(
+            status=status, body=raw, headers={"Content-Type": JSON, **(headers or {})}
+        )
+
+    async def exchange(self, request: web.Request) -> web.Response:
+        path = request.path
+        prefix, _, endpoint = path.rpartition("/")
+        futures = FAMILIES.get(prefix)
+        params = request.query
+        if futures is None:
+            if path == "/dapi/v1/exchangeInfo":  # coin-M futures: none listed here
+                return self._reply(
+                    200,
+                    {
+                        "timezone": "UTC",
+                        "serverTime": self.clock.now_ms(),
+                        "rateLimits": [],
+                        "exchangeFilters": [],
+                        "symbols": [],
+                    },
+                )
+            return self._reply(404, {"code": -1000, "msg": "Unknown endpoint."})
+        if self.faults.latency_ms:
+            await asyncio.sleep(self.faults.latency_ms / 1000)
+        status, used, retry_after = self.limiter.admit(
+            self.faults, futures, weight(endpoint, params, futures)
+        )
+        headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
+        try:
+            if status != 200:
+                headers["Retry-After"] = str(max(1, round(retry_after)))
+                banned = int(time.time() * 1000 + retry_after * 1000) if status == 418 else None
+                raise too_many_requests(
+                    self.faults.weight_limit or (2400 if futures else 6000), banned
+                )
+            forced = self.injector.forced_status(path)
+            if forced is not None:
+                raise server_error(forced)
+            body, candles = self.binance.handle(
+                endpoint, params, futures, self.clock.now_ms(), self.faults.holes
+            )
+        except BinanceError as e:
+            self.stats.requests[path][e.status] += 1
+            return self._reply(e.status, e.body(), headers)
+        self.stats.requests[path][200] += 1
+        self.stats.candles_served += candles
+        return self._reply(200, body, headers)
+
+    # -- admin -------------------------------------------------------------------------
+    async def admin_stats(self, _: web.Request) -> web.Response:
+        return web.json_response(self.stats.as_json())
+
+    async def admin_reset(self, request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        self.stats = Stats()
+        self.limiter = Limiter()
+        self.injector.configure(Faults() if body.get("faults") else self.faults)
+        return web.json_response({"ok": True})
+
+    async def admin_faults(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            try:
+                merged = self.faults.model_dump() | (await request.json())
+                self.injector.configure(Faults.model_validate(merged))
+                self.limiter = Limiter()  # new budget: fresh windows, no ban
+            except (ValidationError, ValueError) as e:
+                return web.json_response({"error": str(e)}, status=400)
+        return web.json_response(self.faults.model_dump())
+
+    async def admin_clock(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            body = await request.json()
+            if "fixed_ms" in body:
+                self.clock.fixed_ms = None if body["fixed_ms"] is None else int(body["fixed_ms"])
+            if "offset_ms" in body:
+                self.clock.offset_ms = int(body["offset_ms"])
+            if "advance_ms" in body:
+                if self.clock.fixed_ms is not None:
+                    self.clock.fixed_ms += int(body["advance_ms"])
+                else:
+                    self.clock.offset_ms += int(body["advance_ms"])
+        return web.json_response(
+            {"now_ms": self.clock.now_ms(), "fixed": self.clock.fixed_ms is not None}
+        )
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/admin/stats", self.admin_stats)
+        app.router.add_post("/admin/reset", self.admin_reset)
+        app.router.add_route("*", "/admin/faults", self.admin_faults)
+        app.router.add_route("*", "/admin/clock", self.admin_clock)
+        app.router.add_get("/{tail:.*}", self.exchange)
+        return app
+
+
+class RunningSimulator:
+    """A simulator serving on 127.0.0.1 from a background thread (tests, demos, benchmarks)."""
+
+    def __init__(self, simulator: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.simulator = simulator
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(simulator.app(), access_log=None)
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(host, port), daemon=True)
+        self.url = ""
+
+    def _serve(self, host: str, port: int) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, host, port)
+        self._loop.run_until_complete(site.start())
+        bound = self._runner.addresses[0]
+        self.url = f"http://{bound[0]}:{bound[1]}"
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+
+    def start(self) -> RunningSimulator:
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise RuntimeError("simulator did not start within 15 s")
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def __enter__(self) -> RunningSimulator:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def serve_forever(simulator: Simulator, host: str, port: int) -> None:
+    web.run_app(simulator.app(), host=host, port=port, access_log=None, print=None)

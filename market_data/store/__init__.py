@@ -1,0 +1,1 @@
+"""The SQL store (SQLAlchemy): schema, bulk upserts, coverage queries. No Dagster here."""

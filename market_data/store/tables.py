@@ -1,0 +1,63 @@
+"""SQLAlchemy table objects for queries. The schema itself is created by the files in sql/;
+these mirror them (a test checks that they agree)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+
+def _series_columns() -> list[sa.Column]:
+    return [
+        sa.Column("exchange", sa.String(32), primary_key=True),
+        sa.Column("symbol", sa.String(64), primary_key=True),
+        sa.Column("timeframe", sa.String(8), primary_key=True),
+    ]
+
+
+candles = sa.Table(
+    "candles",
+    metadata,
+    *_series_columns(),
+    sa.Column("ts", sa.BigInteger, primary_key=True),
+    sa.Column("open", sa.Double, nullable=False),
+    sa.Column("high", sa.Double, nullable=False),
+    sa.Column("low", sa.Double, nullable=False),
+    sa.Column("close", sa.Double, nullable=False),
+    sa.Column("volume", sa.Double, nullable=False),
+)
+
+fetch_coverage = sa.Table(
+    "fetch_coverage",
+    metadata,
+    *_series_columns(),
+    sa.Column("start_ts", sa.BigInteger, primary_key=True),
+    sa.Column("end_ts", sa.BigInteger, nullable=False),
+    sa.Column("candles", sa.Integer, nullable=False),
+    sa.Column("fetched_at", sa.BigInteger, nullable=False),
+)
+
+instruments = sa.Table(
+    "instruments",
+    metadata,
+    sa.Column("exchange", sa.String(32), primary_key=True),
+    sa.Column("symbol", sa.String(64), primary_key=True),
+    sa.Column("ccxt_symbol", sa.String(64), nullable=False),
+    sa.Column("exchange_symbol", sa.String(64)),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("listed_at", sa.BigInteger),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+#: The PostgreSQL bulk path copies into this session-local twin of candles, then merges.
+candles_in = sa.Table(
+    "candles_in",
+    sa.MetaData(),
+    *(sa.Column(c.name, c.type) for c in candles.columns),
+    prefixes=["TEMPORARY"],
+)
+
+VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
+KEY_COLUMNS = ("exchange", "symbol", "timeframe", "ts")

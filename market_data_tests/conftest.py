@@ -1,0 +1,122 @@
+"""Shared fixtures: the exchange simulator over real HTTP, and real databases.
+
+PostgreSQL: DATABASE_URL if it names a PostgreSQL server, else 127.0.0.1:5432 when it
+answers, else a throwaway cluster started from the local binaries (initdb, pg_ctl). Each
+test run creates its own database and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from market_data.exchanges.client import ExchangeClient, build_exchange
+from market_data.simulator.book import Clock
+from market_data.simulator.faults import Faults
+from market_data.simulator.server import RunningSimulator, Simulator
+
+#: A fixed exchange clock for tests: 2026-11-20 12:34:56.789 UTC.
+NOW_MS = 1_795_696_496_789
+
+
+@pytest.fixture
+def sim() -> Iterator[RunningSimulator]:
+    with RunningSimulator(Simulator(Faults(), Clock(fixed_ms=NOW_MS))) as running:
+        yield running
+
+
+@pytest.fixture
+def client(sim: RunningSimulator) -> ExchangeClient:
+    return ExchangeClient(build_exchange("binance", sim.url, rate_limit_ms=0, timeout_ms=5000))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _server_answers(url: str) -> bool:
+    try:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except sa.exc.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """URL of a PostgreSQL server's maintenance database."""
+    env = os.environ.get("DATABASE_URL", "")
+    if env.startswith(("postgresql", "postgres:")):
+        yield env.replace("postgresql://", "postgresql+psycopg://", 1)
+        return
+    local = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    if os.environ.get("MARKET_DATA_TEST_THROWAWAY_PG") != "1" and _server_answers(local):
+        yield local
+        return
+    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
+        pytest.fail("no PostgreSQL server answers and initdb/pg_ctl are not on PATH")
+    base = Path(tempfile.mkdtemp(prefix="market-data-pg-"))
+    data, port = base / "data", _free_port()
+    # initdb refuses to run as root; the cluster then belongs to an unprivileged user.
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        prefix = ["runuser", "-u", "nobody", "--"]
+        shutil.chown(base, "nobody")
+    subprocess.run(
+        [*prefix, "initdb", "-D", str(data), "-U", "postgres", "-A", "trust"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *prefix,
+            "pg_ctl",
+            "-D",
+            str(data),
+            "-l",
+            str(base / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*prefix, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_server: str) -> Iterator[str]:
+    """A database of this test run's own, dropped at the end."""
+    name = f"md_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = pg_server.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -1,0 +1,47 @@
+"""The code location loads, as `dagster definitions validate` and the webserver see it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_dagster_definitions_validate_passes() -> None:
+    env = {**os.environ, "MARKET_DATA_CONFIG": str(ROOT / "watchlist.yaml"), "DAGSTER_HOME": ""}
+    env.pop("DAGSTER_HOME")
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dagster")),
+            "definitions",
+            "validate",
+            "-w",
+            "workspace.yaml",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_a_broken_watchlist_fails_loading_with_the_entry_named(tmp_path: Path) -> None:
+    bad = tmp_path / "watchlist.yaml"
+    bad.write_text("exchanges:\n  binance:\n    markets: [BTC/USDT/7m]\n")
+    env = {**os.environ, "MARKET_DATA_CONFIG": str(bad)}
+    result = subprocess.run(
+        [sys.executable, "-c", "import market_data.definitions"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "markets[0] ('BTC/USDT/7m'): unknown timeframe '7m'" in result.stderr

@@ -1,0 +1,146 @@
+"""Pure domain functions: timeframes, standard symbols, the watchlist."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from market_data.domain.symbols import MalformedSymbolError, parse_symbol
+from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
+from market_data.domain.watchlist import WatchlistError, parse_watchlist, split_key
+from market_data.exchanges.client import rewrite_urls
+
+KNOWN = frozenset({"binance", "kraken"})
+TODAY = date(2026, 11, 21)
+
+
+@pytest.mark.parametrize(
+    ("code", "ms"), [("1m", 60_000), ("15m", 900_000), ("4h", 14_400_000), ("1d", 86_400_000)]
+)
+def test_timeframe_parse(code: str, ms: int) -> None:
+    assert Timeframe.parse(code).ms == ms
+
+
+@pytest.mark.parametrize("code", ["7m", "1w", "", "h1", "1M", 5])
+def test_unknown_timeframes_are_rejected(code: object) -> None:
+    with pytest.raises(UnknownTimeframeError, match="unknown timeframe"):
+        Timeframe.parse(code)  # type: ignore[arg-type]
+
+
+def test_timeframe_grid() -> None:
+    h = Timeframe.parse("1h")
+    assert (
+        h.floor(3_600_001) == 3_600_000
+        and h.ceil(3_600_001) == 7_200_000
+        and h.ceil(3_600_000) == 3_600_000
+    )
+    assert h.last_closed_open(7_200_000) == 3_600_000  # the 01:00 candle closes at 02:00
+    assert h.last_closed_open(7_199_999) == 0
+    assert h.count(0, 3 * 3_600_000) == 3 and h.count(1, 3 * 3_600_000) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "standard", "ccxt"),
+    [
+        ("BTC/USDT", "BTC-USDT-SPOT", "BTC/USDT"),
+        ("btc/usdt", "BTC-USDT-SPOT", "BTC/USDT"),
+        ("BTC/USDT:USDT", "BTC-USDT-PERP", "BTC/USDT:USDT"),
+        ("BTC/USDT:USDT-261225", "BTC-USDT-FUTURE_261225", "BTC/USDT:USDT-261225"),
+        ("BTC-USDT-PERP", "BTC-USDT-PERP", "BTC/USDT:USDT"),
+        ("ETH-BTC-SPOT", "ETH-BTC-SPOT", "ETH/BTC"),
+        ("BTC-USDT-FUTURE_260925", "BTC-USDT-FUTURE_260925", "BTC/USDT:USDT-260925"),
+        ("XBT/USD", "BTC-USD-SPOT", "BTC/USD"),
+    ],
+)
+def test_standard_symbols(text: str, standard: str, ccxt: str) -> None:
+    symbol = parse_symbol(text)
+    assert (symbol.standard, symbol.ccxt) == (standard, ccxt)
+
+
+@pytest.mark.parametrize(
+    "text", ["BTCUSDT", "BTC/", "BTC-USDT", "BTC-USDT-FUTURE", "BTC/USDT:USDT-26", ""]
+)
+def test_malformed_symbols(text: str) -> None:
+    with pytest.raises(MalformedSymbolError, match="malformed pair"):
+        parse_symbol(text)
+
+
+def test_watchlist_forms_and_defaults() -> None:
+    wl = parse_watchlist(
+        {
+            "start": "2024-01-01",
+            "exchanges": {
+                "binance": {
+                    "base_url": "http://127.0.0.1:1",
+                    "markets": [
+                        "BTC/USDT/1h",
+                        "ETH-USDT-SPOT-4h",
+                        "SOL/USDT",
+                        {"symbol": "BTC/USDT:USDT", "timeframe": "1d", "start": "2025-06-01"},
+                    ],
+                }
+            },
+        },
+        KNOWN,
+        TODAY,
+    )
+    keys = [m.key for m in wl.markets]
+    assert keys[:2] == ["BTC-USDT-SPOT:1h", "ETH-USDT-SPOT:4h"]
+    assert [k for k in keys if k.startswith("SOL")] == [
+        f"SOL-USDT-SPOT:{tf}" for tf in ("1m", "5m", "15m", "1h", "4h", "1d")
+    ]
+    perp = wl.market("binance", "BTC-USDT-PERP:1d")
+    assert (
+        perp.start == date(2025, 6, 1) and wl.exchange("binance").base_url == "http://127.0.0.1:1"
+    )
+    assert all("|" not in k for k in keys)
+    assert split_key("BTC-USDT-PERP:1d")[0].ccxt == "BTC/USDT:USDT"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"exchanges": {"nope": {}}}, r"exchanges\.nope: unknown exchange 'nope'"),
+        (
+            {"exchanges": {"binance": {"markets": ["BTC/USDT/7m"]}}},
+            r"markets\[0\] \('BTC/USDT/7m'\): unknown timeframe '7m'",
+        ),
+        (
+            {"exchanges": {"binance": {"markets": ["BTCUSDT"]}}},
+            r"markets\[0\] \('BTCUSDT'\): malformed pair",
+        ),
+        (
+            {"start": "2027-01-01", "exchanges": {"binance": {}}},
+            "start date 2027-01-01 is in the future",
+        ),
+        ({"start": "soon", "exchanges": {"binance": {}}}, "'soon' is not a date"),
+        (
+            {
+                "exchanges": {
+                    "binance": {"markets": [{"symbol": "BTC/USDT", "start": "2030-01-01"}]}
+                }
+            },
+            "in the future",
+        ),
+        ({"exchanges": {"binance": {"limit": 3}}}, r"unknown settings \['limit'\]"),
+        ({"exchanges": []}, "'exchanges' must map"),
+        ("just text", "must be a mapping"),
+    ],
+)
+def test_invalid_watchlists_name_the_entry(data: object, message: str) -> None:
+    with pytest.raises(WatchlistError, match=message):
+        parse_watchlist(data, KNOWN, TODAY)
+
+
+def test_rewrite_urls_keeps_paths() -> None:
+    urls = {
+        "public": "https://api.binance.com/api/v3",
+        "nested": {"fapi": "https://fapi.binance.com/fapi/v1"},
+        "x": 3,
+    }
+    assert rewrite_urls(urls, "http://127.0.0.1:9") == {
+        "public": "http://127.0.0.1:9/api/v3",
+        "nested": {"fapi": "http://127.0.0.1:9/fapi/v1"},
+        "x": 3,
+    }

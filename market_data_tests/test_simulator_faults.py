@@ -1,0 +1,179 @@
+"""Faults reach the real ccxt client as the matching ccxt exception and project error type."""
+
+from __future__ import annotations
+
+import ccxt
+import pytest
+
+from market_data.exchanges.client import ExchangeClient, build_exchange
+from market_data.exchanges.errors import (
+    BadRequestError,
+    BadSymbolError,
+    ExchangeBannedError,
+    ExchangeUnavailableError,
+    PermanentExchangeError,
+    RateLimitedError,
+    TemporaryExchangeError,
+)
+from market_data.simulator.server import RunningSimulator
+from market_data_tests.helpers import admin, http_get
+
+START = 1_700_000_000_000
+
+
+def test_weight_overrun_is_429_with_retry_after_then_418(
+    sim: RunningSimulator, client: ExchangeClient
+) -> None:
+    client.load_markets()
+    admin(
+        sim.url,
+        "faults",
+        {"weight_limit": 4, "weight_window_s": 30, "ban_after": 2, "ban_seconds": 90},
+    )
+    status, headers, _ = http_get(
+        sim.url, "/api/v3/klines", symbol="BTCUSDT", interval="1m", limit=5
+    )
+    assert status == 200 and headers["X-MBX-USED-WEIGHT-1M"] == "2"
+    client.fetch_ohlcv("BTC/USDT", "1m", START, 5)  # weight 4 of 4
+    with pytest.raises(RateLimitedError) as caught:
+        client.fetch_ohlcv("BTC/USDT", "1m", START, 5)
+    assert isinstance(caught.value.__cause__, ccxt.DDoSProtection)
+    assert 25 <= caught.value.retry_after <= 30
+    with pytest.raises(RateLimitedError):
+        client.fetch_ohlcv("BTC/USDT", "1m", START, 5)
+    with pytest.raises(ExchangeBannedError) as banned:  # a third overrun: banned
+        client.fetch_ohlcv("BTC/USDT", "1m", START, 5)
+    assert banned.value.retry_after == 90
+    assert isinstance(banned.value, TemporaryExchangeError)
+    status, headers, body = http_get(sim.url, "/api/v3/time")
+    assert status == 418 and headers["Retry-After"] == "90" and body["code"] == -1003
+    assert admin(sim.url, "stats")["requests"]["/api/v3/klines"] == {"200": 2, "429": 2, "418": 1}
+
+
+def test_futures_have_their_own_weight_budget(sim: RunningSimulator) -> None:
+    admin(sim.url, "faults", {"weight_limit": 2})
+    assert http_get(sim.url, "/api/v3/klines", symbol="BTCUSDT", interval="1m", limit=5)[0] == 200
+    assert http_get(sim.url, "/api/v3/klines", symbol="BTCUSDT", interval="1m", limit=5)[0] == 429
+    assert http_get(sim.url, "/fapi/v1/klines", symbol="BTCUSDT", interval="1m", limit=5)[0] == 200
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_server_errors_are_temporary(
+    sim: RunningSimulator, client: ExchangeClient, status: int
+) -> None:
+    client.load_markets()
+    admin(sim.url, "faults", {"error_rate": 1.0, "error_status": status})
+    with pytest.raises(ExchangeUnavailableError) as caught:
+        client.fetch_ohlcv("BTC/USDT", "1m", START, 5)
+    assert isinstance(
+        caught.value.__cause__, ccxt.ExchangeNotAvailable | ccxt.NetworkError | ccxt.ExchangeError
+    )
+
+
+def test_fail_rule_fails_the_kth_request_then_recovers(
+    sim: RunningSimulator, client: ExchangeClient
+) -> None:
+    client.load_markets()
+    admin(
+        sim.url,
+        "faults",
+        {"fail": [{"path": "/api/v3/klines", "status": 500, "skip": 2, "count": 1}]},
+    )
+    client.fetch_ohlcv("BTC/USDT", "1m", START, 5)
+    client.fetch_ohlcv("BTC/USDT", "1m", START, 5)
+    with pytest.raises(ExchangeUnavailableError):
+        client.fetch_ohlcv("BTC/USDT", "1m", START, 5)
+    assert len(client.fetch_ohlcv("BTC/USDT", "1m", START, 5)) == 5
+
+
+@pytest.mark.parametrize("fault", ["truncate_rate", "malformed_rate"])
+def test_broken_bodies_are_temporary(
+    sim: RunningSimulator, client: ExchangeClient, fault: str
+) -> None:
+    client.load_markets()
+    admin(sim.url, "faults", {fault: 1.0})
+    with pytest.raises(ExchangeUnavailableError):
+        client.fetch_ohlcv("BTC/USDT", "1m", START, 50)
+
+
+def test_latency_beyond_the_timeout_is_temporary(sim: RunningSimulator) -> None:
+    slow = ExchangeClient(build_exchange("binance", sim.url, rate_limit_ms=0, timeout_ms=200))
+    slow.load_markets()
+    admin(sim.url, "faults", {"latency_ms": 600})
+    with pytest.raises(ExchangeUnavailableError) as caught:
+        slow.fetch_time()
+    assert isinstance(caught.value.__cause__, ccxt.RequestTimeout)
+
+
+@pytest.mark.parametrize(
+    ("params", "body"),
+    [
+        ({"symbol": "NOPEUSDT", "interval": "1m"}, {"code": -1121, "msg": "Invalid symbol."}),
+        ({"symbol": "BTCUSDT", "interval": "7m"}, {"code": -1120, "msg": "Invalid interval."}),
+        (
+            {"symbol": "BTCUSDT", "interval": "1m", "limit": 1001},
+            {"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."},
+        ),
+        (
+            {"interval": "1m"},
+            {
+                "code": -1102,
+                "msg": "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+            },
+        ),
+        (
+            {"symbol": "BTCUSDT", "interval": "1m", "startTime": "yesterday"},
+            {
+                "code": -1100,
+                "msg": "Illegal characters found in parameter 'startTime'; legal range is "
+                "'^[0-9]{1,20}$'.",
+            },
+        ),
+        (
+            {"symbol": "BTCUSDT", "interval": "1m", "startTime": 5, "endTime": 1},
+            {"code": -1023, "msg": "Start time is greater than end time."},
+        ),
+    ],
+)
+def test_bad_input_gets_binances_error_body(
+    sim: RunningSimulator, params: dict, body: dict
+) -> None:
+    status, _, got = http_get(sim.url, "/api/v3/klines", **params)
+    assert (status, got) == (400, body)
+
+
+def test_error_codes_are_classified_from_the_body_against_any_host(client: ExchangeClient) -> None:
+    client.load_markets()
+    with pytest.raises(BadSymbolError):
+        client._call("publicGetKlines", {"symbol": "NOPEUSDT", "interval": "1m"})
+    with pytest.raises(BadRequestError):
+        client._call("publicGetKlines", {"symbol": "BTCUSDT", "interval": "7m"})
+    with pytest.raises(PermanentExchangeError):
+        client.fetch_ohlcv("NOPE/USDT", "1m", START, 5)  # unknown to ccxt's market list
+
+
+def test_admin_rejects_invalid_fault_settings(sim: RunningSimulator) -> None:
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        admin(sim.url, "faults", {"error_rate": 3})
+    assert caught.value.code == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ('{"code":-1121,"msg":"Invalid symbol."}', BadSymbolError),
+        ('{"code":-1130,"msg":"Data sent for parameter \'limit\' is not valid."}', BadRequestError),
+        ('{"code":-1003,"msg":"Too many requests"}', RateLimitedError),
+        ('{"code":-1008,"msg":"Server is currently overloaded"}', ExchangeUnavailableError),
+    ],
+)
+def test_a_generic_ccxt_error_is_classified_by_its_body_code(body: str, kind: type) -> None:
+    # On hosts other than Binance's own, ccxt may raise a bare ExchangeError for these codes.
+    from market_data.exchanges.errors import classify
+
+    assert (
+        type(classify("binance", ccxt.ExchangeError(f"binance {body}"), {"Retry-After": "7"}))
+        is kind
+    )
