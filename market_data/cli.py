@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
@@ -109,3 +109,86 @@ def db_reset(force: bool) -> None:
     drop_all(store.engine)
     apply_schema(store.engine)
     click.echo(f"{_redacted(url)}: reset")
+
+
+def _day(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name) from e
+    if day > datetime.now(UTC).date():
+        raise click.BadParameter(f"{day} is in the future", param_hint=name)
+    return day
+
+
+@main.command()
+@click.option("--exchange", required=True, help="an exchange of the watchlist, e.g. binance")
+@click.option(
+    "--symbol",
+    "symbols",
+    multiple=True,
+    required=True,
+    help="BTC/USDT or BTC-USDT-SPOT; repeatable",
+)
+@click.option(
+    "--timeframe",
+    "timeframes",
+    multiple=True,
+    default=("1h",),
+    show_default=True,
+    help="repeatable",
+)
+@click.option("--start", required=True, help="first day, YYYY-MM-DD (UTC)")
+@click.option(
+    "--end", help="stop before this day, YYYY-MM-DD (default: up to the last closed candle)"
+)
+@click.option("--resume", is_flag=True, help="start from the newest stored candle of each market")
+@click.option("--dry-run", is_flag=True, help="fetch and validate, write nothing")
+def backfill(
+    exchange: str,
+    symbols: tuple[str, ...],
+    timeframes: tuple[str, ...],
+    start: str,
+    end: str | None,
+    resume: bool,
+    dry_run: bool,
+) -> None:
+    """Backfill candles: Dagster materializations of the candle asset, shown in the UI."""
+    import dagster as dg
+
+    from market_data.config import load_watchlist
+    from market_data.definitions import resources
+    from market_data.defs.candles.backfill import execute, newest_stored_day, plan
+    from market_data.defs.resources import STORE_KEY
+    from market_data.domain.symbols import MalformedSymbolError, parse_symbol
+    from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
+    from market_data.domain.watchlist import Market, WatchlistError
+
+    try:
+        watchlist = load_watchlist()
+        watchlist.exchange(exchange)
+    except WatchlistError as e:
+        raise click.UsageError(str(e)) from e
+    first, last = _day(start, "--start"), _day(end, "--end")
+    assert first is not None
+    if last is not None and last <= first:
+        raise click.BadParameter("must be after --start", param_hint="--end")
+    try:
+        markets = [
+            Market(exchange, parse_symbol(s), Timeframe.parse(tf), first)
+            for s in symbols
+            for tf in timeframes
+        ]
+    except (MalformedSymbolError, UnknownTimeframeError) as e:
+        raise click.BadParameter(str(e)) from e
+    res = resources(watchlist)
+    plans = plan(markets, first, last, newest_stored_day(res[STORE_KEY]) if resume else None)
+    click.echo(
+        f"{len(plans)} run(s) for {len(markets)} market(s) on {exchange}"
+        + (" (dry run)" if dry_run else "")
+    )
+    ok = execute(plans, watchlist, res, dg.DagsterInstance.get(), dry_run, click.echo)
+    if not ok:
+        raise SystemExit(1)

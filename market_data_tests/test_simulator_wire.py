@@ -13,8 +13,9 @@ from market_data.exchanges.client import ExchangeClient
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.generator import aggregate, minute_bars
-from market_data.simulator.markets import MARKETS, Kind
+from market_data.simulator.markets import MARKETS, Kind, SimMarket
 from market_data.simulator.server import RunningSimulator, Simulator
+from market_data_tests.candle_harness import parse_like_a_client
 from market_data_tests.conftest import NOW_MS
 from market_data_tests.helpers import admin, http_get
 
@@ -22,23 +23,11 @@ BTC = next(m for m in MARKETS if m.id == "BTCUSDT" and m.kind is Kind.SPOT)
 HOUR = 3_600_000
 
 
-def expected(market, tf: str, start: int, end: int) -> list[list[float]]:
+def expected(market: SimMarket, tf: str, start: int, end: int) -> list[list[float]]:
     """What the generator says, scaled the way a client parses it."""
-    bars = aggregate(minute_bars(market, start, end), Timeframe.parse(tf).ms)
-    p, v = 10.0**-market.price_decimals, 10.0**-market.lot_decimals
-    return [
-        [
-            int(t),
-            float(f"{o * p:.8f}"),
-            float(f"{h * p:.8f}"),
-            float(f"{lo * p:.8f}"),
-            float(f"{c * p:.8f}"),
-            float(f"{vol * v:.8f}"),
-        ]
-        for t, o, h, lo, c, vol in zip(
-            bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume, strict=True
-        )
-    ]
+    return parse_like_a_client(
+        aggregate(minute_bars(market, start, end), Timeframe.parse(tf).ms), market
+    )
 
 
 def test_load_markets_lists_spot_perpetuals_and_a_dated_future(client: ExchangeClient) -> None:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import dagster as dg
 from pydantic import Field
 
 from market_data.exchanges.client import ExchangeClient, build_exchange
+from market_data.exchanges.retry import Backoff
+from market_data.store.candles import CandleStore
+
+
+def exchange_resource_key(exchange: str) -> str:
+    return f"exchange_{exchange}"
+
+
+STORE_KEY = "candle_store"
 
 
 class ExchangeResource(dg.ConfigurableResource):
@@ -15,8 +26,27 @@ class ExchangeResource(dg.ConfigurableResource):
     base_url: str | None = Field(None, description="replace the host of every API URL")
     rate_limit_ms: float | None = Field(None, description="ccxt throttle between requests")
     timeout_ms: int = 10_000
+    retry_attempts: int = Field(6, description="attempts per request on temporary errors")
+    retry_base_s: float = Field(0.5, description="first backoff, doubling with jitter")
+
+    def backoff(self) -> Backoff:
+        return Backoff(attempts=self.retry_attempts, base_s=self.retry_base_s)
 
     def client(self) -> ExchangeClient:
         return ExchangeClient(
             build_exchange(self.name, self.base_url, self.rate_limit_ms, self.timeout_ms)
         )
+
+
+@cache
+def _store(url: str) -> CandleStore:
+    return CandleStore(url)  # one engine (and one schema check) per process and database
+
+
+class CandleStoreResource(dg.ConfigurableResource):
+    """The candle database; the URL comes from DATABASE_URL (dg.EnvVar) or the default."""
+
+    database_url: str = Field(description="SQLAlchemy URL: postgresql://... or sqlite:///...")
+
+    def store(self) -> CandleStore:
+        return _store(self.database_url)

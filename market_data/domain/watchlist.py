@@ -49,9 +49,34 @@ def split_key(key: str) -> tuple[Symbol, Timeframe]:
 @dataclass(frozen=True)
 class ExchangeSettings:
     name: str
-    base_url: str | None = None
-    rate_limit_ms: float | None = None
+    base_url: str | None = None  # replaces the host of every API URL (a simulator)
+    rate_limit_ms: float | None = None  # ccxt's throttle; None = ccxt's default for the exchange
     timeout_ms: int = 10_000
+    retry_attempts: int = 6  # per request, on temporary errors
+    retry_base_s: float = 0.5  # first backoff; doubles each attempt, with jitter
+    step_retries: int = 2  # Dagster step retries after a request has used all its attempts
+
+
+_SETTING_TYPES = {"base_url": str, "rate_limit_ms": float, "timeout_ms": int, "retry_attempts": int,
+                  "retry_base_s": float, "step_retries": int}  # fmt: skip
+
+
+def _exchange_settings(name: str, settings: dict[str, Any]) -> ExchangeSettings:
+    values: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key == "markets":
+            continue
+        if key not in _SETTING_TYPES:
+            raise WatchlistError(
+                f"exchanges.{name}: unknown setting {key!r}; known: {sorted(_SETTING_TYPES)}"
+            )
+        try:
+            values[key] = None if value is None else _SETTING_TYPES[key](value)
+        except (TypeError, ValueError) as e:
+            raise WatchlistError(
+                f"exchanges.{name}.{key}: {value!r} is not a {_SETTING_TYPES[key].__name__}"
+            ) from e
+    return ExchangeSettings(name=name, **values)
 
 
 @dataclass(frozen=True)
@@ -136,17 +161,7 @@ def parse_watchlist(
             raise WatchlistError(f"exchanges.{name}: unknown exchange {name!r}")
         if not isinstance(settings, dict):
             raise WatchlistError(f"exchanges.{name}: settings must be a mapping")
-        extra = set(settings) - {"base_url", "rate_limit_ms", "timeout_ms", "markets"}
-        if extra:
-            raise WatchlistError(f"exchanges.{name}: unknown settings {sorted(extra)}")
-        exchanges.append(
-            ExchangeSettings(
-                name=name,
-                base_url=settings.get("base_url"),
-                rate_limit_ms=settings.get("rate_limit_ms"),
-                timeout_ms=int(settings.get("timeout_ms", 10_000)),
-            )
-        )
+        exchanges.append(_exchange_settings(name, settings))
         for i, entry in enumerate(settings.get("markets") or []):
             where = f"exchanges.{name}.markets[{i}] ({entry!r})"
             for text, tfs, own_start in _entries(entry, where):

@@ -6,6 +6,7 @@ permanent ones never will (unknown symbol, bad parameters). Retries act on tempo
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -17,6 +18,12 @@ import ccxt
 
 class ExchangeDataError(Exception):
     """Base of every error raised at the exchange boundary."""
+
+    def with_context(self, context: str) -> ExchangeDataError:
+        """The same error (type and attributes) with ``context`` before its message."""
+        new = copy.copy(self)
+        new.args = (f"{context}: {self}",)
+        return new
 
 
 class TemporaryExchangeError(ExchangeDataError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from market_data.domain.intervals import merge_intervals
 from market_data.store.schema import apply_schema, normalise_url
 from market_data.store.tables import (
     KEY_COLUMNS,
@@ -47,34 +47,6 @@ class Series:
             table.c.symbol == self.symbol,
             table.c.timeframe == self.timeframe,
         )
-
-
-def merge_intervals(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for start, end in sorted(intervals):
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        else:
-            out.append((start, end))
-    return out
-
-
-def subtract_intervals(
-    start: int, end: int, covered: Iterable[tuple[int, int]]
-) -> list[tuple[int, int]]:
-    """Parts of [start, end) that ``covered`` (merged, sorted) does not cover."""
-    out, cursor = [], start
-    for s, e in covered:
-        if e <= cursor:
-            continue
-        if s >= end:
-            break
-        if s > cursor:
-            out.append((cursor, min(s, end)))
-        cursor = max(cursor, e)
-    if cursor < end:
-        out.append((cursor, end))
-    return out
 
 
 def _candle_upsert(dialect: Any, source: sa.Select | None = None) -> sa.Insert:

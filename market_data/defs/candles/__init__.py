@@ -1,0 +1,1 @@
+"""Candles: one partitioned asset per exchange, its partitions, sensors and checks."""

@@ -1,0 +1,145 @@
+"""The candle asset factory: one asset per exchange, e.g. ``candles/binance``."""
+
+import time
+from datetime import UTC, date, datetime
+
+import dagster as dg
+from pydantic import Field
+
+from market_data.defs.candles.ingest import MarketReport, exchange_now, ingest_market, instrument
+from market_data.defs.candles.partitions import MONTHS_PER_RUN, candle_partitions, ranges_by_market
+from market_data.defs.resources import (
+    STORE_KEY,
+    CandleStoreResource,
+    ExchangeResource,
+    exchange_resource_key,
+)
+from market_data.domain.candles import CandleContractError
+from market_data.domain.watchlist import Market, Watchlist, WatchlistError, split_key
+from market_data.exchanges.errors import ExchangeDataError, PermanentExchangeError
+
+
+class CandleRunConfig(dg.Config):
+    dry_run: bool = Field(False, description="fetch and validate, write nothing")
+    refetch: bool = Field(False, description="fetch again what coverage says was fetched")
+    not_before: str | None = Field(None, description="YYYY-MM-DD: fetch nothing earlier")
+    not_after: str | None = Field(None, description="YYYY-MM-DD: fetch nothing from this day on")
+
+
+def candle_asset_key(exchange: str) -> dg.AssetKey:
+    return dg.AssetKey(["candles", exchange])
+
+
+def _day_ms(text: str | None) -> int | None:
+    if not text:
+        return None
+    day = date.fromisoformat(text)
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+
+
+def market_for(watchlist: Watchlist, exchange: str, key: str) -> Market:
+    """The watched market of a partition key; a key not in the watchlist (added by the command
+    line) gets the watchlist's start date."""
+    try:
+        return watchlist.market(exchange, key)
+    except WatchlistError:
+        symbol, timeframe = split_key(key)
+        return Market(exchange, symbol, timeframe, watchlist.start)
+
+
+def _metadata(
+    reports: list[MarketReport], requests: int, seconds: float, dry_run: bool
+) -> dict[str, dg.MetadataValue]:
+    firsts = [r.first_ts for r in reports if r.first_ts is not None]
+    lasts = [r.last_ts for r in reports if r.last_ts is not None]
+    cells = [
+        (r.key, r.rows_written, r.candles_fetched, r.requests, r.expected, r.present, r.missing)
+        for r in reports
+    ]
+    rows = "\n".join("| " + " | ".join(map(str, c)) + " |" for c in cells)
+    meta: dict[str, dg.MetadataValue] = {
+        "rows_written": dg.MetadataValue.int(sum(r.rows_written for r in reports)),
+        "candles_fetched": dg.MetadataValue.int(sum(r.candles_fetched for r in reports)),
+        "requests": dg.MetadataValue.int(requests),
+        "expected": dg.MetadataValue.int(sum(r.expected for r in reports)),
+        "present": dg.MetadataValue.int(sum(r.present for r in reports)),
+        "missing": dg.MetadataValue.int(sum(r.missing for r in reports)),
+        "seconds": dg.MetadataValue.float(round(seconds, 3)),
+        "dry_run": dg.MetadataValue.bool(dry_run),
+        "markets": dg.MetadataValue.md(
+            "| market | rows written | fetched | requests | expected | present | missing |\n"
+            "| --- | --- | --- | --- | --- | --- | --- |\n" + rows
+        ),
+    }
+    if firsts:
+        meta["first_candle"] = dg.MetadataValue.timestamp(min(firsts) / 1000)
+        meta["last_candle"] = dg.MetadataValue.timestamp(max(lasts) / 1000)
+    return meta
+
+
+def _step_retries(retries: int) -> dg.RetryPolicy | None:
+    """A step whose requests used all their attempts is retried whole (it resumes from what is
+    stored) after 15 s, 30 s, ... with jitter."""
+    if retries <= 0:
+        return None
+    return dg.RetryPolicy(
+        max_retries=retries, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+    )
+
+
+def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
+    ex_key = exchange_resource_key(exchange)
+
+    @dg.asset(
+        key=candle_asset_key(exchange),
+        partitions_def=candle_partitions(exchange, watchlist.start),
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MONTHS_PER_RUN),
+        pool=f"exchange:{exchange}",
+        required_resource_keys={ex_key, STORE_KEY},
+        group_name="candles",
+        kinds={"ccxt", "sql"},
+        retry_policy=_step_retries(watchlist.exchange(exchange).step_retries),
+        description=f"Closed OHLCV candles from {exchange}, per market (symbol:timeframe) and "
+        "month, written to the candle store page by page.",
+    )
+    def candles(context: dg.AssetExecutionContext, config: CandleRunConfig) -> dg.MaterializeResult:
+        started = time.monotonic()
+        exchange_res: ExchangeResource = getattr(context.resources, ex_key)
+        store_res: CandleStoreResource = getattr(context.resources, STORE_KEY)
+        client, store = exchange_res.client(), store_res.store()
+        ranges = ranges_by_market(list(context.partition_keys))
+        lo, hi = _day_ms(config.not_before), _day_ms(config.not_after)
+        reports: list[MarketReport] = []
+        try:
+            markets = client.load_markets()
+            now = exchange_now(client, exchange_res.backoff())
+            for key, bounds in ranges.items():
+                market = market_for(watchlist, exchange, key)
+                clipped = [(max(s, lo or s), min(e, hi or e)) for s, e in bounds]
+                report = ingest_market(
+                    client,
+                    store,
+                    market,
+                    instrument(client, markets, market),
+                    [(s, e) for s, e in clipped if s < e],
+                    now,
+                    dry_run=config.dry_run,
+                    refetch=config.refetch,
+                    backoff=exchange_res.backoff(),
+                    log=context.log.info,
+                )
+                reports.append(report)
+                context.log.info(
+                    f"{key}: {report.rows_written} rows written, {report.requests} requests, "
+                    f"{report.present}/{report.expected} candles present"
+                )
+        except (PermanentExchangeError, CandleContractError, WatchlistError) as e:
+            raise dg.Failure(description=f"{exchange}: {e}", allow_retries=False) from e
+        except ExchangeDataError as e:
+            raise dg.Failure(description=f"{exchange}: gave up after retries: {e}") from e
+        seconds = time.monotonic() - started
+        return dg.MaterializeResult(
+            metadata=_metadata(reports, client.requests, seconds, config.dry_run)
+        )
+
+    return candles

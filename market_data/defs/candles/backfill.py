@@ -1,0 +1,120 @@
+"""Backfills from the command line: the same Dagster materializations the UI launches,
+recorded in the Dagster instance (DAGSTER_HOME), one ranged run per market and year."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import dagster as dg
+
+from market_data.defs.candles.assets import candle_asset
+from market_data.defs.candles.partitions import MONTHS_PER_RUN, market_partitions
+from market_data.defs.resources import CandleStoreResource
+from market_data.domain.watchlist import Market, Watchlist
+from market_data.store.candles import Series
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    market: Market
+    months: list[str]  # month partition keys, in order
+    not_before: date
+    not_after: date | None
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {
+            RANGE_START: f"{self.market.key}|{self.months[0]}",
+            RANGE_END: f"{self.market.key}|{self.months[-1]}",
+            "market_data/source": "cli",
+        }
+
+
+def month_keys(first: date, last: date) -> list[str]:
+    keys, cursor = [], first.replace(day=1)
+    while cursor <= last:
+        keys.append(cursor.isoformat())
+        cursor = cursor.replace(year=cursor.year + cursor.month // 12, month=cursor.month % 12 + 1)
+    return keys
+
+
+def plan(
+    markets: list[Market],
+    start: date,
+    end: date | None,
+    resume_from: Callable[[Market], date | None] | None = None,
+) -> list[RunPlan]:
+    """Runs of at most MONTHS_PER_RUN months per market; with ``resume_from``, each market
+    starts at the day its newest stored candle falls on."""
+    today = datetime.now(UTC).date()
+    plans = []
+    for market in markets:
+        first = start
+        if resume_from is not None:
+            first = max(start, resume_from(market) or start)
+        months = month_keys(first, min(end, today) if end else today)
+        for i in range(0, len(months), MONTHS_PER_RUN):
+            plans.append(RunPlan(market, months[i : i + MONTHS_PER_RUN], first, end))
+    return plans
+
+
+def newest_stored_day(store_resource: CandleStoreResource) -> Callable[[Market], date | None]:
+    store = store_resource.store()
+
+    def newest(market: Market) -> date | None:
+        last = store.last_ts(Series(market.exchange, market.symbol.standard, market.timeframe.code))
+        return None if last is None else datetime.fromtimestamp(last / 1000, UTC).date()
+
+    return newest
+
+
+def execute(
+    plans: list[RunPlan],
+    watchlist: Watchlist,
+    resources: dict[str, dg.ConfigurableResource],
+    instance: dg.DagsterInstance,
+    dry_run: bool,
+    echo: Callable[[str], None],
+) -> bool:
+    """Run the plans in order; returns whether every run succeeded."""
+    ok = True
+    by_exchange: dict[str, dg.AssetsDefinition] = {}
+    for i, p in enumerate(plans, 1):
+        exchange = p.market.exchange
+        if exchange not in by_exchange:
+            by_exchange[exchange] = candle_asset(exchange, watchlist)
+        parts = market_partitions(exchange).name
+        if not instance.has_dynamic_partition(parts, p.market.key):
+            instance.add_dynamic_partitions(parts, [p.market.key])
+        echo(f"[{i}/{len(plans)}] {exchange} {p.market.key} {p.months[0][:7]}..{p.months[-1][:7]}")
+        config = {
+            "dry_run": dry_run,
+            "not_before": p.not_before.isoformat(),
+            "not_after": p.not_after.isoformat() if p.not_after else None,
+        }
+        result = dg.materialize(
+            [by_exchange[exchange]],
+            instance=instance,
+            resources=resources,
+            tags=p.tags,
+            raise_on_error=False,
+            run_config={
+                "ops": {by_exchange[exchange].op.name: {"config": config}},
+                "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            },
+        )
+        if not result.success:
+            ok = False
+            echo(f"      FAILED (run {result.run_id}): see the Dagster UI for its logs")
+            continue
+        meta = result.asset_materializations_for_node(by_exchange[exchange].op.name)[0].metadata
+        value = {k: v.value for k, v in meta.items()}
+        echo(
+            f"      {value['rows_written']} rows written, {value['candles_fetched']} fetched, "
+            f"{value['requests']} requests, {value['missing']} missing "
+            f"({value['seconds']:.1f}s, run {result.run_id[:8]})"
+        )
+    return ok

@@ -1,0 +1,182 @@
+"""Fetch a market's candles for some time ranges and write them page by page.
+
+Plain Python (no Dagster): the candle asset calls it, and so does the benchmark. It joins the
+exchange client and the store: what is already covered is skipped, each page is validated
+and written (with its coverage) as soon as it arrives, so a kill loses at most one page and
+a rerun fetches only what is missing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from market_data.domain.candles import closed_only, to_frame, validate
+from market_data.domain.intervals import subtract_intervals
+from market_data.domain.watchlist import Market
+from market_data.exchanges.client import ExchangeClient
+from market_data.exchanges.errors import BadSymbolError
+from market_data.exchanges.paging import fetch_pages
+from market_data.exchanges.retry import Backoff, call_with_retry
+from market_data.store.candles import CandleStore, Series
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class MarketReport:
+    """What one market's fetch did; becomes materialization metadata."""
+
+    key: str
+    requests: int = 0
+    pages: int = 0
+    candles_fetched: int = 0
+    rows_written: int = 0
+    expected: int = 0
+    present: int = 0
+    first_ts: int | None = None
+    last_ts: int | None = None
+    bounds: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.expected - self.present)
+
+
+def instrument(client: ExchangeClient, markets: dict[str, Any], market: Market) -> dict[str, Any]:
+    """The exchange's listing of ``market`` (ccxt market dict), or a clear error."""
+    found = markets.get(market.symbol.ccxt)
+    if found is None:
+        raise BadSymbolError(
+            f"{market.symbol.standard} ({market.symbol.ccxt}) is not listed on {client.id}: "
+            "fix or remove this watchlist entry"
+        )
+    return found
+
+
+def listing_ms(
+    client: ExchangeClient,
+    store: CandleStore,
+    market: Market,
+    ccxt_market: dict[str, Any],
+    backoff: Backoff,
+) -> int | None:
+    """The market's first 1m candle, discovered once (a request from time 0) and kept."""
+    known = store.listing(market.exchange, market.symbol.standard)
+    if known is not None:
+        return int(known)
+    first = call_with_retry(
+        client, lambda: client.fetch_ohlcv(market.symbol.ccxt, "1m", 0, 1), backoff
+    )
+    listed = int(first[0][0]) if first else None
+    store.save_listing(
+        market.exchange,
+        market.symbol.standard,
+        market.symbol.ccxt,
+        ccxt_market.get("id"),
+        market.symbol.kind.lower(),
+        listed,
+    )
+    return listed
+
+
+def clip(
+    market: Market,
+    ranges: list[tuple[int, int]],
+    now_ms: int,
+    listed: int | None,
+    expiry: int | None,
+) -> list[tuple[int, int]]:
+    """The parts of ``ranges`` where closed candles can exist: after the market's start and
+    listing, before the last closed candle and the contract's expiry."""
+    tf = market.timeframe
+    lo = max(market.start_ms, tf.floor(listed) if listed is not None else now_ms)
+    hi = tf.floor(now_ms)  # candles opening before this have closed
+    if expiry is not None:
+        hi = min(hi, tf.ceil(expiry))
+    out = []
+    for start, end in ranges:
+        s, e = max(start, lo), min(end, hi)
+        if s < e:
+            out.append((tf.ceil(s), e))
+    return out
+
+
+def ingest_market(
+    client: ExchangeClient,
+    store: CandleStore,
+    market: Market,
+    ccxt_market: dict[str, Any],
+    ranges: list[tuple[int, int]],
+    now_ms: int,
+    *,
+    dry_run: bool = False,
+    refetch: bool = False,
+    backoff: Backoff = Backoff(),  # noqa: B008 (immutable)
+    log: Log = lambda _: None,
+) -> MarketReport:
+    report = MarketReport(market.key)
+    before = client.requests
+    tf = market.timeframe
+    series = Series(market.exchange, market.symbol.standard, tf.code)
+    listed = listing_ms(client, store, market, ccxt_market, backoff)
+    report.bounds = clip(market, ranges, now_ms, listed, ccxt_market.get("expiry"))
+    for start, end in report.bounds:
+        todo = (
+            [(start, end)]
+            if refetch
+            else subtract_intervals(start, end, store.covered(series, start, end))
+        )
+        total = sum(tf.count(s, e) for s, e in todo)
+        done = 0
+        for s, e in todo:
+            for page in fetch_pages(
+                client,
+                market.symbol.ccxt,
+                tf.code,
+                tf.ms,
+                s,
+                e,
+                backoff,
+                on_retry=lambda n, err, wait: log(
+                    f"{market.key}: retry {n} in {wait:.1f}s after {err}"
+                ),
+            ):
+                frame = validate(
+                    closed_only(to_frame(page.rows), tf.ms, now_ms),
+                    tf.ms,
+                    page.start_ms,
+                    page.end_ms,
+                    now_ms,
+                )
+                report.pages += 1
+                report.candles_fetched += len(frame)
+                if not dry_run:
+                    report.rows_written += store.write_page(
+                        series, frame, (page.start_ms, page.end_ms)
+                    )
+                done += tf.count(page.start_ms, page.end_ms)
+                log(
+                    f"{market.key}: {_iso(page.start_ms)}..{_iso(page.end_ms)} "
+                    f"{len(frame)} candles ({done}/{total} slots)"
+                )
+    for start, end in report.bounds:
+        n, first, last = store.candle_stats(series, start, end)
+        report.expected += tf.count(start, end)
+        report.present += n
+        if first is not None:
+            report.first_ts = first if report.first_ts is None else min(report.first_ts, first)
+            report.last_ts = last if report.last_ts is None else max(report.last_ts, last)
+    report.requests = client.requests - before
+    return report
+
+
+def exchange_now(client: ExchangeClient, backoff: Backoff = Backoff()) -> int:  # noqa: B008
+    """The exchange's clock: candles are closed by it, not by ours."""
+    return call_with_retry(client, client.fetch_time, backoff)
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M", time.gmtime(ms / 1000))

@@ -1,0 +1,60 @@
+"""The candle cursor: windows of limit x timeframe over [start, end), one request each.
+
+ccxt's own ``paginate`` is not used: without ``until`` it silently fetches only the last
+pages. Each window is requested with ``since`` = its start and ``until`` = its end - 1, so
+a page covers exactly its window whatever the exchange returns in it (holes, illiquid
+minutes), and the number of requests is the minimum, ceil(span / (limit x timeframe)).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from market_data.exchanges.client import ExchangeClient
+from market_data.exchanges.errors import ExchangeDataError, TemporaryExchangeError
+from market_data.exchanges.retry import Backoff, call_with_retry
+
+
+@dataclass(frozen=True)
+class Page:
+    start_ms: int  # the window [start_ms, end_ms) this page covers
+    end_ms: int
+    rows: list[list[float]]
+
+
+def windows(start_ms: int, end_ms: int, timeframe_ms: int, limit: int) -> Iterator[tuple[int, int]]:
+    span = timeframe_ms * limit
+    cursor = start_ms
+    while cursor < end_ms:
+        yield cursor, min(cursor + span, end_ms)
+        cursor += span
+
+
+def fetch_pages(
+    client: ExchangeClient,
+    symbol: str,
+    timeframe: str,
+    timeframe_ms: int,
+    start_ms: int,
+    end_ms: int,
+    backoff: Backoff = Backoff(),  # noqa: B008 (immutable)
+    on_retry: Callable[[int, TemporaryExchangeError, float], None] | None = None,
+) -> Iterator[Page]:
+    limit = client.page_limit
+    for lo, hi in windows(start_ms, end_ms, timeframe_ms, limit):
+        try:
+            rows = call_with_retry(
+                client,
+                lambda lo=lo, hi=hi: client.fetch_ohlcv(symbol, timeframe, lo, limit, until=hi - 1),
+                backoff,
+                on_retry,
+            )
+        except ExchangeDataError as e:
+            raise e.with_context(f"{symbol} {timeframe} window {_iso(lo)}..{_iso(hi)}") from e
+        yield Page(lo, hi, rows)
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(ms / 1000))

@@ -1,0 +1,58 @@
+"""Retrying one exchange call: exponential backoff with jitter, honouring Retry-After.
+
+Only temporary errors are retried; a 418 ban pauses the whole client (every later call
+waits) for the time the exchange asked. When attempts run out the last error is raised:
+nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from market_data.exchanges.client import ExchangeClient
+from market_data.exchanges.errors import ExchangeBannedError, TemporaryExchangeError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    attempts: int = 6
+    base_s: float = 0.5
+    cap_s: float = 60.0
+    jitter: float = 0.25  # +/- this share of the delay
+    #: longest Retry-After honoured; a longer ban fails the call instead of sleeping for hours
+    max_wait_s: float = 900.0
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        backoff = min(self.cap_s, self.base_s * 2 ** (attempt - 1))
+        backoff *= 1 + rng.uniform(-self.jitter, self.jitter)
+        return max(backoff, retry_after or 0.0)
+
+
+def call_with_retry(
+    client: ExchangeClient,
+    call: Callable[[], T],
+    backoff: Backoff = Backoff(),
+    on_retry: Callable[[int, TemporaryExchangeError, float], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+) -> T:
+    rng = rng or random.Random()
+    for attempt in range(1, backoff.attempts + 1):
+        try:
+            return call()
+        except TemporaryExchangeError as e:
+            wait = backoff.delay(attempt, e.retry_after, rng)
+            if attempt == backoff.attempts or wait > backoff.max_wait_s:
+                raise
+            if isinstance(e, ExchangeBannedError):
+                client.paused_until = time.monotonic() + wait
+            if on_retry is not None:
+                on_retry(attempt, e, wait)
+            sleep(wait)
+    raise AssertionError("unreachable")

@@ -1,0 +1,112 @@
+"""Running the candle asset in tests: a watchlist on the simulator, an ephemeral instance."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import ccxt
+import dagster as dg
+import sqlalchemy as sa
+
+from market_data.definitions import resources
+from market_data.defs.candles.assets import candle_asset
+from market_data.defs.resources import STORE_KEY, CandleStoreResource
+from market_data.domain.timeframes import Timeframe
+from market_data.domain.watchlist import Watchlist, parse_watchlist
+from market_data.simulator.book import CandleBook
+from market_data.simulator.generator import Bars
+from market_data.simulator.markets import MARKETS, Kind, SimMarket
+from market_data.store.candles import CandleStore, Series
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+
+def watchlist(base_url: str, markets: list[Any], start: str = "2026-01-01") -> Watchlist:
+    settings = {"base_url": base_url, "rate_limit_ms": 0, "retry_base_s": 0.05, "step_retries": 0}
+    data = {"start": start, "exchanges": {"binance": {**settings, "markets": markets}}}
+    return parse_watchlist(data, frozenset(ccxt.exchanges), date(2026, 11, 21))
+
+
+@dataclass
+class Harness:
+    wl: Watchlist
+    store_url: str
+    instance: dg.DagsterInstance
+
+    def __post_init__(self) -> None:
+        self.asset = candle_asset("binance", self.wl)
+        self.resources = resources(self.wl) | {
+            STORE_KEY: CandleStoreResource(database_url=self.store_url)
+        }
+        keys = [m.key for m in self.wl.markets]
+        self.instance.add_dynamic_partitions("markets_binance", keys)
+
+    @property
+    def store(self) -> CandleStore:
+        return self.resources[STORE_KEY].store()
+
+    def run(
+        self, first: str, last: str | None = None, config: dict[str, Any] | None = None
+    ) -> dg.ExecuteInProcessResult:
+        """Materialize partition ``first`` or the range ``first``..``last``."""
+        kwargs: dict[str, Any] = {"partition_key": first}
+        if last is not None:
+            kwargs = {
+                "tags": {
+                    "dagster/asset_partition_range_start": first,
+                    "dagster/asset_partition_range_end": last,
+                }
+            }
+        run_config = {"ops": {self.asset.op.name: {"config": config}}} if config else None
+        return dg.materialize(
+            [self.asset], instance=self.instance, resources=self.resources, raise_on_error=False,
+            run_config=run_config, **kwargs,
+        )  # fmt: skip
+
+    def metadata(self, result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+        mats = result.asset_materializations_for_node(self.asset.op.name)
+        return {k: v.value for k, v in mats[0].metadata.items()}
+
+    def stored(self, symbol: str, timeframe: str) -> list[list[float]]:
+        frame = self.store.read_candles(Series("binance", symbol, timeframe), 0, 2**62)
+        return frame.values.tolist()
+
+
+def exchange_truth(
+    market_id: str, kind: Kind, timeframe: str, start: int, end: int, now: int
+) -> list[list[float]]:
+    """The simulator's closed candles opening in [start, end), as a client parses them."""
+    market = next(m for m in MARKETS if m.id == market_id and m.kind is kind)
+    tf = Timeframe.parse(timeframe)
+    end = min(end, tf.floor(now))
+    bars = CandleBook().klines(market, tf.ms, start, end - 1, 10**9, now, [])
+    return parse_like_a_client(bars, market)
+
+
+def parse_like_a_client(bars: Bars, market: SimMarket) -> list[list[float]]:
+    """Integer ticks and lots as the exact decimals the wire carries, parsed to floats."""
+    pd, ld = market.price_decimals, market.lot_decimals
+    return [
+        [
+            int(t),
+            *(float(Decimal(int(x)).scaleb(-pd)) for x in prices),
+            float(Decimal(int(vol)).scaleb(-ld)),
+        ]
+        for t, *prices, vol in zip(
+            bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume, strict=True
+        )
+    ]
+
+
+def clear(url: str) -> None:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        for table in ("candles", "fetch_coverage", "instruments"):
+            if sa.inspect(conn).has_table(table):
+                conn.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 (constant names)
+    engine.dispose()

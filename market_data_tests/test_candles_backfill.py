@@ -1,0 +1,192 @@
+"""The candle asset against the simulator (real ccxt over HTTP) and real databases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from market_data.simulator.book import Clock
+from market_data.simulator.faults import Faults
+from market_data.simulator.markets import MARKETS, Kind
+from market_data.simulator.server import RunningSimulator, Simulator
+from market_data_tests.candle_harness import Harness, clear, exchange_truth, watchlist
+from market_data_tests.conftest import NOW_MS
+from market_data_tests.helpers import admin
+
+HOUR = 3_600_000
+OCT, NOV, DEC = 1_790_812_800_000, 1_793_491_200_000, 1_796_083_200_000  # 2026-10/11/12-01
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/candles.sqlite"
+        return
+    url = request.getfixturevalue("pg_database")
+    clear(url)
+    yield url
+    clear(url)
+
+
+@pytest.fixture
+def harness(sim: RunningSimulator, store_url: str) -> Harness:
+    wl = watchlist(
+        sim.url, ["BTC/USDT/1h", "ETH/USDT/1m", "NEWT/USDT/1h", "ZEN/BTC/1m", "NOPE/USDT/1h"]
+    )
+    return Harness(wl, store_url, dg.DagsterInstance.ephemeral())
+
+
+def klines_200(sim: RunningSimulator) -> int:
+    return admin(sim.url, "stats")["requests"].get("/api/v3/klines", {}).get("200", 0)
+
+
+def test_backfill_stores_exactly_the_closed_candles_and_is_idempotent(
+    harness: Harness, sim: RunningSimulator
+) -> None:
+    result = harness.run("BTC-USDT-SPOT:1h|2026-10-01", "BTC-USDT-SPOT:1h|2026-11-01")
+    assert result.success
+    truth = exchange_truth("BTCUSDT", Kind.SPOT, "1h", OCT, DEC, NOW_MS)
+    assert harness.stored("BTC-USDT-SPOT", "1h") == truth
+    assert truth[-1][0] == NOW_MS - NOW_MS % HOUR - HOUR  # up to the last closed candle
+    meta = harness.metadata(result)
+    assert (meta["rows_written"], meta["expected"], meta["present"], meta["missing"]) == (
+        len(truth),
+    ) * 3 + (0,)
+    # Again: nothing new is fetched, nothing is written.
+    pages = klines_200(sim)
+    again = harness.run("BTC-USDT-SPOT:1h|2026-10-01", "BTC-USDT-SPOT:1h|2026-11-01")
+    assert again.success and harness.metadata(again)["rows_written"] == 0
+    assert klines_200(sim) == pages
+    assert harness.stored("BTC-USDT-SPOT", "1h") == truth
+    # An overlapping range adds only what was missing (September).
+    wider = harness.run("BTC-USDT-SPOT:1h|2026-09-01", "BTC-USDT-SPOT:1h|2026-11-01")
+    assert harness.metadata(wider)["rows_written"] == 30 * 24
+    assert klines_200(sim) == pages + 1
+    assert len(harness.stored("BTC-USDT-SPOT", "1h")) == len(truth) + 720
+
+
+def test_a_backfill_uses_the_minimum_number_of_requests(
+    harness: Harness, sim: RunningSimulator
+) -> None:
+    result = harness.run("ETH-USDT-SPOT:1m|2026-01-01", "ETH-USDT-SPOT:1m|2026-02-01")
+    assert result.success
+    minutes = (31 + 28) * 1440
+    assert harness.metadata(result)["rows_written"] == minutes
+    pages = -(-minutes // 1000)
+    assert klines_200(sim) == pages + 1  # + the one listing discovery
+
+
+def test_an_interrupted_backfill_fails_loudly_then_resumes_without_loss(
+    harness: Harness, sim: RunningSimulator
+) -> None:
+    # Page 6 and everything after it fail hard (after the listing request and 5 pages).
+    admin(
+        sim.url,
+        "faults",
+        {"fail": [{"path": "/api/v3/klines", "status": 500, "skip": 6, "count": -1}]},
+    )
+    failed = harness.run("ETH-USDT-SPOT:1m|2026-01-01")
+    assert not failed.success
+    failure = failed.get_step_failure_events()[0].step_failure_data.error
+    assert (
+        "gave up after retries: ETH/USDT 1m window 2026-01-04T11:20Z..2026-01-05T04:00Z"
+        in failure.message
+    )
+    assert "Server is currently overloaded" in failure.message
+    kept = harness.stored("ETH-USDT-SPOT", "1m")
+    assert len(kept) == 5000  # every page that arrived was written
+    admin(sim.url, "faults", {"fail": []})
+    before = klines_200(sim)
+    rerun = harness.run("ETH-USDT-SPOT:1m|2026-01-01")
+    assert rerun.success
+    assert klines_200(sim) - before == -(-(31 * 1440 - 5000) // 1000)  # only what was missing
+    stored = harness.stored("ETH-USDT-SPOT", "1m")
+    assert stored == exchange_truth(
+        "ETHUSDT", Kind.SPOT, "1m", 1_767_225_600_000, 1_769_904_000_000, NOW_MS
+    )
+    assert len({row[0] for row in stored}) == len(stored) == 31 * 1440
+
+
+def test_rate_limits_and_bans_are_waited_out(harness: Harness, sim: RunningSimulator) -> None:
+    # 50 weight per 1 s window: markets (20), then 15 pages (2 each), then 429s, a 1 s ban (418).
+    admin(
+        sim.url,
+        "faults",
+        {"weight_limit": 50, "weight_window_s": 1, "ban_after": 1, "ban_seconds": 1},
+    )
+    result = harness.run("ETH-USDT-SPOT:1m|2026-01-01")
+    assert result.success
+    assert len(harness.stored("ETH-USDT-SPOT", "1m")) == 31 * 1440
+    stats = admin(sim.url, "stats")["requests"]["/api/v3/klines"]
+    assert stats.get("429", 0) >= 1
+    assert stats["200"] == 45 + 1  # the minimum: 45 pages and the listing, each once
+    assert stats.get("429", 0) + stats.get("418", 0) <= 25  # waits honoured, no hammering
+
+
+def test_nothing_is_expected_before_the_listing(harness: Harness) -> None:
+    newt = next(m for m in MARKETS if m.id == "NEWTUSDT")
+    result = harness.run("NEWT-USDT-SPOT:1h|2026-10-01")
+    meta = harness.metadata(result)
+    stored = harness.stored("NEWT-USDT-SPOT", "1h")
+    assert stored[0][0] == newt.listed_ms
+    assert (
+        meta["missing"] == 0 and meta["expected"] == len(stored) == (NOV - newt.listed_ms) // HOUR
+    )
+
+
+def test_the_candle_in_progress_is_stored_once_it_has_closed(
+    harness: Harness, sim: RunningSimulator
+) -> None:
+    harness.run("BTC-USDT-SPOT:1h|2026-11-01")
+    current = NOW_MS - NOW_MS % HOUR
+    assert harness.stored("BTC-USDT-SPOT", "1h")[-1][0] == current - HOUR
+    admin(sim.url, "clock", {"advance_ms": HOUR})
+    assert harness.run("BTC-USDT-SPOT:1h|2026-11-01").success
+    last = harness.stored("BTC-USDT-SPOT", "1h")[-1]
+    truth = exchange_truth("BTCUSDT", Kind.SPOT, "1h", current, current + HOUR, NOW_MS + HOUR)
+    assert [last] == truth
+
+
+def test_an_illiquid_market_stores_what_the_exchange_has(harness: Harness) -> None:
+    result = harness.run("ZEN-BTC-SPOT:1m|2026-11-01")
+    meta = harness.metadata(result)
+    truth = exchange_truth("ZENBTC", Kind.SPOT, "1m", NOV, DEC, NOW_MS)
+    assert harness.stored("ZEN-BTC-SPOT", "1m") == truth
+    assert meta["expected"] > meta["present"] == len(truth)  # minutes without trades
+
+
+def test_a_market_the_exchange_does_not_list_fails_with_a_clear_error(harness: Harness) -> None:
+    result = harness.run("NOPE-USDT-SPOT:1h|2026-11-01")
+    assert not result.success
+    error = result.get_step_failure_events()[0].step_failure_data
+    assert "NOPE-USDT-SPOT (NOPE/USDT) is not listed on binance" in error.error.message
+    assert error.user_failure_data is not None  # a dg.Failure: no pointless retries
+
+
+def test_dry_run_fetches_and_validates_but_writes_nothing(harness: Harness) -> None:
+    result = harness.run("BTC-USDT-SPOT:1h|2026-10-01", config={"dry_run": True})
+    meta = harness.metadata(result)
+    assert meta["dry_run"] and meta["candles_fetched"] == 31 * 24 and meta["rows_written"] == 0
+    assert harness.stored("BTC-USDT-SPOT", "1h") == []
+
+
+def test_rows_that_break_the_contract_are_not_stored(tmp_path: Path, store_url: str) -> None:
+    start = 1_793_491_200_000  # 2026-11-01
+    rows = [[start + i * 60_000, "10.0", "10.5", "9.5", "10.2", "1.0"] for i in range(30)]
+    rows[7] = [start + 7 * 60_000, "10.0", "9.0", "9.5", "10.2", "1.0"]  # high below open
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(",".join(map(str, r)) for r in rows))
+    sim = Simulator(Faults(), Clock(fixed_ms=NOW_MS), replay={"BTCUSDT": path})
+    with RunningSimulator(sim) as running:
+        h = Harness(
+            watchlist(running.url, ["BTC/USDT/1m"]), store_url, dg.DagsterInstance.ephemeral()
+        )
+        result = h.run("BTC-USDT-SPOT:1m|2026-11-01")
+    assert not result.success
+    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "1 candle(s) break the contract (high >= max(open, close))" in message
+    assert str(start + 7 * 60_000) in message  # the offending row is shown
+    assert h.stored("BTC-USDT-SPOT", "1m") == []
