@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
+import dagster as dg
+from sqlalchemy.engine import make_url
 
+from market_data.config import database_url, load_watchlist
+from market_data.defs.candles.backfill import execute, newest_stored_day, plan
+from market_data.defs.resources import build_resources
+from market_data.domain.symbols import MalformedSymbolError, parse_symbol
+from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
+from market_data.domain.watchlist import Market, WatchlistError
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
+from market_data.simulator.server import Simulator, serve_forever
+from market_data.store.candles import CandleStore
+from market_data.store.schema import apply_schema, drop_all
 
 
 @click.group()
 def main() -> None:
     """Crypto candle history, complete and fresh, with Dagster."""
+    # Dagster flags its beta/preview parameters (backfill_policy, pool) on every load.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
 def _faults(raw: str | None) -> Faults:
@@ -55,7 +70,6 @@ def simulate(
     replay: tuple[str, ...],
 ) -> None:
     """Run the local exchange simulator (Binance spot and USD-M futures wire format)."""
-    from market_data.simulator.server import Simulator, serve_forever
 
     fixed = None
     if fixed_clock:
@@ -74,7 +88,6 @@ def db() -> None:
 
 
 def _redacted(url: str) -> str:
-    from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
 
@@ -82,9 +95,6 @@ def _redacted(url: str) -> str:
 @db.command("init")
 def db_init() -> None:
     """Create or upgrade the schema (the files in sql/, each once)."""
-    from market_data.config import database_url
-    from market_data.store.candles import CandleStore
-    from market_data.store.schema import apply_schema
 
     store = CandleStore(database_url(), create=False)
     applied = apply_schema(store.engine)
@@ -98,9 +108,6 @@ def db_init() -> None:
 @click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
 def db_reset(force: bool) -> None:
     """Drop every table and create the schema again: all stored candles are lost."""
-    from market_data.config import database_url
-    from market_data.store.candles import CandleStore
-    from market_data.store.schema import apply_schema, drop_all
 
     url = database_url()
     if not force:
@@ -156,15 +163,6 @@ def backfill(
     dry_run: bool,
 ) -> None:
     """Backfill candles: Dagster materializations of the candle asset, shown in the UI."""
-    import dagster as dg
-
-    from market_data.config import load_watchlist
-    from market_data.definitions import resources
-    from market_data.defs.candles.backfill import execute, newest_stored_day, plan
-    from market_data.defs.resources import STORE_KEY
-    from market_data.domain.symbols import MalformedSymbolError, parse_symbol
-    from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
-    from market_data.domain.watchlist import Market, WatchlistError
 
     try:
         watchlist = load_watchlist()
@@ -183,8 +181,9 @@ def backfill(
         ]
     except (MalformedSymbolError, UnknownTimeframeError) as e:
         raise click.BadParameter(str(e)) from e
-    res = resources(watchlist)
-    plans = plan(markets, first, last, newest_stored_day(res[STORE_KEY]) if resume else None)
+    res = build_resources(watchlist)
+    newest = newest_stored_day(CandleStore(database_url())) if resume else None
+    plans = plan(markets, first, last, newest)
     click.echo(
         f"{len(plans)} run(s) for {len(markets)} market(s) on {exchange}"
         + (" (dry run)" if dry_run else "")

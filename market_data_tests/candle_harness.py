@@ -12,9 +12,8 @@ import ccxt
 import dagster as dg
 import sqlalchemy as sa
 
-from market_data.definitions import resources
 from market_data.defs.candles.assets import candle_asset
-from market_data.defs.resources import STORE_KEY, CandleStoreResource
+from market_data.defs.resources import STORE_KEY, CandleStoreResource, build_resources
 from market_data.domain.timeframes import Timeframe
 from market_data.domain.watchlist import Watchlist, parse_watchlist
 from market_data.simulator.book import CandleBook
@@ -40,7 +39,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.asset = candle_asset("binance", self.wl)
-        self.resources = resources(self.wl) | {
+        self.resources = build_resources(self.wl) | {
             STORE_KEY: CandleStoreResource(database_url=self.store_url)
         }
         keys = [m.key for m in self.wl.markets]

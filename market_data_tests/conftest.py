@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from market_data.simulator.faults import Faults
 from market_data.simulator.server import RunningSimulator, Simulator
 
 #: A fixed exchange clock for tests: 2026-11-20 12:34:56.789 UTC.
-NOW_MS = 1_795_696_496_789
+NOW_MS = 1_795_178_096_789
 
 
 @pytest.fixture
@@ -56,17 +57,9 @@ def _server_answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """URL of a PostgreSQL server's maintenance database."""
-    env = os.environ.get("DATABASE_URL", "")
-    if env.startswith(("postgresql", "postgres:")):
-        yield env.replace("postgresql://", "postgresql+psycopg://", 1)
-        return
-    local = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    if os.environ.get("MARKET_DATA_TEST_THROWAWAY_PG") != "1" and _server_answers(local):
-        yield local
-        return
+@contextmanager
+def throwaway_cluster() -> Iterator[str]:
+    """A PostgreSQL cluster of our own from the local binaries; yields its maintenance URL."""
     if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
         pytest.fail("no PostgreSQL server answers and initdb/pg_ctl are not on PATH")
     base = Path(tempfile.mkdtemp(prefix="market-data-pg-"))
@@ -82,21 +75,11 @@ def pg_server() -> Iterator[str]:
         capture_output=True,
     )
     subprocess.run(
-        [
-            *prefix,
-            "pg_ctl",
-            "-D",
-            str(data),
-            "-l",
-            str(base / "log"),
-            "-w",
-            "-o",
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1",
-            "start",
-        ],
+        [*prefix, "pg_ctl", "-D", str(data), "-l", str(base / "log"), "-w", "-o",
+         f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"],
         check=True,
         capture_output=True,
-    )
+    )  # fmt: skip
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
@@ -104,6 +87,21 @@ def pg_server() -> Iterator[str]:
             [*prefix, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True
         )
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """URL of a PostgreSQL server's maintenance database."""
+    env = os.environ.get("DATABASE_URL", "")
+    if env.startswith(("postgresql", "postgres:")):
+        yield env.replace("postgresql://", "postgresql+psycopg://", 1)
+        return
+    local = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    if os.environ.get("MARKET_DATA_TEST_THROWAWAY_PG") != "1" and _server_answers(local):
+        yield local
+        return
+    with throwaway_cluster() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
 import dagster as dg
 from pydantic import Field
 
+from market_data.config import DATABASE_ENV, DEFAULT_DATABASE_URL
+from market_data.domain.watchlist import Watchlist
 from market_data.exchanges.client import ExchangeClient, build_exchange
 from market_data.exchanges.retry import Backoff
 from market_data.store.candles import CandleStore
@@ -50,3 +53,19 @@ class CandleStoreResource(dg.ConfigurableResource):
 
     def store(self) -> CandleStore:
         return _store(self.database_url)
+
+
+def build_resources(watchlist: Watchlist) -> dict[str, dg.ConfigurableResource]:
+    # The URL may hold a password: it reaches the resource through dg.EnvVar, never a log.
+    url = dg.EnvVar(DATABASE_ENV) if os.environ.get(DATABASE_ENV) else DEFAULT_DATABASE_URL
+    out: dict[str, dg.ConfigurableResource] = {STORE_KEY: CandleStoreResource(database_url=url)}
+    for ex in watchlist.exchanges:
+        out[exchange_resource_key(ex.name)] = ExchangeResource(
+            name=ex.name,
+            base_url=ex.base_url,
+            rate_limit_ms=ex.rate_limit_ms,
+            timeout_ms=ex.timeout_ms,
+            retry_attempts=ex.retry_attempts,
+            retry_base_s=ex.retry_base_s,
+        )
+    return out

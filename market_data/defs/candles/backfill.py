@@ -9,9 +9,8 @@ import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset
 from market_data.defs.candles.partitions import MONTHS_PER_RUN, market_partitions
-from market_data.defs.resources import CandleStoreResource
 from market_data.domain.watchlist import Market, Watchlist
-from market_data.store.candles import Series
+from market_data.store.candles import CandleStore, Series
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -61,9 +60,7 @@ def plan(
     return plans
 
 
-def newest_stored_day(store_resource: CandleStoreResource) -> Callable[[Market], date | None]:
-    store = store_resource.store()
-
+def newest_stored_day(store: CandleStore) -> Callable[[Market], date | None]:
     def newest(market: Market) -> date | None:
         last = store.last_ts(Series(market.exchange, market.symbol.standard, market.timeframe.code))
         return None if last is None else datetime.fromtimestamp(last / 1000, UTC).date()

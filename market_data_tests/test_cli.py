@@ -1,0 +1,170 @@
+"""The `market-data` command line as a user runs it: a process, env vars, the simulator."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from market_data.simulator.server import RunningSimulator
+from market_data.store.candles import CandleStore, Series
+from market_data_tests.conftest import NOW_MS
+
+ROOT = Path(__file__).resolve().parents[1]
+EXE = str(Path(sys.executable).with_name("market-data"))
+
+
+@pytest.fixture
+def env(tmp_path: Path, sim: RunningSimulator) -> dict[str, str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
+    config = tmp_path / "watchlist.yaml"
+    settings = {
+        "base_url": sim.url,
+        "rate_limit_ms": 0,
+        "step_retries": 0,
+        "markets": ["BTC/USDT/1h"],
+    }
+    config.write_text(yaml.safe_dump({"start": "2026-01-01", "exchanges": {"binance": settings}}))
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "MARKET_DATA_CONFIG": str(config),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/candles.sqlite",
+    }
+
+
+def cli(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [EXE, *args], env=env, capture_output=True, text=True, timeout=300, input=stdin
+    )
+
+
+def test_backfill_runs_dagster_materializations_and_resume_continues(env: dict[str, str]) -> None:
+    done = cli(
+        env,
+        "backfill",
+        "--exchange",
+        "binance",
+        "--symbol",
+        "BTC/USDT",
+        "--symbol",
+        "ETH-USDT-PERP",
+        "--timeframe",
+        "4h",
+        "--start",
+        "2026-10-15",
+        "--end",
+        "2026-11-10",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2 run(s) for 2 market(s) on binance" in done.stdout
+    assert "[1/2] binance BTC-USDT-SPOT:4h 2026-10..2026-11" in done.stdout
+    assert "156 rows written" in done.stdout  # 26 days x 6
+    store = CandleStore(env["DATABASE_URL"])
+    btc = Series("binance", "BTC-USDT-SPOT", "4h")
+    assert store.candle_stats(btc, 0, 2**62)[0] == 156
+    # The runs are in the Dagster instance, so the UI shows them.
+    instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+    runs = instance.get_runs()
+    assert len(runs) == 2 and all(r.is_success for r in runs)
+    assert {r.tags["dagster/asset_partition_range_start"] for r in runs} == {
+        "BTC-USDT-SPOT:4h|2026-10-01",
+        "ETH-USDT-PERP:4h|2026-10-01",
+    }
+    # --resume starts from the newest stored candle and fills up to the last closed one.
+    resumed = cli(
+        env,
+        "backfill",
+        "--exchange",
+        "binance",
+        "--symbol",
+        "BTC/USDT",
+        "--timeframe",
+        "4h",
+        "--start",
+        "2026-10-15",
+        "--resume",
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "2026-11..2026-11" in resumed.stdout
+    n, first, last = store.candle_stats(btc, 0, 2**62)
+    assert first == 1_792_022_400_000  # 2026-10-15, untouched
+    four_hours = 14_400_000
+    assert last == NOW_MS - NOW_MS % four_hours - four_hours  # the last closed at the exchange
+    assert n == (last - first) // 14_400_000 + 1
+    store.dispose()
+
+
+def test_dry_run_writes_nothing(env: dict[str, str]) -> None:
+    done = cli(
+        env,
+        "backfill",
+        "--exchange",
+        "binance",
+        "--symbol",
+        "BTC/USDT",
+        "--start",
+        "2026-11-01",
+        "--dry-run",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "(dry run)" in done.stdout and "0 rows written" in done.stdout
+    store = CandleStore(env["DATABASE_URL"])
+    assert store.candle_stats(Series("binance", "BTC-USDT-SPOT", "1h"), 0, 2**62)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--exchange", "kraken", "--symbol", "BTC/USDT"],
+            "exchange 'kraken' is not in the watchlist",
+        ),
+        (["--exchange", "binance", "--symbol", "BTCUSDT"], "malformed pair 'BTCUSDT'"),
+        (
+            ["--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "7m"],
+            "unknown timeframe '7m'",
+        ),
+        (
+            ["--exchange", "binance", "--symbol", "BTC/USDT", "--start", "2099-01-01"],
+            "2099-01-01 is in the future",
+        ),
+        (
+            ["--exchange", "binance", "--symbol", "BTC/USDT", "--start", "yesterday"],
+            "'yesterday' is not a date",
+        ),
+    ],
+)
+def test_bad_input_gets_a_clear_error(env: dict[str, str], args: list[str], message: str) -> None:
+    if "--start" not in args:
+        args = [*args, "--start", "2026-11-01"]
+    done = cli(env, "backfill", *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_a_market_the_exchange_lacks_fails_the_run_with_the_reason(env: dict[str, str]) -> None:
+    done = cli(
+        env, "backfill", "--exchange", "binance", "--symbol", "NOPE/USDT", "--start", "2026-11-01"
+    )
+    assert done.returncode == 1
+    assert "FAILED" in done.stdout
+    assert "NOPE-USDT-SPOT (NOPE/USDT) is not listed on binance" in done.stderr
+
+
+def test_db_init_and_reset(env: dict[str, str]) -> None:
+    first = cli(env, "db", "init")
+    assert first.returncode == 0 and "applied 001_candles.sql" in first.stdout
+    assert "schema up to date" in cli(env, "db", "init").stdout
+    refused = cli(env, "db", "reset", stdin="n\n")
+    assert refused.returncode == 1 and "Aborted" in refused.stderr
+    assert "reset" in cli(env, "db", "reset", "-f").stdout
