@@ -23,6 +23,7 @@ from market_data.exchanges.retry import Backoff, call_with_retry
 from market_data.store.candles import CandleStore, Series
 
 Log = Callable[[str], None]
+LOG_EVERY_S = 5.0  # progress lines while paging: at most one per this many seconds
 
 
 @dataclass
@@ -130,7 +131,7 @@ def ingest_market(
             else subtract_intervals(start, end, store.covered(series, start, end))
         )
         total = sum(tf.count(s, e) for s, e in todo)
-        done = 0
+        done, next_log = 0, 0.0
         for s, e in todo:
             for page in fetch_pages(
                 client,
@@ -158,10 +159,12 @@ def ingest_market(
                         series, frame, (page.start_ms, page.end_ms)
                     )
                 done += tf.count(page.start_ms, page.end_ms)
-                log(
-                    f"{market.key}: {_iso(page.start_ms)}..{_iso(page.end_ms)} "
-                    f"{len(frame)} candles ({done}/{total} slots)"
-                )
+                if time.monotonic() >= next_log or done == total:  # progress, not a flood
+                    next_log = time.monotonic() + LOG_EVERY_S
+                    log(
+                        f"{market.key}: {_iso(page.start_ms)}..{_iso(page.end_ms)} "
+                        f"{len(frame)} candles ({done}/{total} slots)"
+                    )
     for start, end in report.bounds:
         n, first, last = store.candle_stats(series, start, end)
         report.expected += tf.count(start, end)

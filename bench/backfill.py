@@ -1,0 +1,185 @@
+"""One market, one year of 1m candles (525,600) from the simulator into PostgreSQL, 3 ways:
+
+  (a) the Dagster backfill: one ranged run of the candle asset over 12 month partitions
+  (b) the same fetch code (ingest_market) writing with COPY, no Dagster
+  (c) the old-script style: sequential fetch, one upsert statement per row (SQLAlchemy)
+
+Each way runs in its own process (for its peak RSS) against its own fresh database; the
+simulator runs as a separate process. Targets: requests = the minimum; (a) within 1.3x of
+(b); (a) at least 3x faster than (c); peak RSS of (a) under 400 MB.
+
+    python bench/backfill.py            # PostgreSQL: DATABASE_URL, else 127.0.0.1:5432
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+import warnings
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+YEAR_START, YEAR_END = 1_735_689_600_000, 1_767_225_600_000  # 2025-01-01 .. 2026-01-01
+NOW = "2026-01-02T00:00Z"
+CANDLES = (YEAR_END - YEAR_START) // 60_000
+MINIMUM_PAGES = -(-CANDLES // 1000)
+SERVER = os.environ.get("DATABASE_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _admin(url: str, path: str, body: dict | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{url}/admin/{path}", data=data, method="POST" if data else "GET")  # noqa: S310
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+        return json.loads(resp.read())
+
+
+def _watchlist(sim_url: str) -> Any:
+    import ccxt
+
+    from market_data.domain.watchlist import parse_watchlist
+
+    settings = {
+        "base_url": sim_url,
+        "rate_limit_ms": 0,
+        "step_retries": 0,
+        "markets": ["BTC/USDT/1m"],
+    }
+    data = {"start": "2025-01-01", "exchanges": {"binance": settings}}
+    return parse_watchlist(data, frozenset(ccxt.exchanges), date(2026, 1, 2))
+
+
+def way(name: str, sim_url: str, db_url: str) -> dict:
+    """Runs in a child process; returns its figures."""
+    warnings.simplefilter("ignore")
+    import dagster as dg
+
+    from market_data.defs.candles.assets import candle_asset
+    from market_data.defs.candles.ingest import exchange_now, ingest_market
+    from market_data.defs.resources import STORE_KEY, CandleStoreResource, build_resources
+    from market_data.domain.candles import closed_only, to_frame, validate
+    from market_data.exchanges.paging import fetch_pages
+    from market_data.store.candles import CandleStore, Series
+
+    wl = _watchlist(sim_url)
+    market = wl.markets[0]
+    store = CandleStore(db_url)
+    t0 = time.perf_counter()
+    if name == "a":
+        res = build_resources(wl) | {STORE_KEY: CandleStoreResource(database_url=db_url)}
+        asset = candle_asset("binance", wl)
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions("markets_binance", [market.key])
+        tags = {
+            "dagster/asset_partition_range_start": f"{market.key}|2025-01-01",
+            "dagster/asset_partition_range_end": f"{market.key}|2025-12-01",
+        }
+        result = dg.materialize([asset], instance=instance, resources=res, tags=tags)
+        assert result.success
+    else:
+        client = build_resources(wl)["exchange_binance"].client()
+        markets = client.load_markets()
+        now = exchange_now(client)
+        if name == "b":
+            ingest_market(
+                client, store, market, markets[market.symbol.ccxt], [(YEAR_START, YEAR_END)], now
+            )
+        else:
+            series = Series("binance", market.symbol.standard, "1m")
+            for page in fetch_pages(client, "BTC/USDT", "1m", 60_000, YEAR_START, YEAR_END):
+                frame = validate(
+                    closed_only(to_frame(page.rows), 60_000, now),
+                    60_000,
+                    page.start_ms,
+                    page.end_ms,
+                    now,
+                )
+                store.upsert_row_by_row(series, frame)
+    seconds = time.perf_counter() - t0
+    stored = store.candle_stats(Series("binance", market.symbol.standard, "1m"), 0, 2**62)[0]
+    return {
+        "way": name,
+        "seconds": seconds,
+        "stored": stored,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    if len(sys.argv) == 4:  # child: way, simulator URL, database URL
+        print(json.dumps(way(*sys.argv[1:])))
+        return
+    port = _free_port()
+    sim_url = f"http://127.0.0.1:{port}"
+    exe = Path(sys.executable).with_name("market-data")
+    sim = subprocess.Popen(
+        [str(exe), "simulate", "--port", str(port), "--fixed-clock", NOW], stdout=subprocess.DEVNULL
+    )
+    admin = sa.create_engine(SERVER, isolation_level="AUTOCOMMIT")
+    figures = []
+    try:
+        for _ in range(100):
+            try:
+                _admin(sim_url, "stats")
+                break
+            except OSError:
+                time.sleep(0.1)
+        for name in ("a", "b", "c"):
+            db = f"md_bench_{uuid.uuid4().hex[:8]}"
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
+            try:
+                _admin(sim_url, "reset", {})
+                db_url = SERVER.rsplit("/", 1)[0] + f"/{db}"
+                out = subprocess.run(
+                    [sys.executable, __file__, name, sim_url, db_url],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+                row = json.loads(out.strip().splitlines()[-1])
+                stats = _admin(sim_url, "stats")["requests"].get("/api/v3/klines", {})
+                row["page_requests"] = sum(stats.values())
+                figures.append(row)
+                print(f"({name}) done in {row['seconds']:.1f}s", file=sys.stderr)
+            finally:
+                with admin.connect() as conn:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    labels = {
+        "a": "(a) Dagster backfill",
+        "b": "(b) fetch + COPY, no Dagster",
+        "c": "(c) row-by-row upserts",
+    }
+    print(f"{CANDLES} 1m candles; minimum candle requests: {MINIMUM_PAGES} (+1 listing discovery)")
+    print(
+        f"{'way':32} {'seconds':>8} {'candles/s':>10} {'requests':>9} {'peak RSS MB':>12} {'stored':>8}"
+    )
+    for row in figures:
+        print(
+            f"{labels[row['way']]:32} {row['seconds']:8.1f} {row['stored'] / row['seconds']:10.0f} "
+            f"{row['page_requests']:9d} {row['peak_rss_mb']:12.0f} {row['stored']:8d}"
+        )
+    a, b, c = (next(r["seconds"] for r in figures if r["way"] == w) for w in "abc")
+    print(f"(a)/(b) = {a / b:.2f}  (target <= 1.3);  (c)/(a) = {c / a:.1f}  (target >= 3)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Retries: exponential backoff with jitter, Retry-After honoured, bans pause the client."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+import pytest
+
+from market_data.exchanges.client import ExchangeClient, build_exchange
+from market_data.exchanges.errors import (
+    BadSymbolError,
+    ExchangeBannedError,
+    ExchangeUnavailableError,
+    RateLimitedError,
+)
+from market_data.exchanges.retry import Backoff, call_with_retry
+
+
+def flaky(errors: list[Exception], result: str = "ok") -> tuple[Callable[[], str], list[int]]:
+    calls = []
+
+    def call() -> str:
+        calls.append(1)
+        if errors:
+            raise errors.pop(0)
+        return result
+
+    return call, calls
+
+
+@pytest.fixture
+def client() -> ExchangeClient:
+    return ExchangeClient(build_exchange("binance"))  # no request is made in these tests
+
+
+def test_backoff_doubles_with_bounded_jitter() -> None:
+    backoff = Backoff(base_s=1, cap_s=10, jitter=0.25)
+    rng = random.Random(1)
+    for attempt, nominal in [(1, 1), (2, 2), (3, 4), (4, 8), (5, 10), (9, 10)]:
+        delays = [backoff.delay(attempt, None, rng) for _ in range(200)]
+        assert nominal * 0.75 <= min(delays) < max(delays) <= nominal * 1.25
+
+
+def test_retry_after_is_honoured(client: ExchangeClient) -> None:
+    call, calls = flaky(
+        [RateLimitedError("429", retry_after=7), RateLimitedError("", retry_after=3)]
+    )
+    slept: list[float] = []
+    assert call_with_retry(client, call, Backoff(base_s=0.1), sleep=slept.append) == "ok"
+    assert len(calls) == 3 and slept[0] == 7 and slept[1] == 3
+
+
+def test_a_ban_pauses_every_later_call(client: ExchangeClient) -> None:
+    call, _ = flaky([ExchangeBannedError("418", retry_after=0.3)])
+    call_with_retry(client, call, Backoff(base_s=0.01), sleep=lambda s: None)
+    assert client.paused_until > time.monotonic()  # the client itself waits before its next request
+
+
+def test_permanent_errors_are_not_retried(client: ExchangeClient) -> None:
+    call, calls = flaky([BadSymbolError("nope")])
+    with pytest.raises(BadSymbolError):
+        call_with_retry(client, call, sleep=lambda s: None)
+    assert len(calls) == 1
+
+
+def test_exhausted_attempts_raise_the_last_error(client: ExchangeClient) -> None:
+    call, calls = flaky([ExchangeUnavailableError(f"503 #{i}") for i in range(10)])
+    slept: list[float] = []
+    with pytest.raises(ExchangeUnavailableError, match="503 #3"):
+        call_with_retry(client, call, Backoff(attempts=4, base_s=1, jitter=0), sleep=slept.append)
+    assert len(calls) == 4 and slept == [1, 2, 4]
+
+
+def test_a_ban_longer_than_the_limit_fails_instead_of_sleeping(client: ExchangeClient) -> None:
+    call, _ = flaky([ExchangeBannedError("418", retry_after=86_400)])
+    with pytest.raises(ExchangeBannedError):
+        call_with_retry(client, call, Backoff(max_wait_s=900), sleep=lambda s: pytest.fail("slept"))
