@@ -6,7 +6,9 @@ import dagster as dg
 
 from market_data.config import load_watchlist
 from market_data.defs.candles.assets import candle_asset
-from market_data.defs.candles.sensors import watchlist_partitions_sensor
+from market_data.defs.candles.sensors import watchlist_sensor
+from market_data.defs.instruments.assets import instruments_asset
+from market_data.defs.instruments.schedules import instruments_refresh_schedule
 from market_data.defs.resources import build_resources
 from market_data.domain.watchlist import Watchlist
 
@@ -14,8 +16,12 @@ from market_data.domain.watchlist import Watchlist
 def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
     watchlist = watchlist or load_watchlist()
     return dg.Definitions(
-        assets=[candle_asset(ex.name, watchlist) for ex in watchlist.exchanges],
-        sensors=[watchlist_partitions_sensor(watchlist)],
+        assets=[
+            *(instruments_asset(ex.name) for ex in watchlist.exchanges),
+            *(candle_asset(ex.name, watchlist) for ex in watchlist.exchanges),
+        ],
+        schedules=[instruments_refresh_schedule()],
+        sensors=[watchlist_sensor(watchlist)],
         resources=build_resources(watchlist),
     )
 

@@ -64,7 +64,7 @@ _SETTING_TYPES = {"base_url": str, "rate_limit_ms": float, "timeout_ms": int, "r
 def _exchange_settings(name: str, settings: dict[str, Any]) -> ExchangeSettings:
     values: dict[str, Any] = {}
     for key, value in settings.items():
-        if key == "markets":
+        if key in ("markets", "select"):
             continue
         if key not in _SETTING_TYPES:
             raise WatchlistError(
@@ -80,10 +80,43 @@ def _exchange_settings(name: str, settings: dict[str, Any]) -> ExchangeSettings:
 
 
 @dataclass(frozen=True)
+class Selector:
+    """Markets chosen from an exchange's catalog by filters (None = any)."""
+
+    quotes: frozenset[str] | None = None
+    kinds: frozenset[str] | None = None  # spot, perp, future
+    bases: frozenset[str] | None = None
+    symbols: frozenset[str] | None = None  # standard names
+    timeframes: tuple[Timeframe, ...] = ()
+    start: date | None = None
+
+    def matches(self, symbol: str, base: str, quote: str, kind: str) -> bool:
+        return (
+            (self.quotes is None or quote in self.quotes)
+            and (self.kinds is None or kind in self.kinds)
+            and (self.bases is None or base in self.bases)
+            and (self.symbols is None or symbol in self.symbols)
+        )
+
+
+@dataclass(frozen=True)
+class CrossExchange:
+    """Symbols kept on every exchange that lists them, if at least ``min_exchanges_required``
+    do (0 = every configured exchange), for cross-exchange aggregation."""
+
+    symbols: tuple[str, ...]
+    timeframes: tuple[Timeframe, ...]
+    min_exchanges_required: int = 0
+    start: date | None = None
+
+
+@dataclass(frozen=True)
 class Watchlist:
     start: date
     exchanges: tuple[ExchangeSettings, ...]
     markets: tuple[Market, ...]
+    selectors: tuple[tuple[str, Selector], ...] = ()  # (exchange, selector)
+    cross_exchange: CrossExchange | None = None
 
     def exchange(self, name: str) -> ExchangeSettings:
         for ex in self.exchanges:
@@ -145,7 +178,7 @@ def parse_watchlist(
     today = today or datetime.now(UTC).date()
     if not isinstance(data, dict):
         raise WatchlistError("the watchlist must be a mapping with 'start' and 'exchanges'")
-    unknown = set(data) - {"start", "default_timeframes", "exchanges"}
+    unknown = set(data) - {"start", "default_timeframes", "exchanges", "cross_exchange"}
     if unknown:
         raise WatchlistError(f"unknown top-level keys: {sorted(unknown)}")
     start = _date(data.get("start", "2024-01-01"), "start", today)
@@ -155,6 +188,7 @@ def parse_watchlist(
         raise WatchlistError("'exchanges' must map exchange names to their settings")
     exchanges: list[ExchangeSettings] = []
     markets: dict[tuple[str, str], Market] = {}
+    selectors: list[tuple[str, Selector]] = []
     for name, settings in exchanges_raw.items():
         settings = settings or {}
         if name not in known_exchanges:
@@ -174,4 +208,76 @@ def parse_watchlist(
                 for tf in frames:
                     market = Market(name, symbol, tf, day)
                     markets[(name, market.key)] = market
-    return Watchlist(start, tuple(exchanges), tuple(markets.values()))
+        for i, raw in enumerate(settings.get("select") or []):
+            selectors.append(
+                (name, _selector(raw, f"exchanges.{name}.select[{i}]", defaults, today))
+            )
+    cross = _cross(data.get("cross_exchange"), defaults, today, len(exchanges))
+    return Watchlist(start, tuple(exchanges), tuple(markets.values()), tuple(selectors), cross)
+
+
+def _names(raw: Any, where: str, upper: bool = True) -> frozenset[str] | None:
+    if raw is None:
+        return None
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise WatchlistError(f"{where}: expected a name or a list of names")
+    return frozenset(x.upper() if upper else x.lower() for x in items)
+
+
+def _frames(raw: Any, defaults: list[str], where: str) -> tuple[Timeframe, ...]:
+    try:
+        return tuple(
+            Timeframe.parse(tf) for tf in ([raw] if isinstance(raw, str) else raw or defaults)
+        )
+    except UnknownTimeframeError as e:
+        raise WatchlistError(f"{where}: {e}") from e
+
+
+def _standard_names(raw: Any, where: str) -> frozenset[str] | None:
+    names = _names(raw, where)
+    if names is None:
+        return None
+    try:
+        return frozenset(parse_symbol(n).standard for n in names)
+    except MalformedSymbolError as e:
+        raise WatchlistError(f"{where}: {e}") from e
+
+
+def _selector(raw: Any, where: str, defaults: list[str], today: date) -> Selector:
+    allowed = {"quote", "type", "base", "symbols", "timeframes", "start"}
+    if not isinstance(raw, dict) or set(raw) - allowed:
+        raise WatchlistError(f"{where}: a selection is a mapping of {sorted(allowed)}")
+    kinds = _names(raw.get("type"), f"{where}.type", upper=False)
+    if kinds is not None and kinds - {"spot", "perp", "future"}:
+        raise WatchlistError(f"{where}.type: {sorted(kinds)}: use spot, perp or future")
+    return Selector(
+        quotes=_names(raw.get("quote"), f"{where}.quote"),
+        kinds=kinds,
+        bases=_names(raw.get("base"), f"{where}.base"),
+        symbols=_standard_names(raw.get("symbols"), f"{where}.symbols"),
+        timeframes=_frames(raw.get("timeframes"), defaults, where),
+        start=_date(raw["start"], where, today) if raw.get("start") is not None else None,
+    )
+
+
+def _cross(raw: Any, defaults: list[str], today: date, n_exchanges: int) -> CrossExchange | None:
+    where = "cross_exchange"
+    if raw is None:
+        return None
+    allowed = {"symbols", "timeframes", "min_exchanges_required", "start"}
+    if not isinstance(raw, dict) or set(raw) - allowed or "symbols" not in raw:
+        raise WatchlistError(
+            f"{where}: a mapping with 'symbols' and optional {sorted(allowed - {'symbols'})}"
+        )
+    needed = raw.get("min_exchanges_required", 0)
+    if not isinstance(needed, int) or needed < 0 or needed > n_exchanges:
+        raise WatchlistError(
+            f"{where}.min_exchanges_required: {needed!r} must be 0 (all) to {n_exchanges} (the exchanges configured)"
+        )
+    return CrossExchange(
+        symbols=tuple(sorted(_standard_names(raw["symbols"], f"{where}.symbols") or ())),
+        timeframes=_frames(raw.get("timeframes"), defaults, where),
+        min_exchanges_required=needed,
+        start=_date(raw["start"], where, today) if raw.get("start") is not None else None,
+    )

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from market_data.domain.intervals import merge_intervals
+from market_data.store.instruments import InstrumentStore
 from market_data.store.schema import apply_schema, normalise_url
 from market_data.store.tables import (
     KEY_COLUMNS,
@@ -19,7 +20,6 @@ from market_data.store.tables import (
     candles,
     candles_in,
     fetch_coverage,
-    instruments,
 )
 
 COLUMNS = ("ts", *VALUE_COLUMNS)
@@ -83,6 +83,7 @@ class CandleStore:
             index_elements=["exchange", "symbol", "timeframe", "start_ts"],
             set_={c: cover.excluded[c] for c in ("end_ts", "candles", "fetched_at")},
         )
+        self.instruments = InstrumentStore(self.engine, self._dialect)
         if create:
             apply_schema(self.engine)
 
@@ -178,41 +179,6 @@ class CandleStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return pd.DataFrame(rows, columns=list(COLUMNS)).astype({"ts": "int64"})
-
-    # -- instruments -------------------------------------------------------------------
-    def listing(self, exchange: str, symbol: str) -> int | None:
-        c = instruments.c
-        with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(c.listed_at).where(c.exchange == exchange, c.symbol == symbol)
-            ).scalar()
-
-    def save_listing(
-        self,
-        exchange: str,
-        symbol: str,
-        ccxt_symbol: str,
-        exchange_symbol: str | None,
-        kind: str,
-        listed_at: int | None,
-    ) -> None:
-        now = int(time.time() * 1000)
-        stmt = self._dialect.insert(instruments).values(
-            exchange=exchange,
-            symbol=symbol,
-            ccxt_symbol=ccxt_symbol,
-            exchange_symbol=exchange_symbol,
-            type=kind,
-            listed_at=listed_at,
-            active=True,
-            updated_at=now,
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["exchange", "symbol"],
-            set_={"listed_at": stmt.excluded.listed_at, "updated_at": stmt.excluded.updated_at},
-        )
-        with self.engine.begin() as conn:
-            conn.execute(stmt)
 
 
 # psycopg's COPY statement: table and column names are module constants, never input.

@@ -49,6 +49,14 @@ instruments = sa.Table(
     sa.Column("listed_at", sa.BigInteger),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("base", sa.String(32)),
+    sa.Column("quote", sa.String(32)),
+    sa.Column("settle", sa.String(32)),
+    sa.Column("expiry", sa.BigInteger),
+    sa.Column("tick_size", sa.Double),
+    sa.Column("lot_size", sa.Double),
+    sa.Column("delisted_at", sa.BigInteger),
+    sa.Column("first_seen_at", sa.BigInteger),
 )
 
 #: The PostgreSQL bulk path copies into this session-local twin of candles, then merges.

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from market_data.defs.candles.ingest import MarketReport, exchange_now, ingest_market, instrument
 from market_data.defs.candles.partitions import MONTHS_PER_RUN, candle_partitions, ranges_by_market
+from market_data.defs.instruments.assets import instruments_asset_key
 from market_data.defs.resources import (
     STORE_KEY,
     CandleStoreResource,
@@ -95,6 +96,7 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
         partitions_def=candle_partitions(exchange, watchlist.start),
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MONTHS_PER_RUN),
         pool=f"exchange:{exchange}",
+        deps=[instruments_asset_key(exchange)],
         required_resource_keys={ex_key, STORE_KEY},
         group_name="candles",
         kinds={"ccxt", "sql"},

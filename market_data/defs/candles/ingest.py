@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from market_data.domain.candles import closed_only, to_frame, validate
+from market_data.domain.catalog import instrument_from_ccxt
 from market_data.domain.intervals import subtract_intervals
+from market_data.domain.timeframes import MINUTE_MS
 from market_data.domain.watchlist import Market
 from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.errors import BadSymbolError
@@ -57,30 +59,36 @@ def instrument(client: ExchangeClient, markets: dict[str, Any], market: Market) 
     return found
 
 
-def listing_ms(
+def listing_bounds(
     client: ExchangeClient,
     store: CandleStore,
     market: Market,
     ccxt_market: dict[str, Any],
     backoff: Backoff,
-) -> int | None:
-    """The market's first 1m candle, discovered once (a request from time 0) and kept."""
-    known = store.listing(market.exchange, market.symbol.standard)
-    if known is not None:
-        return int(known)
-    first = call_with_retry(
-        client, lambda: client.fetch_ohlcv(market.symbol.ccxt, "1m", 0, 1), backoff
-    )
-    listed = int(first[0][0]) if first else None
-    store.save_listing(
-        market.exchange,
-        market.symbol.standard,
-        market.symbol.ccxt,
-        ccxt_market.get("id"),
-        market.symbol.kind.lower(),
-        listed,
-    )
-    return listed
+) -> tuple[int | None, int | None]:
+    """(first 1m candle open, end of the last candle if delisted): discovered once each, with
+    a request from time 0 and one for the newest candle, and kept in the catalog."""
+    inst = instrument_from_ccxt(market.exchange, ccxt_market)
+    assert inst is not None, f"{market.symbol.ccxt} is not a spot, perpetual or dated future market"
+    stored = store.instruments.stored(market.exchange).get(inst.symbol)
+    listed = stored.listed_at if stored else None
+    if listed is None:
+        first = call_with_retry(
+            client, lambda: client.fetch_ohlcv(inst.ccxt_symbol, "1m", 0, 1), backoff
+        )
+        listed = int(first[0][0]) if first else None
+        store.instruments.save_listing(inst, listed)
+    delisted = stored.delisted_at if stored else None
+    if delisted is None and inst.expiry is not None:
+        delisted = inst.expiry
+    if delisted is None and not inst.active:
+        last = call_with_retry(
+            client, lambda: client.fetch_ohlcv(inst.ccxt_symbol, "1m", None, 1), backoff
+        )
+        if last:
+            delisted = int(last[-1][0]) + MINUTE_MS
+            store.instruments.save_delisting(market.exchange, inst.symbol, delisted)
+    return listed, delisted
 
 
 def clip(
@@ -88,15 +96,15 @@ def clip(
     ranges: list[tuple[int, int]],
     now_ms: int,
     listed: int | None,
-    expiry: int | None,
+    ends: int | None,
 ) -> list[tuple[int, int]]:
     """The parts of ``ranges`` where closed candles can exist: after the market's start and
-    listing, before the last closed candle and the contract's expiry."""
+    listing, before the last closed candle and the delisting (or a future's expiry)."""
     tf = market.timeframe
     lo = max(market.start_ms, tf.floor(listed) if listed is not None else now_ms)
     hi = tf.floor(now_ms)  # candles opening before this have closed
-    if expiry is not None:
-        hi = min(hi, tf.ceil(expiry))
+    if ends is not None:
+        hi = min(hi, tf.ceil(ends))
     out = []
     for start, end in ranges:
         s, e = max(start, lo), min(end, hi)
@@ -122,8 +130,8 @@ def ingest_market(
     before = client.requests
     tf = market.timeframe
     series = Series(market.exchange, market.symbol.standard, tf.code)
-    listed = listing_ms(client, store, market, ccxt_market, backoff)
-    report.bounds = clip(market, ranges, now_ms, listed, ccxt_market.get("expiry"))
+    listed, ends = listing_bounds(client, store, market, ccxt_market, backoff)
+    report.bounds = clip(market, ranges, now_ms, listed, ends)
     for start, end in report.bounds:
         todo = (
             [(start, end)]

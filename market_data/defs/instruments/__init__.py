@@ -1,0 +1,1 @@
+"""The instrument catalog: one asset per exchange, refreshed daily."""
