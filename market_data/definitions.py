@@ -6,7 +6,9 @@ import dagster as dg
 
 from market_data.config import load_watchlist
 from market_data.defs.candles.assets import candle_asset
-from market_data.defs.candles.sensors import watchlist_sensor
+from market_data.defs.candles.checks import gap_check, gap_check_job
+from market_data.defs.candles.schedules import gap_sweep_schedule
+from market_data.defs.candles.sensors import gap_repair_sensor, watchlist_sensor
 from market_data.defs.instruments.assets import instruments_asset
 from market_data.defs.instruments.schedules import instruments_refresh_schedule
 from market_data.defs.resources import build_resources
@@ -20,8 +22,10 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
             *(instruments_asset(ex.name) for ex in watchlist.exchanges),
             *(candle_asset(ex.name, watchlist) for ex in watchlist.exchanges),
         ],
-        schedules=[instruments_refresh_schedule()],
-        sensors=[watchlist_sensor(watchlist)],
+        asset_checks=[gap_check(ex.name, watchlist) for ex in watchlist.exchanges],
+        jobs=[gap_check_job(ex.name, watchlist) for ex in watchlist.exchanges],
+        schedules=[instruments_refresh_schedule(), gap_sweep_schedule(watchlist)],
+        sensors=[watchlist_sensor(watchlist), gap_repair_sensor(watchlist)],
         resources=build_resources(watchlist),
     )
 

@@ -13,6 +13,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from market_data.defs.candles.assets import candle_asset
+from market_data.defs.candles.checks import gap_check, gap_check_job
 from market_data.defs.resources import STORE_KEY, CandleStoreResource, build_resources
 from market_data.domain.timeframes import Timeframe
 from market_data.domain.watchlist import Watchlist, parse_watchlist
@@ -20,6 +21,7 @@ from market_data.simulator.book import CandleBook
 from market_data.simulator.generator import Bars
 from market_data.simulator.markets import MARKETS, Kind, SimMarket
 from market_data.store.candles import CandleStore, Series
+from market_data.store.tables import metadata
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -39,6 +41,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.asset = candle_asset("binance", self.wl)
+        self.check = gap_check("binance", self.wl)
         self.resources = build_resources(self.wl) | {
             STORE_KEY: CandleStoreResource(database_url=self.store_url)
         }
@@ -63,9 +66,30 @@ class Harness:
             }
         run_config = {"ops": {self.asset.op.name: {"config": config}}} if config else None
         return dg.materialize(
-            [self.asset], instance=self.instance, resources=self.resources, raise_on_error=False,
-            run_config=run_config, **kwargs,
+            [self.asset, self.check],
+            instance=self.instance,
+            resources=self.resources,
+            raise_on_error=False,
+            run_config=run_config,
+            **kwargs,
+        )
+
+    def run_check(self, partition: str) -> dg.AssetCheckEvaluation:
+        """The gap check alone, on demand, for one partition."""
+        defs = dg.Definitions(
+            assets=[self.asset], asset_checks=[self.check], jobs=[gap_check_job("binance", self.wl)],
+            resources=self.resources,
         )  # fmt: skip
+        job = defs.resolve_job_def("check_gaps_binance")
+        tags = {
+            "dagster/asset_partition_range_start": partition,
+            "dagster/asset_partition_range_end": partition,
+        }
+        result = job.execute_in_process(instance=self.instance, tags=tags)
+        return result.get_asset_check_evaluations()[0]
+
+    def check_result(self, result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+        return result.get_asset_check_evaluations()[0]  # fmt: skip
 
     def metadata(self, result: dg.ExecuteInProcessResult) -> dict[str, Any]:
         mats = result.asset_materializations_for_node(self.asset.op.name)
@@ -105,7 +129,7 @@ def parse_like_a_client(bars: Bars, market: SimMarket) -> list[list[float]]:
 def clear(url: str) -> None:
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
-        for table in ("candles", "fetch_coverage", "instruments"):
+        for table in metadata.tables:
             if sa.inspect(conn).has_table(table):
                 conn.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 (constant names)
     engine.dispose()

@@ -111,11 +111,11 @@ def test_an_interrupted_backfill_fails_loudly_then_resumes_without_loss(
 
 
 def test_rate_limits_and_bans_are_waited_out(harness: Harness, sim: RunningSimulator) -> None:
-    # 50 weight per 1 s window: markets (20), then 15 pages (2 each), then 429s, a 1 s ban (418).
+    # 26 weight per 1 s window: markets (20), then 13 pages (2 each) a window, 429s, a 1 s ban.
     admin(
         sim.url,
         "faults",
-        {"weight_limit": 50, "weight_window_s": 1, "ban_after": 1, "ban_seconds": 1},
+        {"weight_limit": 26, "weight_window_s": 1, "ban_after": 1, "ban_seconds": 1},
     )
     result = harness.run("ETH-USDT-SPOT:1m|2026-01-01")
     assert result.success

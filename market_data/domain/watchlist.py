@@ -111,12 +111,20 @@ class CrossExchange:
 
 
 @dataclass(frozen=True)
+class GapSettings:
+    max_attempts: int = 3  # automatic repairs per gap; then exchange_empty (or left open)
+    retry_delay_s: float = 300.0  # before the 2nd attempt; doubles for each further one
+    sweep_cron: str = "0 2 * * *"  # the daily full-history sweep, UTC
+
+
+@dataclass(frozen=True)
 class Watchlist:
     start: date
     exchanges: tuple[ExchangeSettings, ...]
     markets: tuple[Market, ...]
     selectors: tuple[tuple[str, Selector], ...] = ()  # (exchange, selector)
     cross_exchange: CrossExchange | None = None
+    gaps: GapSettings = GapSettings()
 
     def exchange(self, name: str) -> ExchangeSettings:
         for ex in self.exchanges:
@@ -178,7 +186,7 @@ def parse_watchlist(
     today = today or datetime.now(UTC).date()
     if not isinstance(data, dict):
         raise WatchlistError("the watchlist must be a mapping with 'start' and 'exchanges'")
-    unknown = set(data) - {"start", "default_timeframes", "exchanges", "cross_exchange"}
+    unknown = set(data) - {"start", "default_timeframes", "exchanges", "cross_exchange", "gaps"}
     if unknown:
         raise WatchlistError(f"unknown top-level keys: {sorted(unknown)}")
     start = _date(data.get("start", "2024-01-01"), "start", today)
@@ -213,7 +221,29 @@ def parse_watchlist(
                 (name, _selector(raw, f"exchanges.{name}.select[{i}]", defaults, today))
             )
     cross = _cross(data.get("cross_exchange"), defaults, today, len(exchanges))
-    return Watchlist(start, tuple(exchanges), tuple(markets.values()), tuple(selectors), cross)
+    gaps = _gap_settings(data.get("gaps"))
+    return Watchlist(
+        start, tuple(exchanges), tuple(markets.values()), tuple(selectors), cross, gaps
+    )
+
+
+def _gap_settings(raw: Any) -> GapSettings:
+    if raw is None:
+        return GapSettings()
+    allowed = {"max_attempts": int, "retry_delay_s": float, "sweep_cron": str}
+    if not isinstance(raw, dict) or set(raw) - set(allowed):
+        raise WatchlistError(f"gaps: a mapping of {sorted(allowed)}")
+    try:
+        values = {k: allowed[k](v) for k, v in raw.items()}
+    except (TypeError, ValueError) as e:
+        raise WatchlistError(f"gaps: {e}") from e
+    if values.get("max_attempts", 1) < 1:
+        raise WatchlistError("gaps.max_attempts: at least 1")
+    if "sweep_cron" in values and len(values["sweep_cron"].split()) != 5:
+        raise WatchlistError(
+            f"gaps.sweep_cron: {values['sweep_cron']!r} is not a 5-field cron expression"
+        )
+    return GapSettings(**values)
 
 
 def _names(raw: Any, where: str, upper: bool = True) -> frozenset[str] | None:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from market_data.domain.intervals import merge_intervals
+from market_data.store.gaps import GapStore
 from market_data.store.instruments import InstrumentStore
 from market_data.store.schema import apply_schema, normalise_url
 from market_data.store.tables import (
@@ -84,6 +85,7 @@ class CandleStore:
             set_={c: cover.excluded[c] for c in ("end_ts", "candles", "fetched_at")},
         )
         self.instruments = InstrumentStore(self.engine, self._dialect)
+        self.gaps = GapStore(self.engine, self._dialect)
         if create:
             apply_schema(self.engine)
 

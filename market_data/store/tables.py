@@ -59,6 +59,28 @@ instruments = sa.Table(
     sa.Column("first_seen_at", sa.BigInteger),
 )
 
+candle_gaps = sa.Table(
+    "candle_gaps",
+    metadata,
+    *_series_columns(),
+    sa.Column("gap_start", sa.BigInteger, primary_key=True),
+    sa.Column("gap_end", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("detected_at", sa.BigInteger, nullable=False),
+    sa.Column("repaired_at", sa.BigInteger),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_attempt_at", sa.BigInteger),
+)
+
+exchange_clock = sa.Table(
+    "exchange_clock",
+    metadata,
+    sa.Column("exchange", sa.String(32), primary_key=True),
+    sa.Column("now_ms", sa.BigInteger, nullable=False),
+    sa.Column("read_at", sa.BigInteger, nullable=False),
+)
+
 #: The PostgreSQL bulk path copies into this session-local twin of candles, then merges.
 candles_in = sa.Table(
     "candles_in",

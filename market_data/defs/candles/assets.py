@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 import dagster as dg
 from pydantic import Field
 
+from market_data.defs.candles.gapwork import plan_repair
 from market_data.defs.candles.ingest import MarketReport, exchange_now, ingest_market, instrument
 from market_data.defs.candles.partitions import MONTHS_PER_RUN, candle_partitions, ranges_by_market
 from market_data.defs.instruments.assets import instruments_asset_key
@@ -25,6 +26,8 @@ class CandleRunConfig(dg.Config):
     refetch: bool = Field(False, description="fetch again what coverage says was fetched")
     not_before: str | None = Field(None, description="YYYY-MM-DD: fetch nothing earlier")
     not_after: str | None = Field(None, description="YYYY-MM-DD: fetch nothing from this day on")
+    repair: bool = Field(False, description="fetch only the open gaps of these partitions")
+    max_gaps: int | None = Field(None, description="with repair: at most this many gaps per market")
 
 
 def candle_asset_key(exchange: str) -> dg.AssetKey:
@@ -115,18 +118,26 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
         try:
             markets = client.load_markets()
             now = exchange_now(client, exchange_res.backoff())
+            store.gaps.save_clock(exchange, now)
             for key, bounds in ranges.items():
                 market = market_for(watchlist, exchange, key)
                 clipped = [(max(s, lo or s), min(e, hi or e)) for s, e in bounds]
+                clipped = [(s, e) for s, e in clipped if s < e]
+                if config.repair:
+                    span = client.page_limit * market.timeframe.ms
+                    clipped = plan_repair(
+                        store, market, clipped, watchlist.gaps, span, config.max_gaps
+                    )
+                    context.log.info(f"{key}: repairing {len(clipped)} range(s)")
                 report = ingest_market(
                     client,
                     store,
                     market,
                     instrument(client, markets, market),
-                    [(s, e) for s, e in clipped if s < e],
+                    clipped,
                     now,
                     dry_run=config.dry_run,
-                    refetch=config.refetch,
+                    refetch=config.refetch or config.repair,
                     backoff=exchange_res.backoff(),
                     log=context.log.info,
                 )

@@ -6,6 +6,8 @@ import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset_key
 from market_data.defs.candles.backfill import RANGE_END, RANGE_START, month_keys
+from market_data.defs.candles.checks import gap_check_key
+from market_data.defs.candles.gapwork import due_gaps
 from market_data.defs.candles.partitions import MONTHS_PER_RUN, market_partitions
 from market_data.defs.resources import CandleStoreResource
 from market_data.domain.selection import Resolution, resolve
@@ -85,5 +87,74 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         return dg.SensorResult(
             run_requests=run_requests, dynamic_partitions_requests=partition_requests
         )
+
+    return sensor
+
+
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def _busy_markets(instance: dg.DagsterInstance) -> set[str]:
+    """Markets some queued or running run is materializing (single partition or range)."""
+    busy = set()
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
+        for tag in ("dagster/partition", RANGE_START, RANGE_END):
+            if tag in run.tags:
+                busy.add(run.tags[tag].split("|")[0])
+    return busy
+
+
+def gap_repair_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="gap_repair",
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        asset_selection=[candle_asset_key(ex.name) for ex in watchlist.exchanges],
+        description="Rematerializes (repair mode: only the gaps) each partition whose gap check "
+        f"found open gaps, at most {watchlist.gaps.max_attempts} times per gap with growing delays.",
+    )
+    def sensor(
+        context: dg.SensorEvaluationContext, candle_store: CandleStoreResource
+    ) -> dg.SensorResult:
+        store = candle_store.store()
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        busy = _busy_markets(context.instance)
+        watched = {ex.name for ex in watchlist.exchanges}
+        partitions: dict[tuple[str, str], int] = {}
+        for gap in due_gaps(store, watchlist.gaps, now):
+            if gap["exchange"] not in watched:
+                continue
+            key = f"{gap['symbol']}:{gap['timeframe']}"
+            if key in busy:
+                continue
+            month = datetime.fromtimestamp(gap["gap_start"] / 1000, UTC).strftime("%Y-%m-01")
+            pk = (gap["exchange"], f"{key}|{month}")
+            partitions[pk] = max(partitions.get(pk, 0), gap["attempts"])
+        requests = []
+        for (exchange, partition), attempts in sorted(partitions.items()):
+            op_name = "__".join(candle_asset_key(exchange).path)
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"repair:{exchange}:{partition}:{attempts}",
+                    partition_key=partition,
+                    asset_selection=[candle_asset_key(exchange)],
+                    asset_check_keys=[gap_check_key(exchange)],
+                    run_config={"ops": {op_name: {"config": {"repair": True}}}},
+                    tags={
+                        "market_data/reason": "gap repair",
+                        "market_data/attempt": str(attempts + 1),
+                    },
+                )
+            )
+        if requests:
+            context.log.info(
+                f"repairing {len(requests)} partition(s): {', '.join(p for _, p in partitions)}"
+            )
+        return dg.SensorResult(run_requests=requests)
 
     return sensor

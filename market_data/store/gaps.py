@@ -1,0 +1,217 @@
+"""Gap detection over stored candles (one window-function query) and the candle_gaps table."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from market_data.domain.gaps import (
+    EMPTY,
+    EXCHANGE_EMPTY,
+    OPEN,
+    REPAIRED,
+    Hole,
+    classify,
+    holes_from_breaks,
+)
+from market_data.domain.intervals import merge_intervals
+from market_data.store.tables import candle_gaps, candles, exchange_clock, fetch_coverage
+
+
+@dataclass(frozen=True)
+class GapRow:
+    start: int
+    end: int
+    kind: str
+    status: str
+    attempts: int
+    last_attempt_at: int | None
+
+
+def _series_where(
+    table: sa.Table, exchange: str, symbol: str, timeframe: str
+) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        table.c.exchange == exchange, table.c.symbol == symbol, table.c.timeframe == timeframe
+    )
+
+
+class GapStore:
+    def __init__(self, engine: sa.Engine, dialect: Any) -> None:
+        self.engine, self._dialect = engine, dialect
+
+    def save_clock(self, exchange: str, now_ms: int) -> None:
+        """Remember the exchange's clock as a run read it (never moving it back)."""
+        values = {"exchange": exchange, "now_ms": now_ms, "read_at": int(time.time() * 1000)}
+        stmt = self._dialect.insert(exchange_clock).values(**values)
+        newest = sa.case(
+            (stmt.excluded.now_ms > exchange_clock.c.now_ms, stmt.excluded.now_ms),
+            else_=exchange_clock.c.now_ms,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["exchange"], set_={"now_ms": newest, "read_at": stmt.excluded.read_at}
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def clock(self, exchange: str) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(exchange_clock.c.now_ms).where(exchange_clock.c.exchange == exchange)
+            ).scalar()
+
+    def find(
+        self, exchange: str, symbol: str, timeframe: str, tf_ms: int, lo: int, hi: int
+    ) -> tuple[list[Hole], int | None]:
+        """Holes of the series in [lo, hi), classified by coverage, up to the last candle closed
+        at the exchange's clock as a run last read it (nothing is known to be missing after
+        it); and that bound (None if the exchange was never read)."""
+        clock = self.clock(exchange)
+        if clock is None:
+            return [], None
+        known = clock - clock % tf_ms  # candles opening before this had closed
+        hi = min(hi, known)
+        if lo >= hi:
+            return [], known
+        where = _series_where(candles, exchange, symbol, timeframe)
+        c = candles.c
+        ordered = (
+            sa.select(c.ts, sa.func.lead(c.ts).over(order_by=c.ts).label("next_ts"))
+            .where(where, c.ts >= lo, c.ts < hi)
+            .subquery()
+        )
+        breaks_q = sa.select(ordered.c.ts, ordered.c.next_ts).where(
+            ordered.c.next_ts - ordered.c.ts > tf_ms
+        )
+        edges_q = sa.select(sa.func.min(c.ts), sa.func.max(c.ts)).where(
+            where, c.ts >= lo, c.ts < hi
+        )
+        cov = fetch_coverage.c
+        cov_q = sa.select(cov.start_ts, cov.end_ts).where(
+            _series_where(fetch_coverage, exchange, symbol, timeframe),
+            cov.end_ts > lo,
+            cov.start_ts < hi,
+        )
+        with self.engine.connect() as conn:
+            first, last = conn.execute(edges_q).one()
+            breaks = [(int(a), int(b)) for a, b in conn.execute(breaks_q)]
+            covered = merge_intervals((int(s), int(e)) for s, e in conn.execute(cov_q))
+        ranges = holes_from_breaks(lo, hi, tf_ms, first, last, breaks)
+        return classify(ranges, covered), known
+
+    def record(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        lo: int,
+        hi: int,
+        holes: list[Hole],
+        max_attempts: int,
+    ) -> list[GapRow]:
+        """Make candle_gaps in [lo, hi) match ``holes``: new ones opened, vanished ones marked
+        repaired, empty ones confirmed ``max_attempts`` times marked exchange_empty. Returns
+        the rows now open or exchange_empty there."""
+        now = int(time.time() * 1000)
+        g = candle_gaps.c
+        where = sa.and_(
+            _series_where(candle_gaps, exchange, symbol, timeframe),
+            g.gap_start >= lo,
+            g.gap_start < hi,
+        )
+        with self.engine.begin() as conn:
+            before = {
+                r.gap_start: r
+                for r in conn.execute(sa.select(candle_gaps).where(where, g.status != REPAIRED))
+            }
+            kept = {h.start for h in holes}
+            vanished = [s for s in before if s not in kept]
+            if vanished:
+                conn.execute(
+                    sa.update(candle_gaps)
+                    .where(where, g.gap_start.in_(vanished))
+                    .values(status=REPAIRED, repaired_at=now)
+                )
+            rows = []
+            for h in holes:
+                old = before.get(h.start)
+                # Attempts carry over from any earlier row this hole overlaps.
+                attempts = max(
+                    [
+                        r.attempts
+                        for r in before.values()
+                        if r.gap_start < h.end and r.gap_end > h.start
+                    ],
+                    default=0,
+                )
+                last_at = (
+                    max(
+                        [
+                            r.last_attempt_at or 0
+                            for r in before.values()
+                            if r.gap_start < h.end and r.gap_end > h.start
+                        ],
+                        default=0,
+                    )
+                    or None
+                )
+                status = EXCHANGE_EMPTY if h.kind == EMPTY and attempts >= max_attempts else OPEN
+                values = {
+                    "exchange": exchange, "symbol": symbol, "timeframe": timeframe, "gap_start": h.start,
+                    "gap_end": h.end, "kind": h.kind, "detected_at": old.detected_at if old else now,
+                    "repaired_at": None, "status": status, "attempts": attempts, "last_attempt_at": last_at,
+                }  # fmt: skip
+                stmt = self._dialect.insert(candle_gaps).values(**values)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["exchange", "symbol", "timeframe", "gap_start"],
+                        set_={
+                            k: stmt.excluded[k]
+                            for k in values
+                            if k not in ("exchange", "symbol", "timeframe", "gap_start")
+                        },
+                    )
+                )
+                rows.append(GapRow(h.start, h.end, h.kind, status, attempts, last_at))
+        return rows
+
+    def open_gaps(
+        self, exchange: str | None = None, symbol: str | None = None, timeframe: str | None = None
+    ) -> list[dict[str, Any]]:
+        g = candle_gaps.c
+        q = sa.select(candle_gaps).where(g.status == OPEN)
+        for col, value in ((g.exchange, exchange), (g.symbol, symbol), (g.timeframe, timeframe)):
+            if value is not None:
+                q = q.where(col == value)
+        with self.engine.connect() as conn:
+            return [
+                dict(r)
+                for r in conn.execute(
+                    q.order_by(g.exchange, g.symbol, g.timeframe, g.gap_start)
+                ).mappings()
+            ]
+
+    def all_gaps(self, only_open: bool = False, limit: int = 1000) -> list[dict[str, Any]]:
+        g = candle_gaps.c
+        q = sa.select(candle_gaps)
+        if only_open:
+            q = q.where(g.status == OPEN)
+        q = q.order_by(g.exchange, g.symbol, g.timeframe, g.gap_start).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def mark_attempt(self, exchange: str, symbol: str, timeframe: str, starts: list[int]) -> None:
+        if not starts:
+            return
+        g = candle_gaps.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(candle_gaps)
+                .where(
+                    _series_where(candle_gaps, exchange, symbol, timeframe), g.gap_start.in_(starts)
+                )
+                .values(attempts=g.attempts + 1, last_attempt_at=int(time.time() * 1000))
+            )

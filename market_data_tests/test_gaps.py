@@ -1,0 +1,234 @@
+"""Gaps: the check per partition, bounded automatic repair, the sweep (simulator, real ccxt,
+SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import ccxt
+import dagster as dg
+import numpy as np
+import pytest
+
+from market_data.defs.candles.schedules import gap_sweep_job
+from market_data.defs.candles.sensors import gap_repair_sensor
+from market_data.defs.resources import STORE_KEY
+from market_data.domain.gaps import Hole, classify, holes_from_breaks, repair_ranges
+from market_data.domain.watchlist import parse_watchlist
+from market_data.simulator.generator import minute_bars
+from market_data.simulator.markets import MARKETS
+from market_data.simulator.server import RunningSimulator
+from market_data_tests.candle_harness import Harness, clear
+from market_data_tests.conftest import NOW_MS
+from market_data_tests.helpers import admin
+
+MIN = 60_000
+JAN, FEB = 1_767_225_600_000, 1_769_904_000_000
+NOV = 1_793_491_200_000
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/gaps.sqlite"
+        return
+    url = request.getfixturevalue("pg_database")
+    clear(url)
+    yield url
+    clear(url)
+
+
+@pytest.fixture
+def h(sim: RunningSimulator, store_url: str) -> Harness:
+    settings = {
+        "base_url": sim.url,
+        "rate_limit_ms": 0,
+        "retry_base_s": 0.01,
+        "retry_attempts": 2,
+        "step_retries": 0,
+    }
+    data = {
+        "start": "2026-01-01",
+        "gaps": {"max_attempts": 3, "retry_delay_s": 0},
+        "exchanges": {"binance": {**settings, "markets": ["ETH/USDT/1m", "ZEN/BTC/1m", "NEWT/USDT/1h", "OLD/USDT/1h", "BTC/USDT/1h"]}},
+    }  # fmt: skip
+    from datetime import date
+
+    wl = parse_watchlist(data, frozenset(ccxt.exchanges), date(2026, 11, 21))
+    return Harness(wl, store_url, dg.DagsterInstance.ephemeral())
+
+
+def tick(h: Harness) -> list[dg.RunRequest]:
+    with dg.build_sensor_context(
+        instance=h.instance, resources={STORE_KEY: h.resources[STORE_KEY]}
+    ) as ctx:
+        return list(gap_repair_sensor(h.wl)(ctx).run_requests)
+
+
+def execute(h: Harness, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    config = request.run_config["ops"][h.asset.op.name]["config"]
+    return h.run(request.partition_key, config=config)
+
+
+def klines(sim: RunningSimulator) -> int:
+    return admin(sim.url, "stats")["requests"].get("/api/v3/klines", {}).get("200", 0)
+
+
+def gap_rows(h: Harness) -> list[dict]:
+    return h.store.gaps.all_gaps(limit=100_000)
+
+
+def test_a_transient_failure_is_found_and_repaired_by_itself(
+    h: Harness, sim: RunningSimulator
+) -> None:
+    admin(
+        sim.url,
+        "faults",
+        {"fail": [{"path": "/api/v3/klines", "status": 503, "skip": 6, "count": 4}]},
+    )
+    assert not h.run("ETH-USDT-SPOT:1m|2026-01-01").success  # page 6 failed twice, then 2 more
+    admin(sim.url, "faults", {"fail": []})
+    check = h.run_check("ETH-USDT-SPOT:1m|2026-01-01")
+    assert not check.passed
+    assert check.metadata["missing_candles"].value == 31 * 1440 - 5000
+    requests = tick(h)
+    assert [r.partition_key for r in requests] == ["ETH-USDT-SPOT:1m|2026-01-01"]
+    before = klines(sim)
+    repaired = execute(h, requests[0])
+    assert repaired.success and h.check_result(repaired).passed
+    assert klines(sim) - before == -(-(31 * 1440 - 5000) // 1000)  # only the missing range
+    rows = gap_rows(h)
+    assert len(rows) == 1 and rows[0]["status"] == "repaired" and rows[0]["repaired_at"] is not None
+    assert rows[0]["gap_start"] == JAN + 5000 * MIN
+    assert len(h.stored("ETH-USDT-SPOT", "1m")) == 31 * 1440
+    assert tick(h) == []
+
+
+def test_an_exchange_side_hole_becomes_exchange_empty_after_the_bound(
+    h: Harness, sim: RunningSimulator
+) -> None:
+    hole = {"symbol": "ETHUSDT", "start_ms": JAN + 100 * MIN, "end_ms": JAN + 110 * MIN}
+    admin(sim.url, "faults", {"holes": [hole]})
+    first = h.run("ETH-USDT-SPOT:1m|2026-01-01")
+    assert first.success and not h.check_result(first).passed
+    repairs = 0
+    for _ in range(6):  # several ticks of the automation
+        requests = tick(h)
+        if not requests:
+            break
+        repairs += 1
+        before = klines(sim)
+        result = execute(h, requests[0])
+        assert klines(sim) - before == 1  # one page around the hole, never the whole month
+    assert repairs == 3
+    assert tick(h) == []  # no further repair run
+    check = h.run_check("ETH-USDT-SPOT:1m|2026-01-01")
+    assert check.passed and "exchange-empty" in check.description
+    assert check.metadata["exchange_empty_candles"].value == 10
+    (row,) = gap_rows(h)
+    assert (row["status"], row["attempts"], row["gap_start"], row["gap_end"]) == (
+        "exchange_empty",
+        3,
+        hole["start_ms"],
+        hole["end_ms"],
+    )
+    assert result.success
+
+
+def test_no_gaps_before_listing_after_delisting_or_for_the_candle_in_progress(h: Harness) -> None:
+    for partition in (
+        "NEWT-USDT-SPOT:1h|2026-10-01",
+        "OLD-USDT-SPOT:1h|2026-06-01",
+        "BTC-USDT-SPOT:1h|2026-11-01",
+    ):
+        result = h.run(partition)
+        check = h.check_result(result)
+        assert check.passed and check.metadata["missing_candles"].value == 0, partition
+        assert check.metadata["exchange_empty_candles"].value == 0, partition
+    assert gap_rows(h) == []
+
+
+def test_the_illiquid_pairs_holes_are_classified_exactly(h: Harness) -> None:
+    result = h.run("ZEN-BTC-SPOT:1m|2026-11-01")
+    assert not h.check_result(result).passed  # empty minutes: open until confirmed
+    zen = next(m for m in MARKETS if m.id == "ZENBTC")
+    present = minute_bars(zen, NOV, NOV + 30 * 1440 * MIN).ts
+    closed_until = NOW_MS - NOW_MS % MIN  # the simulator's clock
+    present = present[present < closed_until]
+    grid = np.arange(NOV, closed_until, MIN)
+    missing = np.setdiff1d(grid, present)
+    runs = np.split(missing, np.flatnonzero(np.diff(missing) != MIN) + 1)
+    expected = [(int(r[0]), int(r[-1]) + MIN) for r in runs if len(r)]
+    found = [(g["gap_start"], g["gap_end"]) for g in gap_rows(h)]
+    assert found == expected and len(found) > 1000
+    assert all(g["kind"] == "empty" for g in gap_rows(h))
+
+
+def test_the_sweep_checks_all_history(h: Harness, sim: RunningSimulator) -> None:
+    admin(
+        sim.url,
+        "faults",
+        {
+            "holes": [
+                {
+                    "symbol": "BTCUSDT",
+                    "start_ms": NOV + 3_600_000 * 5,
+                    "end_ms": NOV + 3_600_000 * 7,
+                }
+            ]
+        },
+    )
+    assert h.run("BTC-USDT-SPOT:1h|2026-10-01", "BTC-USDT-SPOT:1h|2026-11-01").success
+    h.store.gaps.record(
+        "binance", "BTC-USDT-SPOT", "1h", 0, 2**62, [], 3
+    )  # forget what the check saw
+    for key in h.instance.get_dynamic_partitions("markets_binance"):
+        if key != "BTC-USDT-SPOT:1h":  # never fetched: all of it would be missing
+            h.instance.delete_dynamic_partition("markets_binance", key)
+    result = gap_sweep_job(h.wl).execute_in_process(
+        instance=h.instance, resources={STORE_KEY: h.resources[STORE_KEY]}
+    )
+    assert result.success
+    totals = result.output_for_node("sweep_gaps")
+    # Before October nothing was fetched; in November the exchange-side hole (2 hours).
+    assert (
+        totals["open_gaps"] == 2
+        and totals["missing_candles"] == (1_790_812_800_000 - JAN) // 3_600_000 + 2
+    )
+    assert [(g["gap_start"], g["kind"], g["status"]) for g in gap_rows(h)] == [
+        (JAN, "missing", "open"),
+        (NOV + 3_600_000 * 5, "empty", "open"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("breaks", "first", "last", "expected"),
+    [
+        ([], None, None, [(0, 10)]),
+        ([], 0, 9, []),
+        ([(2, 5)], 0, 9, [(3, 5)]),
+        ([], 2, 7, [(0, 2), (8, 10)]),
+    ],
+)
+def test_holes_from_breaks(
+    breaks: list, first: int | None, last: int | None, expected: list
+) -> None:
+    assert holes_from_breaks(0, 10, 1, first, last, breaks) == expected
+
+
+def test_classify_splits_at_coverage_edges() -> None:
+    assert classify([(0, 10)], [(3, 6)]) == [
+        Hole(0, 3, "missing"),
+        Hole(3, 6, "empty"),
+        Hole(6, 10, "missing"),
+    ]
+    assert classify([(0, 4), (4, 8)], []) == [Hole(0, 8, "missing")]  # adjacent gaps merge
+
+
+def test_repair_ranges_coalesce_by_page() -> None:
+    assert repair_ranges([(0, 10), (50, 60), (120, 130), (400, 410)], 100) == [
+        (0, 60),
+        (120, 130),
+        (400, 410),
+    ]
