@@ -6,17 +6,20 @@ import json
 import warnings
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import dagster as dg
 from sqlalchemy.engine import make_url
+from tabulate import tabulate
 
 from market_data.config import database_url, load_watchlist
-from market_data.defs.candles.backfill import execute, newest_stored_day, plan
+from market_data.defs.candles.assets import market_for
+from market_data.defs.candles.backfill import check_gaps, execute, newest_stored_day, plan
 from market_data.defs.resources import build_resources
 from market_data.domain.symbols import MalformedSymbolError, parse_symbol
 from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
-from market_data.domain.watchlist import Market, WatchlistError
+from market_data.domain.watchlist import Market, Watchlist, WatchlistError
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.server import Simulator, serve_forever
@@ -130,6 +133,30 @@ def _day(value: str | None, name: str) -> date | None:
     return day
 
 
+def _markets(
+    exchange: str, symbols: tuple[str, ...], timeframes: tuple[str, ...], start: date | None
+) -> tuple[Watchlist, list[Market]]:
+    """The watchlist and the markets named on the command line (watched ones keep their start)."""
+    try:
+        watchlist = load_watchlist()
+        watchlist.exchange(exchange)
+    except WatchlistError as e:
+        raise click.UsageError(str(e)) from e
+    try:
+        markets = []
+        for s in symbols:
+            for tf in timeframes:
+                market = Market(
+                    exchange, parse_symbol(s), Timeframe.parse(tf), start or watchlist.start
+                )
+                if start is None:
+                    market = market_for(watchlist, exchange, market.key)
+                markets.append(market)
+    except (MalformedSymbolError, UnknownTimeframeError) as e:
+        raise click.BadParameter(str(e)) from e
+    return watchlist, markets
+
+
 @main.command()
 @click.option("--exchange", required=True, help="an exchange of the watchlist, e.g. binance")
 @click.option(
@@ -164,23 +191,11 @@ def backfill(
 ) -> None:
     """Backfill candles: Dagster materializations of the candle asset, shown in the UI."""
 
-    try:
-        watchlist = load_watchlist()
-        watchlist.exchange(exchange)
-    except WatchlistError as e:
-        raise click.UsageError(str(e)) from e
     first, last = _day(start, "--start"), _day(end, "--end")
     assert first is not None
     if last is not None and last <= first:
         raise click.BadParameter("must be after --start", param_hint="--end")
-    try:
-        markets = [
-            Market(exchange, parse_symbol(s), Timeframe.parse(tf), first)
-            for s in symbols
-            for tf in timeframes
-        ]
-    except (MalformedSymbolError, UnknownTimeframeError) as e:
-        raise click.BadParameter(str(e)) from e
+    watchlist, markets = _markets(exchange, symbols, timeframes, first)
     res = build_resources(watchlist)
     newest = newest_stored_day(CandleStore(database_url())) if resume else None
     plans = plan(markets, first, last, newest)
@@ -188,6 +203,99 @@ def backfill(
         f"{len(plans)} run(s) for {len(markets)} market(s) on {exchange}"
         + (" (dry run)" if dry_run else "")
     )
-    ok = execute(plans, watchlist, res, dg.DagsterInstance.get(), dry_run, click.echo)
+    ok = execute(plans, watchlist, res, dg.DagsterInstance.get(), click.echo, {"dry_run": dry_run})
     if not ok:
         raise SystemExit(1)
+
+
+@main.group()
+def gaps() -> None:
+    """Gaps: expected candles that are not stored (the candles assets' gap check)."""
+
+
+_market_options = [
+    click.option("--exchange", required=True, help="an exchange of the watchlist"),
+    click.option("--symbol", "symbols", multiple=True, required=True, help="repeatable"),
+    click.option("--timeframe", "timeframes", multiple=True, default=("1h",), show_default=True),
+]
+
+
+def market_options(fn: Any) -> Any:
+    for option in reversed(_market_options):
+        fn = option(fn)
+    return fn
+
+
+@gaps.command("detect")
+@market_options
+def gaps_detect(exchange: str, symbols: tuple[str, ...], timeframes: tuple[str, ...]) -> None:
+    """Run the gap check over each market's whole history (a Dagster run, no fetching)."""
+    watchlist, markets = _markets(exchange, symbols, timeframes, None)
+    res = build_resources(watchlist)
+    failed = False
+    for market in markets:
+        result = check_gaps(market, watchlist, res, dg.DagsterInstance.get())
+        if result is None:
+            raise click.ClickException(f"{market.key}: the gap check did not run")
+        meta = {k: v.value for k, v in result.metadata.items()}
+        state = "ok" if result.passed else "GAPS"
+        click.echo(
+            f"{state:4} {exchange} {market.key}: {meta['open_gaps']} open gap(s), "
+            f"{meta['missing_candles']} missing, {meta['exchange_empty_candles']} exchange-empty"
+        )
+        failed |= not result.passed
+    if failed:
+        raise SystemExit(1)
+
+
+@gaps.command("repair")
+@market_options
+@click.option(
+    "--max-gaps", type=click.IntRange(min=1), help="repair at most this many gaps per market"
+)
+def gaps_repair(
+    exchange: str, symbols: tuple[str, ...], timeframes: tuple[str, ...], max_gaps: int | None
+) -> None:
+    """Fetch only the open gaps of each market (repair runs, each followed by the check)."""
+    watchlist, markets = _markets(exchange, symbols, timeframes, None)
+    res = build_resources(watchlist)
+    instance = dg.DagsterInstance.get()
+    for market in markets:  # the check first, so the gaps are known
+        check_gaps(market, watchlist, res, instance)
+    plans = plan(markets, min(m.start for m in markets), None)
+    ok = execute(
+        plans, watchlist, res, instance, click.echo, {"repair": True, "max_gaps": max_gaps}
+    )
+    if not ok:
+        raise SystemExit(1)
+
+
+@gaps.command("list")
+@click.option("--open", "only_open", is_flag=True, help="only gaps still open")
+@click.option("--limit", default=200, show_default=True)
+def gaps_list(only_open: bool, limit: int) -> None:
+    """The candle_gaps table."""
+    rows = CandleStore(database_url()).gaps.all_gaps(only_open, limit)
+
+    def iso(ms: int | None) -> str:
+        return (
+            "" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+        )
+
+    table = [
+        [r["exchange"], r["symbol"], r["timeframe"], iso(r["gap_start"]), iso(r["gap_end"]), r["kind"],
+         r["status"], r["attempts"], iso(r["repaired_at"])]
+        for r in rows
+    ]  # fmt: skip
+    headers = [
+        "exchange",
+        "symbol",
+        "tf",
+        "from",
+        "to (excl.)",
+        "kind",
+        "status",
+        "attempts",
+        "repaired",
+    ]
+    click.echo(tabulate(table, headers=headers) if table else "no gaps")

@@ -168,3 +168,45 @@ def test_db_init_and_reset(env: dict[str, str]) -> None:
     refused = cli(env, "db", "reset", stdin="n\n")
     assert refused.returncode == 1 and "Aborted" in refused.stderr
     assert "reset" in cli(env, "db", "reset", "-f").stdout
+
+
+def test_gaps_detect_list_and_repair(env: dict[str, str], sim: RunningSimulator) -> None:
+    from market_data_tests.helpers import admin
+
+    hole_start = 1_793_491_200_000 + 5 * 3_600_000  # 2026-11-01 05:00, three hours
+    admin(
+        sim.url,
+        "faults",
+        {
+            "holes": [
+                {"symbol": "BTCUSDT", "start_ms": hole_start, "end_ms": hole_start + 3 * 3_600_000}
+            ]
+        },
+    )
+    assert (
+        cli(
+            env,
+            "backfill",
+            "--exchange",
+            "binance",
+            "--symbol",
+            "BTC/USDT",
+            "--start",
+            "2026-01-01",
+        ).returncode
+        == 0
+    )
+    detect = cli(env, "gaps", "detect", "--exchange", "binance", "--symbol", "BTC/USDT")
+    assert detect.returncode == 1, detect.stderr
+    assert (
+        "GAPS binance BTC-USDT-SPOT:1h: 1 open gap(s), 3 missing, 0 exchange-empty" in detect.stdout
+    )
+    listed = cli(env, "gaps", "list", "--open")
+    assert "BTC-USDT-SPOT  1h    2026-11-01 05:00  2026-11-01 08:00  empty   open" in listed.stdout
+    repaired = cli(
+        env, "gaps", "repair", "--exchange", "binance", "--symbol", "BTC/USDT", "--max-gaps", "1"
+    )
+    assert repaired.returncode == 0, repaired.stderr
+    store = CandleStore(env["DATABASE_URL"])
+    (row,) = store.gaps.all_gaps()
+    assert row["attempts"] == 1 and row["status"] == "open"  # still empty at the exchange

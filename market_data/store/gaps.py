@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -135,47 +136,47 @@ class GapStore:
                     .where(where, g.gap_start.in_(vanished))
                     .values(status=REPAIRED, repaired_at=now)
                 )
-            rows = []
+            ordered = sorted(before.values(), key=lambda r: r.gap_start)
+            starts = [r.gap_start for r in ordered]
+            rows, changed = [], []
             for h in holes:
-                old = before.get(h.start)
-                # Attempts carry over from any earlier row this hole overlaps.
-                attempts = max(
-                    [
-                        r.attempts
-                        for r in before.values()
-                        if r.gap_start < h.end and r.gap_end > h.start
-                    ],
-                    default=0,
-                )
-                last_at = (
-                    max(
-                        [
-                            r.last_attempt_at or 0
-                            for r in before.values()
-                            if r.gap_start < h.end and r.gap_end > h.start
-                        ],
-                        default=0,
-                    )
-                    or None
-                )
+                # Attempts carry over from the earlier rows this hole overlaps (sorted, disjoint).
+                overlapping = []
+                j = bisect.bisect_left(starts, h.end) - 1
+                while j >= 0 and ordered[j].gap_end > h.start:
+                    overlapping.append(ordered[j])
+                    j -= 1
+                attempts = max((r.attempts for r in overlapping), default=0)
+                last_at = max((r.last_attempt_at or 0 for r in overlapping), default=0) or None
                 status = EXCHANGE_EMPTY if h.kind == EMPTY and attempts >= max_attempts else OPEN
-                values = {
+                old = before.get(h.start)
+                rows.append(GapRow(h.start, h.end, h.kind, status, attempts, last_at))
+                if old is not None and (old.gap_end, old.kind, old.status, old.attempts) == (
+                    h.end,
+                    h.kind,
+                    status,
+                    attempts,
+                ):
+                    continue  # unchanged: nothing to write
+                changed.append({
                     "exchange": exchange, "symbol": symbol, "timeframe": timeframe, "gap_start": h.start,
                     "gap_end": h.end, "kind": h.kind, "detected_at": old.detected_at if old else now,
                     "repaired_at": None, "status": status, "attempts": attempts, "last_attempt_at": last_at,
-                }  # fmt: skip
-                stmt = self._dialect.insert(candle_gaps).values(**values)
+                })  # fmt: skip
+            if changed:
+                stmt = self._dialect.insert(candle_gaps)
+                update = [
+                    k
+                    for k in changed[0]
+                    if k not in ("exchange", "symbol", "timeframe", "gap_start")
+                ]
                 conn.execute(
                     stmt.on_conflict_do_update(
                         index_elements=["exchange", "symbol", "timeframe", "gap_start"],
-                        set_={
-                            k: stmt.excluded[k]
-                            for k in values
-                            if k not in ("exchange", "symbol", "timeframe", "gap_start")
-                        },
-                    )
+                        set_={k: stmt.excluded[k] for k in update},
+                    ),
+                    changed,
                 )
-                rows.append(GapRow(h.start, h.end, h.kind, status, attempts, last_at))
         return rows
 
     def open_gaps(

@@ -1,13 +1,16 @@
-"""Backfills from the command line: the same Dagster materializations the UI launches,
-recorded in the Dagster instance (DAGSTER_HOME), one ranged run per market and year."""
+"""The command line's Dagster runs: backfills and repairs (the same materializations the UI
+launches, one ranged run per market and year, each followed by the gap check) and check-only
+runs, recorded in the Dagster instance (DAGSTER_HOME)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset
+from market_data.defs.candles.checks import gap_check, gap_check_job
 from market_data.defs.candles.partitions import MONTHS_PER_RUN, market_partitions
 from market_data.domain.watchlist import Market, Watchlist
 from market_data.store.candles import CandleStore, Series
@@ -73,8 +76,8 @@ def execute(
     watchlist: Watchlist,
     resources: dict[str, dg.ConfigurableResource],
     instance: dg.DagsterInstance,
-    dry_run: bool,
     echo: Callable[[str], None],
+    config: dict[str, Any] | None = None,
 ) -> bool:
     """Run the plans in order; returns whether every run succeeded."""
     ok = True
@@ -83,23 +86,21 @@ def execute(
         exchange = p.market.exchange
         if exchange not in by_exchange:
             by_exchange[exchange] = candle_asset(exchange, watchlist)
-        parts = market_partitions(exchange).name
-        if not instance.has_dynamic_partition(parts, p.market.key):
-            instance.add_dynamic_partitions(parts, [p.market.key])
+        _ensure_partition(instance, p.market)
         echo(f"[{i}/{len(plans)}] {exchange} {p.market.key} {p.months[0][:7]}..{p.months[-1][:7]}")
-        config = {
-            "dry_run": dry_run,
+        run_config = {
             "not_before": p.not_before.isoformat(),
             "not_after": p.not_after.isoformat() if p.not_after else None,
+            **(config or {}),
         }
         result = dg.materialize(
-            [by_exchange[exchange]],
+            [by_exchange[exchange], gap_check(exchange, watchlist)],
             instance=instance,
             resources=resources,
             tags=p.tags,
             raise_on_error=False,
             run_config={
-                "ops": {by_exchange[exchange].op.name: {"config": config}},
+                "ops": {by_exchange[exchange].op.name: {"config": run_config}},
                 "loggers": {"console": {"config": {"log_level": "INFO"}}},
             },
         )
@@ -115,3 +116,33 @@ def execute(
             f"({value['seconds']:.1f}s, run {result.run_id[:8]})"
         )
     return ok
+
+
+def check_gaps(
+    market: Market,
+    watchlist: Watchlist,
+    resources: dict[str, dg.ConfigurableResource],
+    instance: dg.DagsterInstance,
+) -> dg.AssetCheckEvaluation | None:
+    """The gap check over every month of one market: a check-only Dagster run."""
+    exchange = market.exchange
+    months = month_keys(market.start, datetime.now(UTC).date())
+    defs = dg.Definitions(
+        assets=[candle_asset(exchange, watchlist)],
+        asset_checks=[gap_check(exchange, watchlist)],
+        jobs=[gap_check_job(exchange, watchlist)],
+        resources=resources,
+    )
+    _ensure_partition(instance, market)
+    tags = {RANGE_START: f"{market.key}|{months[0]}", RANGE_END: f"{market.key}|{months[-1]}"}
+    result = defs.resolve_job_def(f"check_gaps_{exchange}").execute_in_process(
+        instance=instance, tags={**tags, "market_data/source": "cli"}, raise_on_error=False
+    )
+    evaluations = result.get_asset_check_evaluations()
+    return evaluations[0] if evaluations else None
+
+
+def _ensure_partition(instance: dg.DagsterInstance, market: Market) -> None:
+    parts = market_partitions(market.exchange).name
+    if not instance.has_dynamic_partition(parts, market.key):
+        instance.add_dynamic_partitions(parts, [market.key])
