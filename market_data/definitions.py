@@ -8,7 +8,7 @@ from market_data.config import load_watchlist
 from market_data.defs.candles.assets import candle_asset
 from market_data.defs.candles.checks import gap_check, gap_check_job
 from market_data.defs.candles.schedules import gap_sweep_schedule
-from market_data.defs.candles.sensors import gap_repair_sensor, watchlist_sensor
+from market_data.defs.candles.sensors import freshness_sensor, gap_repair_sensor, watchlist_sensor
 from market_data.defs.instruments.assets import instruments_asset
 from market_data.defs.instruments.schedules import instruments_refresh_schedule
 from market_data.defs.resources import build_resources
@@ -25,7 +25,11 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
         asset_checks=[gap_check(ex.name, watchlist) for ex in watchlist.exchanges],
         jobs=[gap_check_job(ex.name, watchlist) for ex in watchlist.exchanges],
         schedules=[instruments_refresh_schedule(), gap_sweep_schedule(watchlist)],
-        sensors=[watchlist_sensor(watchlist), gap_repair_sensor(watchlist)],
+        sensors=[
+            watchlist_sensor(watchlist),
+            gap_repair_sensor(watchlist),
+            freshness_sensor(watchlist),
+        ],
         resources=build_resources(watchlist),
     )
 

@@ -118,6 +118,15 @@ class GapSettings:
 
 
 @dataclass(frozen=True)
+class FreshnessSettings:
+    interval_s: int = 300  # how often the month in progress of every market is brought up to date
+    warn_after_s: int = 900  # the candle assets show "warning" when not materialized for this long
+    fail_after_s: int = 1800  # ... and "failing" after this long
+    max_lag_timeframes: float = 2.0  # a market whose newest candle is older is flagged stale
+    final_fetch_hours: int = 6  # this long into a month, ticks also finish the previous month
+
+
+@dataclass(frozen=True)
 class Watchlist:
     start: date
     exchanges: tuple[ExchangeSettings, ...]
@@ -125,6 +134,7 @@ class Watchlist:
     selectors: tuple[tuple[str, Selector], ...] = ()  # (exchange, selector)
     cross_exchange: CrossExchange | None = None
     gaps: GapSettings = GapSettings()
+    freshness: FreshnessSettings = FreshnessSettings()
 
     def exchange(self, name: str) -> ExchangeSettings:
         for ex in self.exchanges:
@@ -186,7 +196,14 @@ def parse_watchlist(
     today = today or datetime.now(UTC).date()
     if not isinstance(data, dict):
         raise WatchlistError("the watchlist must be a mapping with 'start' and 'exchanges'")
-    unknown = set(data) - {"start", "default_timeframes", "exchanges", "cross_exchange", "gaps"}
+    unknown = set(data) - {
+        "start",
+        "default_timeframes",
+        "exchanges",
+        "cross_exchange",
+        "gaps",
+        "freshness",
+    }
     if unknown:
         raise WatchlistError(f"unknown top-level keys: {sorted(unknown)}")
     start = _date(data.get("start", "2024-01-01"), "start", today)

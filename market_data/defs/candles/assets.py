@@ -1,7 +1,7 @@
 """The candle asset factory: one asset per exchange, e.g. ``candles/binance``."""
 
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from pydantic import Field
@@ -57,9 +57,12 @@ def _metadata(
     firsts = [r.first_ts for r in reports if r.first_ts is not None]
     lasts = [r.last_ts for r in reports if r.last_ts is not None]
     cells = [
-        (r.key, r.rows_written, r.candles_fetched, r.requests, r.expected, r.present, r.missing)
+        (
+            r.key, r.rows_written, r.candles_fetched, r.requests, r.expected, r.present, r.missing,
+            "" if r.lag_s is None else f"{r.lag_s:.0f}" + (" STALE" if r.stale else ""),
+        )
         for r in reports
-    ]
+    ]  # fmt: skip
     rows = "\n".join("| " + " | ".join(map(str, c)) + " |" for c in cells)
     meta: dict[str, dg.MetadataValue] = {
         "rows_written": dg.MetadataValue.int(sum(r.rows_written for r in reports)),
@@ -71,10 +74,16 @@ def _metadata(
         "seconds": dg.MetadataValue.float(round(seconds, 3)),
         "dry_run": dg.MetadataValue.bool(dry_run),
         "markets": dg.MetadataValue.md(
-            "| market | rows written | fetched | requests | expected | present | missing |\n"
-            "| --- | --- | --- | --- | --- | --- | --- |\n" + rows
+            "| market | rows written | fetched | requests | expected | present | missing | lag s |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- |\n" + rows
         ),
     }
+    lags = [r.lag_s for r in reports if r.lag_s is not None]
+    if lags:
+        meta["max_lag_seconds"] = dg.MetadataValue.float(round(max(lags), 1))
+    meta["stale_markets"] = dg.MetadataValue.text(
+        ", ".join(r.key for r in reports if r.stale) or "none"
+    )
     if firsts:
         meta["first_candle"] = dg.MetadataValue.timestamp(min(firsts) / 1000)
         meta["last_candle"] = dg.MetadataValue.timestamp(max(lasts) / 1000)
@@ -104,6 +113,10 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
         group_name="candles",
         kinds={"ccxt", "sql"},
         retry_policy=_step_retries(watchlist.exchange(exchange).step_retries),
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(seconds=watchlist.freshness.fail_after_s),
+            warn_window=timedelta(seconds=watchlist.freshness.warn_after_s),
+        ),
         description=f"Closed OHLCV candles from {exchange}, per market (symbol:timeframe) and "
         "month, written to the candle store page by page.",
     )
@@ -141,6 +154,14 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
                     backoff=exchange_res.backoff(),
                     log=context.log.info,
                 )
+                limit_s = watchlist.freshness.max_lag_timeframes * market.timeframe.ms / 1000
+                report.stale = (
+                    report.lag_s is not None and report.lag_s > limit_s and not config.repair
+                )
+                if report.stale:
+                    context.log.warning(
+                        f"{key}: stale, newest candle closed {report.lag_s:.0f}s before the exchange clock"
+                    )
                 reports.append(report)
                 context.log.info(
                     f"{key}: {report.rows_written} rows written, {report.requests} requests, "

@@ -42,6 +42,9 @@ class MarketReport:
     first_ts: int | None = None
     last_ts: int | None = None
     bounds: list[tuple[int, int]] = field(default_factory=list)
+    #: seconds from the newest stored candle's close to the exchange clock (None: no candle)
+    lag_s: float | None = None
+    stale: bool = False
 
     @property
     def missing(self) -> int:
@@ -180,6 +183,9 @@ def ingest_market(
         if first is not None:
             report.first_ts = first if report.first_ts is None else min(report.first_ts, first)
             report.last_ts = last if report.last_ts is None else max(report.last_ts, last)
+    newest = store.last_ts(series)
+    if newest is not None:
+        report.lag_s = max(0.0, (now_ms - (newest + tf.ms)) / 1000)
     report.requests = client.requests - before
     return report
 

@@ -1,6 +1,6 @@
 """The watchlist sensor: watchlist and catalog changes become partitions and backfills."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -155,6 +155,64 @@ def gap_repair_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
             context.log.info(
                 f"repairing {len(requests)} partition(s): {', '.join(p for _, p in partitions)}"
             )
+        return dg.SensorResult(run_requests=requests)
+
+    return sensor
+
+
+FRESHNESS_TAG = "market_data/freshness"
+
+
+def freshness_requests(
+    exchange: str, market_keys: list[str], now: datetime, final_fetch_hours: int
+) -> list[dg.RunRequest]:
+    """One ranged run over every market of the month in progress (dynamic keys keep their
+    insertion order, so first..last spans them all); early in a month, one more for the
+    month just finished, its final fetch."""
+    if not market_keys:
+        return []
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    months = [month_start.date()]
+    if now - month_start < timedelta(hours=final_fetch_hours):
+        months.insert(0, (month_start - timedelta(days=1)).replace(day=1).date())
+    return [
+        dg.RunRequest(
+            asset_selection=[candle_asset_key(exchange)],
+            tags={
+                RANGE_START: f"{market_keys[0]}|{m.isoformat()}",
+                RANGE_END: f"{market_keys[-1]}|{m.isoformat()}",
+                FRESHNESS_TAG: exchange,
+            },
+        )
+        for m in months
+    ]
+
+
+def freshness_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="freshness",
+        minimum_interval_seconds=watchlist.freshness.interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        asset_selection=[candle_asset_key(ex.name) for ex in watchlist.exchanges],
+        description="Brings the month in progress of every market up to its last closed candle: "
+        f"every {watchlist.freshness.interval_s}s, one ranged run per exchange (skipped while "
+        "the previous one is still queued or running).",
+    )
+    def sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        running = context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS))
+        busy = {r.tags[FRESHNESS_TAG] for r in running if FRESHNESS_TAG in r.tags}
+        now = datetime.now(UTC)
+        requests = []
+        for ex in watchlist.exchanges:
+            if ex.name in busy:
+                context.log.info(f"{ex.name}: the previous freshness run is still in flight")
+                continue
+            keys = list(context.instance.get_dynamic_partitions(market_partitions(ex.name).name))
+            requests += freshness_requests(
+                ex.name, keys, now, watchlist.freshness.final_fetch_hours
+            )
+        if not requests:
+            return dg.SkipReason("nothing to refresh")
         return dg.SensorResult(run_requests=requests)
 
     return sensor
