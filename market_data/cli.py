@@ -16,6 +16,7 @@ from tabulate import tabulate
 from market_data.config import database_url, load_watchlist
 from market_data.defs.candles.assets import market_for
 from market_data.defs.candles.backfill import check_gaps, execute, newest_stored_day, plan
+from market_data.defs.reports.status import collect_status
 from market_data.defs.resources import build_resources
 from market_data.domain.symbols import MalformedSymbolError, parse_symbol
 from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
@@ -299,3 +300,47 @@ def gaps_list(only_open: bool, limit: int) -> None:
         "repaired",
     ]
     click.echo(tabulate(table, headers=headers) if table else "no gaps")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def status(as_json: bool) -> None:
+    """Per market: candles, expected, missing, exchange-empty, lag, open gaps, last run;
+    the database's reachability and latency."""
+    watchlist = load_watchlist()
+    report = collect_status(
+        CandleStore(database_url(), create=False), dg.DagsterInstance.get(), watchlist
+    )
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        db = (
+            f"{report.database_latency_ms} ms"
+            if report.database_ok
+            else f"UNREACHABLE ({report.database_error})"
+        )
+        click.echo(f"database: {db}")
+        rows = [[m.exchange, m.market, m.first_candle, m.last_candle, m.rows, m.expected, m.missing,
+                 m.exchange_empty, m.open_gaps, "" if m.lag_s is None else f"{m.lag_s:.0f}" + (" STALE" if m.stale else ""),
+                 m.last_materialization] for m in report.markets]  # fmt: skip
+        headers = [
+            "exchange",
+            "market",
+            "first",
+            "last",
+            "rows",
+            "expected",
+            "missing",
+            "empty",
+            "gaps",
+            "lag s",
+            "last run",
+        ]
+        click.echo(tabulate(rows, headers=headers) if rows else "no markets yet")
+        for exchange, counts in report.runs_24h.items():
+            click.echo(
+                f"runs in the last 24 h on {exchange}: "
+                + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none")
+            )
+    if not report.database_ok:
+        raise SystemExit(1)

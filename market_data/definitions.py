@@ -11,6 +11,7 @@ from market_data.defs.candles.schedules import gap_sweep_schedule
 from market_data.defs.candles.sensors import freshness_sensor, gap_repair_sensor, watchlist_sensor
 from market_data.defs.instruments.assets import instruments_asset
 from market_data.defs.instruments.schedules import instruments_refresh_schedule
+from market_data.defs.reports.assets import status_asset, status_schedule
 from market_data.defs.resources import build_resources
 from market_data.domain.watchlist import Watchlist
 
@@ -21,10 +22,15 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
         assets=[
             *(instruments_asset(ex.name) for ex in watchlist.exchanges),
             *(candle_asset(ex.name, watchlist) for ex in watchlist.exchanges),
+            status_asset(watchlist),
         ],
         asset_checks=[gap_check(ex.name, watchlist) for ex in watchlist.exchanges],
         jobs=[gap_check_job(ex.name, watchlist) for ex in watchlist.exchanges],
-        schedules=[instruments_refresh_schedule(), gap_sweep_schedule(watchlist)],
+        schedules=[
+            instruments_refresh_schedule(),
+            gap_sweep_schedule(watchlist),
+            status_schedule(),
+        ],
         sensors=[
             watchlist_sensor(watchlist),
             gap_repair_sensor(watchlist),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -210,3 +211,25 @@ def test_gaps_detect_list_and_repair(env: dict[str, str], sim: RunningSimulator)
     store = CandleStore(env["DATABASE_URL"])
     (row,) = store.gaps.all_gaps()
     assert row["attempts"] == 1 and row["status"] == "open"  # still empty at the exchange
+
+
+def test_status_reports_every_market(env: dict[str, str]) -> None:
+    assert cli(env, "backfill", "--exchange", "binance", "--symbol", "BTC/USDT", "--start", "2026-11-01").returncode == 0
+    done = cli(env, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["database_ok"] and report["database_latency_ms"] >= 0
+    (btc,) = report["markets"]
+    hours = (NOW_MS - NOW_MS % 3_600_000 - 1_793_491_200_000) // 3_600_000
+    assert btc["market"] == "BTC-USDT-SPOT:1h" and btc["rows"] == hours and btc["missing"] == 0
+    assert btc["first_candle"] == "2026-11-01 00:00" and btc["open_gaps"] == 0
+    assert btc["lag_s"] < 3600 and not btc["stale"]
+    assert btc["last_materialization"] is not None
+    assert report["runs_24h"]["binance"] == {"SUCCESS": 1}
+    text = cli(env, "status")
+    assert "BTC-USDT-SPOT:1h" in text.stdout and "database:" in text.stdout
+
+
+def test_status_says_when_the_database_is_unreachable(env: dict[str, str]) -> None:
+    done = cli({**env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}, "status")
+    assert done.returncode == 1 and "UNREACHABLE" in done.stdout

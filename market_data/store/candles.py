@@ -193,3 +193,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _: object) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def series_stats(store: CandleStore, exchange: str) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """(symbol, timeframe) -> (rows, first ts, last ts) of an exchange's stored candles."""
+    c = candles.c
+    query = (
+        sa.select(c.symbol, c.timeframe, sa.func.count(), sa.func.min(c.ts), sa.func.max(c.ts))
+        .where(c.exchange == exchange)
+        .group_by(c.symbol, c.timeframe)
+    )
+    with store.engine.connect() as conn:
+        return {(s, tf): (int(n), int(lo), int(hi)) for s, tf, n, lo, hi in conn.execute(query)}
+
+
+def ping(store: CandleStore) -> float:
+    """Seconds for a round trip to the database (raises if it is unreachable)."""
+    started = time.perf_counter()
+    with store.engine.connect() as conn:
+        conn.execute(sa.select(1))
+    return time.perf_counter() - started

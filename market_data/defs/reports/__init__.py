@@ -1,0 +1,1 @@
+"""Reports: the status of every market, as an asset (visible in the UI) and a command."""

@@ -1,0 +1,50 @@
+"""``reports/status``: the status of every market as asset metadata, so the UI shows it."""
+
+import dagster as dg
+
+from market_data.defs.candles.assets import candle_asset_key
+from market_data.defs.reports.status import collect_status
+from market_data.defs.resources import STORE_KEY, CandleStoreResource
+from market_data.domain.watchlist import Watchlist
+
+STATUS_CRON = "*/15 * * * *"
+
+
+def status_asset(watchlist: Watchlist) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=dg.AssetKey(["reports", "status"]),
+        group_name="reports",
+        deps=[candle_asset_key(ex.name) for ex in watchlist.exchanges],
+        required_resource_keys={STORE_KEY},
+        kinds={"sql"},
+        description="Per market: first and last candle, rows, expected, missing, exchange-empty, "
+        "open gaps, lag, last materialization; runs in the last 24 hours; database health.",
+    )
+    def status(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        store_res: CandleStoreResource = getattr(context.resources, STORE_KEY)
+        report = collect_status(store_res.store(), context.instance, watchlist)
+        if not report.database_ok:
+            raise dg.Failure(description=f"database unreachable: {report.database_error}")
+        return dg.MaterializeResult(
+            metadata={
+                "markets": dg.MetadataValue.int(len(report.markets)),
+                "stale_markets": dg.MetadataValue.int(sum(m.stale for m in report.markets)),
+                "open_gaps": dg.MetadataValue.int(sum(m.open_gaps for m in report.markets)),
+                "missing_candles": dg.MetadataValue.int(sum(m.missing for m in report.markets)),
+                "database_latency_ms": dg.MetadataValue.float(report.database_latency_ms or 0.0),
+                "runs_24h": dg.MetadataValue.json(report.runs_24h),
+                "status": dg.MetadataValue.md(report.markdown()),
+            }
+        )
+
+    return status
+
+
+def status_schedule() -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="status_report",
+        target=dg.AssetSelection.keys(dg.AssetKey(["reports", "status"])),
+        cron_schedule=STATUS_CRON,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )

@@ -1,0 +1,141 @@
+"""The status of every watched market: coverage, gaps, lag, Dagster activity, database health."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+
+from market_data.defs.candles.assets import candle_asset_key, market_for
+from market_data.defs.candles.gapwork import FAR_FUTURE, expected_bounds
+from market_data.defs.candles.partitions import market_partitions
+from market_data.domain.gaps import EXCHANGE_EMPTY, OPEN
+from market_data.domain.watchlist import Watchlist
+from market_data.store.candles import CandleStore, ping, series_stats
+
+
+@dataclass
+class MarketStatus:
+    exchange: str
+    market: str
+    first_candle: str | None
+    last_candle: str | None
+    rows: int
+    expected: int
+    missing: int
+    exchange_empty: int
+    open_gaps: int
+    lag_s: float | None
+    stale: bool
+    last_materialization: str | None
+
+
+@dataclass
+class StatusReport:
+    generated_at: str
+    database_ok: bool
+    database_latency_ms: float | None
+    database_error: str | None = None
+    markets: list[MarketStatus] = field(default_factory=list)
+    runs_24h: dict[str, dict[str, int]] = field(default_factory=dict)  # exchange -> status -> n
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def markdown(self) -> str:
+        head = "| exchange | market | first | last | rows | expected | missing | exch.-empty | open gaps | lag s | last materialization |"
+        lines = [head, "|" + " --- |" * 11]
+        for m in self.markets:
+            lag = "" if m.lag_s is None else f"{m.lag_s:.0f}" + (" STALE" if m.stale else "")
+            lines.append(
+                f"| {m.exchange} | {m.market} | {m.first_candle or ''} | {m.last_candle or ''} | {m.rows} | "
+                f"{m.expected} | {m.missing} | {m.exchange_empty} | {m.open_gaps} | {lag} | {m.last_materialization or ''} |"
+            )
+        return "\n".join(lines)
+
+
+def _iso(ms: int | float | None) -> str | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _last_materialization(instance: dg.DagsterInstance, exchange: str, key: str) -> str | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=candle_asset_key(exchange)), limit=200
+    )
+    for record in records.records:
+        partition = (
+            record.event_log_entry.dagster_event.partition
+            if record.event_log_entry.dagster_event
+            else None
+        )
+        if partition is not None and str(partition).startswith(f"{key}|"):
+            return _iso(record.timestamp * 1000)
+    return None
+
+
+def collect_status(
+    store: CandleStore, instance: dg.DagsterInstance, watchlist: Watchlist
+) -> StatusReport:
+    now = datetime.now(UTC)
+    report = StatusReport(
+        generated_at=now.isoformat(timespec="seconds"), database_ok=True, database_latency_ms=None
+    )
+    try:
+        report.database_latency_ms = round(ping(store) * 1000, 2)
+    except Exception as e:  # reachability is what is being reported
+        report.database_ok, report.database_error = False, f"{type(e).__name__}: {e}"
+        return report
+    since = time.time() - timedelta(hours=24).total_seconds()
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(created_after=datetime.fromtimestamp(since, UTC))
+    )
+    for ex in watchlist.exchanges:
+        keys = _keys(instance, ex.name)
+        known = set(keys)
+        counts: dict[str, int] = {}
+        for run in runs:  # runs naming one of the exchange's markets, or its freshness runs
+            named = {str(v).split("|")[0] for v in run.tags.values()}
+            if named & known or run.tags.get("market_data/freshness") == ex.name:
+                counts[run.status.value] = counts.get(run.status.value, 0) + 1
+        report.runs_24h[ex.name] = counts
+        stats = series_stats(store, ex.name)
+        clock = store.gaps.clock(ex.name)
+        gaps = store.gaps.all_gaps(limit=10**9) if stats else []
+        for key in keys:
+            market = market_for(watchlist, ex.name, key)
+            tf = market.timeframe
+            rows, first, last = stats.get((market.symbol.standard, tf.code), (0, None, None))
+            expected = 0
+            if clock is not None:
+                for lo, hi in expected_bounds(store, market, [(0, FAR_FUTURE)]):
+                    expected += tf.count(lo, min(hi, clock - clock % tf.ms))
+            mine = [
+                g
+                for g in gaps
+                if g["exchange"] == ex.name
+                and g["symbol"] == market.symbol.standard
+                and g["timeframe"] == tf.code
+            ]
+            lag = (
+                None if last is None or clock is None else max(0.0, (clock - (last + tf.ms)) / 1000)
+            )
+            report.markets.append(
+                MarketStatus(
+                    exchange=ex.name, market=key, first_candle=_iso(first), last_candle=_iso(last), rows=rows,
+                    expected=expected,
+                    missing=sum((g["gap_end"] - g["gap_start"]) // tf.ms for g in mine if g["status"] == OPEN),
+                    exchange_empty=sum((g["gap_end"] - g["gap_start"]) // tf.ms for g in mine if g["status"] == EXCHANGE_EMPTY),
+                    open_gaps=sum(1 for g in mine if g["status"] == OPEN),
+                    lag_s=lag,
+                    stale=lag is not None and lag > watchlist.freshness.max_lag_timeframes * tf.ms / 1000,
+                    last_materialization=_last_materialization(instance, ex.name, key),
+                )
+            )  # fmt: skip
+    return report
+
+
+def _keys(instance: dg.DagsterInstance, exchange: str) -> list[str]:
+    return list(instance.get_dynamic_partitions(market_partitions(exchange).name))
