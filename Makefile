@@ -8,7 +8,11 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export MARKET_DATA_CONFIG ?= $(CURDIR)/watchlist.yaml
 SIM_PORT ?= 8765
 
-.PHONY: install run test lint format bench clean
+HOST ?= 127.0.0.1
+PORT ?= 3000
+PROD_HOME ?= $(CURDIR)/.dagster-prod
+
+.PHONY: install run serve pools test lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +35,24 @@ run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	  trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000; }
 
+# Production shape: webserver and daemon as separate processes, Dagster's storage and the
+# candle store on PostgreSQL. Needs DATABASE_URL (candles) and DAGSTER_POSTGRES_URL
+# (postgresql+psycopg2://...); see docs/DEPLOYMENT.md.
+serve: $(STAMP)
+	@test -n "$$DATABASE_URL" || { echo "set DATABASE_URL (postgresql://...)"; exit 2; }
+	@test -n "$$DAGSTER_POSTGRES_URL" || { echo "set DAGSTER_POSTGRES_URL (postgresql+psycopg2://...)"; exit 2; }
+	mkdir -p $(PROD_HOME)
+	ln -sf $(CURDIR)/dagster.postgres.yaml $(PROD_HOME)/dagster.yaml
+	export DAGSTER_HOME=$(PROD_HOME); \
+	$(BIN)/market-data db init && $(BIN)/market-data pools && \
+	{ $(BIN)/dagster-daemon run -w workspace.yaml & daemon=$$!; \
+	  trap 'kill $$daemon 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/dagster-webserver -w workspace.yaml -h $(HOST) -p $(PORT); }
+
+# Per-exchange concurrency pools in the instance of DAGSTER_HOME.
+pools: $(STAMP)
+	$(BIN)/market-data pools
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -44,6 +66,9 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/simulator_pages.py
+	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/gaps.py
+	$(BIN)/python bench/freshness.py
 
 clean:
-	rm -rf $(VENV) .dagster .market_data
+	rm -rf $(VENV) .dagster .dagster-prod .market_data

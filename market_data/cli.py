@@ -344,3 +344,15 @@ def status(as_json: bool) -> None:
             )
     if not report.database_ok:
         raise SystemExit(1)
+
+
+@main.command()
+@click.option("--limit", default=1, show_default=True, type=click.IntRange(min=1),
+              help="steps that may hit one exchange at once")  # fmt: skip
+def pools(limit: int) -> None:
+    """Set the concurrency pool of every exchange of the watchlist (exchange:<name>) in the
+    Dagster instance, as `dagster instance concurrency set` does."""
+    instance = dg.DagsterInstance.get()
+    for ex in load_watchlist().exchanges:
+        instance.event_log_storage.set_concurrency_slots(f"exchange:{ex.name}", limit)
+        click.echo(f"pool exchange:{ex.name}: {limit}")

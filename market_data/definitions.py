@@ -37,6 +37,8 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
             freshness_sensor(watchlist),
         ],
         resources=build_resources(watchlist),
+        # A run's steps (fetch, then check) are sequential: one process per run, not one per step.
+        executor=dg.in_process_executor,
     )
 
 

@@ -214,7 +214,19 @@ def test_gaps_detect_list_and_repair(env: dict[str, str], sim: RunningSimulator)
 
 
 def test_status_reports_every_market(env: dict[str, str]) -> None:
-    assert cli(env, "backfill", "--exchange", "binance", "--symbol", "BTC/USDT", "--start", "2026-11-01").returncode == 0
+    assert (
+        cli(
+            env,
+            "backfill",
+            "--exchange",
+            "binance",
+            "--symbol",
+            "BTC/USDT",
+            "--start",
+            "2026-11-01",
+        ).returncode
+        == 0
+    )
     done = cli(env, "status", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)

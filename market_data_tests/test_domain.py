@@ -127,6 +127,16 @@ def test_watchlist_forms_and_defaults() -> None:
         ({"exchanges": {"binance": {"timeout_ms": "soon"}}}, r"timeout_ms: 'soon' is not a int"),
         ({"exchanges": []}, "'exchanges' must map"),
         ("just text", "must be a mapping"),
+        ({"exchanges": {"binance": {}}, "freshness": {"every": 5}}, r"freshness: a mapping of"),
+        (
+            {"exchanges": {"binance": {}}, "freshness": {"warn_after_s": 9, "fail_after_s": 5}},
+            "warn_after_s <= fail_after_s",
+        ),
+        (
+            {"exchanges": {"binance": {}}, "gaps": {"max_attempts": 0}},
+            "gaps.max_attempts: at least 1",
+        ),
+        ({"exchanges": {"binance": {}}, "gaps": {"sweep_cron": "daily"}}, "not a 5-field cron"),
     ],
 )
 def test_invalid_watchlists_name_the_entry(data: object, message: str) -> None:
@@ -145,3 +155,21 @@ def test_rewrite_urls_keeps_paths() -> None:
         "nested": {"fapi": "http://127.0.0.1:9/fapi/v1"},
         "x": 3,
     }
+
+
+def test_settings_blocks() -> None:
+    wl = parse_watchlist(
+        {"exchanges": {"binance": {}}, "freshness": {"interval_s": 60, "max_lag_timeframes": 3},
+         "gaps": {"max_attempts": 5, "sweep_cron": "0 3 * * *"}},
+        KNOWN, TODAY,
+    )  # fmt: skip
+    assert (
+        wl.freshness.interval_s,
+        wl.freshness.max_lag_timeframes,
+        wl.freshness.fail_after_s,
+    ) == (60, 3.0, 1800)
+    assert (wl.gaps.max_attempts, wl.gaps.sweep_cron, wl.gaps.retry_delay_s) == (
+        5,
+        "0 3 * * *",
+        300.0,
+    )

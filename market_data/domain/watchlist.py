@@ -239,9 +239,32 @@ def parse_watchlist(
             )
     cross = _cross(data.get("cross_exchange"), defaults, today, len(exchanges))
     gaps = _gap_settings(data.get("gaps"))
+    freshness = _freshness_settings(data.get("freshness"))
     return Watchlist(
-        start, tuple(exchanges), tuple(markets.values()), tuple(selectors), cross, gaps
+        start, tuple(exchanges), tuple(markets.values()), tuple(selectors), cross, gaps, freshness
     )
+
+
+def _freshness_settings(raw: Any) -> FreshnessSettings:
+    if raw is None:
+        return FreshnessSettings()
+    types = {
+        "interval_s": int,
+        "warn_after_s": int,
+        "fail_after_s": int,
+        "max_lag_timeframes": float,
+        "final_fetch_hours": int,
+    }
+    if not isinstance(raw, dict) or set(raw) - set(types):
+        raise WatchlistError(f"freshness: a mapping of {sorted(types)}")
+    try:
+        values = {k: types[k](v) for k, v in raw.items()}
+    except (TypeError, ValueError) as e:
+        raise WatchlistError(f"freshness: {e}") from e
+    settings = FreshnessSettings(**values)
+    if settings.interval_s < 1 or settings.warn_after_s > settings.fail_after_s:
+        raise WatchlistError("freshness: interval_s >= 1 and warn_after_s <= fail_after_s")
+    return settings
 
 
 def _gap_settings(raw: Any) -> GapSettings:

@@ -1,0 +1,309 @@
+"""End to end, as deployed: the simulator, the Dagster webserver and daemon as separate
+processes on PostgreSQL storage, candles in PostgreSQL; backfills launched through the
+webserver's GraphQL API as the UI does."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from market_data.simulator.book import Clock
+from market_data.simulator.faults import Faults
+from market_data.simulator.markets import Kind
+from market_data.simulator.server import RunningSimulator, Simulator
+from market_data.store.candles import CandleStore, Series
+from market_data_tests.candle_harness import exchange_truth
+from market_data_tests.conftest import NOW_MS
+from market_data_tests.helpers import admin
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+LOCATION = {"repositoryName": "__repository__", "repositoryLocationName": "market_data"}
+HOUR, MIN = 3_600_000, 60_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    what: str, predicate: Callable[[], Any], timeout: float = 240, every: float = 1.0
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Deployment:
+    def __init__(self, tmp: Path, env: dict[str, str], candles_url: str) -> None:
+        self.tmp, self.env, self.candles_url = tmp, env, candles_url
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.webserver: subprocess.Popen | None = None
+        self.daemon: subprocess.Popen | None = None
+
+    def _spawn(self, *args: str, log: str) -> subprocess.Popen:
+        out = open(self.tmp / log, "ab")  # noqa: SIM115 (kept open for the process)
+        return subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start_webserver(self) -> None:
+        self.webserver = self._spawn(str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
+                                     "-p", str(self.port), log="webserver.log")  # fmt: skip
+        wait_for("the webserver", self._up, timeout=180)
+
+    def start_daemon(self) -> None:
+        self.daemon = self._spawn(
+            str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml", log="daemon.log"
+        )
+
+    def kill_daemon(self) -> None:
+        assert self.daemon is not None
+        os.killpg(self.daemon.pid, signal.SIGKILL)  # the daemon and its code server, at once
+        self.daemon.wait(30)
+
+    def _up(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/server_info", timeout=5) as r:  # noqa: S310
+                return r.status == 200
+        except OSError:
+            return False
+
+    def gql(self, query: str, **variables: Any) -> dict[str, Any]:
+        body = json.dumps({"query": query, "variables": variables}).encode()
+        headers = {"Content-Type": "application/json"}
+        req = urllib.request.Request(f"{self.url}/graphql", data=body, headers=headers)  # noqa: S310
+        with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310
+            payload = json.loads(r.read())
+        assert "errors" not in payload, payload
+        return payload["data"]
+
+    def set_sensor(self, name: str, running: bool) -> None:
+        selector = {**LOCATION, "sensorName": name}
+        if running:
+            data = self.gql(
+                "mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) { __typename } }",
+                s=selector,
+            )
+            assert data["startSensor"]["__typename"] == "Sensor", data
+            return
+        found = self.gql(
+            "query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { ... on Sensor { id } } }",
+            s=selector,
+        )
+        data = self.gql(
+            "mutation($id: String) { stopSensor(id: $id) { __typename } }",
+            id=found["sensorOrError"]["id"],
+        )
+        assert data["stopSensor"]["__typename"] == "StopSensorMutationResult", data
+
+    def launch_backfill(self, partitions: list[str]) -> str:
+        params = {
+            "partitionNames": partitions,
+            "assetSelection": [{"path": ["candles", "binance"]}],
+            "fromFailure": False,
+        }
+        data = self.gql(
+            "mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) { __typename "
+            "... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }",
+            p=params,
+        )
+        result = data["launchPartitionBackfill"]
+        assert result["__typename"] == "LaunchBackfillSuccess", result
+        return str(result["backfillId"])
+
+    def backfill_status(self, backfill_id: str) -> str:
+        data = self.gql(
+            "query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }",
+            id=backfill_id,
+        )
+        return str(data["partitionBackfillOrError"]["status"])
+
+    def runs(self, backfill_id: str) -> list[dict[str, Any]]:
+        data = self.gql(
+            "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { runId status } } } }",
+            f={"tags": [{"key": "dagster/backfill", "value": backfill_id}]},
+        )
+        return list(data["runsOrError"]["results"])
+
+    def wait_backfill(self, backfill_id: str, timeout: float = 300) -> list[dict[str, Any]]:
+        def done() -> list[dict[str, Any]] | None:
+            if self.backfill_status(backfill_id) not in (
+                "COMPLETED",
+                "COMPLETED_SUCCESS",
+                "COMPLETED_FAILED",
+                "FAILED",
+            ):
+                return None
+            runs = self.runs(backfill_id)
+            return (
+                runs
+                if runs
+                and all(
+                    r["status"] not in ("QUEUED", "STARTING", "STARTED", "NOT_STARTED")
+                    for r in runs
+                )
+                else None
+            )
+
+        return wait_for(f"backfill {backfill_id}", done, timeout=timeout, every=2)
+
+    def stop(self) -> None:
+        for proc in (self.daemon, self.webserver):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    pg_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Deployment, RunningSimulator]]:
+    tmp = tmp_path_factory.mktemp("deploy")
+    admin_engine = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    names = [f"md_e2e_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("dagster", "candles")]
+    with admin_engine.connect() as conn:
+        for name in names:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    base = pg_server.rsplit("/", 1)[0]
+    dagster_url = base.replace("postgresql+psycopg://", "postgresql+psycopg2://") + f"/{names[0]}"
+    candles_url = base.replace("postgresql+psycopg://", "postgresql://") + f"/{names[1]}"
+    sim = RunningSimulator(Simulator(Faults(), Clock(fixed_ms=NOW_MS))).start()
+    home = tmp / "home"
+    home.mkdir()
+    (home / "dagster.yaml").symlink_to(ROOT / "dagster.postgres.yaml")
+    config = tmp / "watchlist.yaml"
+    exchange = {"base_url": sim.url, "rate_limit_ms": 0, "retry_base_s": 0.05,
+                "markets": ["BTC/USDT/1h", "ETH/USDT/1m", "SOL/USDT/1m"]}  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "start": "2026-01-01",
+                "freshness": {"interval_s": 10},
+                "exchanges": {"binance": exchange},
+            }
+        )
+    )
+    env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_POSTGRES_URL": dagster_url, "DATABASE_URL": candles_url,
+           "MARKET_DATA_CONFIG": str(config)}  # fmt: skip
+    dep = Deployment(tmp, env, candles_url)
+    try:
+        dep.start_webserver()
+        # Automation off until a test wants it: these tests launch their own runs.
+        for sensor in ("watchlist", "freshness", "gap_repair"):
+            dep.set_sensor(sensor, running=False)
+        subprocess.run(
+            [str(BIN / "market-data"), "db", "init"], env=env, check=True, capture_output=True
+        )
+        keys = ["BTC-USDT-SPOT:1h", "ETH-USDT-SPOT:1m", "SOL-USDT-SPOT:1m"]
+        code = f"import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions('markets_binance', {keys!r})"
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+        dep.start_daemon()
+        yield dep, sim
+    finally:
+        dep.stop()
+        sim.stop()
+        with admin_engine.connect() as conn:
+            for name in names:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin_engine.dispose()
+
+
+def stored(dep: Deployment, symbol: str, tf: str, start: int, end: int) -> list[list[float]]:
+    store = CandleStore(dep.candles_url, create=False)
+    try:
+        return store.read_candles(Series("binance", symbol, tf), start, end).values.tolist()
+    finally:
+        store.dispose()
+
+
+def test_a_backfill_launched_through_graphql_stores_exactly_the_candles(
+    deployment: tuple[Deployment, RunningSimulator],
+) -> None:
+    dep, _ = deployment
+    aug, nov = 1_785_542_400_000, 1_793_491_200_000
+    backfill = dep.launch_backfill([f"BTC-USDT-SPOT:1h|2026-{m:02d}-01" for m in (8, 9, 10)])
+    runs = dep.wait_backfill(backfill)
+    assert all(r["status"] == "SUCCESS" for r in runs), runs
+    assert len(runs) == 1  # three months of one market: one ranged run
+    assert stored(dep, "BTC-USDT-SPOT", "1h", 0, 2**62) == exchange_truth(
+        "BTCUSDT", Kind.SPOT, "1h", aug, nov, NOW_MS
+    )
+
+
+def test_the_freshness_sensor_keeps_a_market_up_to_date(
+    deployment: tuple[Deployment, RunningSimulator],
+) -> None:
+    dep, sim = deployment
+    dep.set_sensor("freshness", running=True)
+    try:
+        newest = NOW_MS - NOW_MS % MIN - MIN
+        wait_for(
+            "the first freshness run",
+            lambda: (s := stored(dep, "ETH-USDT-SPOT", "1m", newest, newest + 1)) and s,
+        )
+        admin(sim.url, "clock", {"advance_ms": 5 * MIN})  # the exchange moves on
+        later = newest + 5 * MIN
+        wait_for(
+            "candles of the next minutes",
+            lambda: stored(dep, "ETH-USDT-SPOT", "1m", later, later + 1),
+            timeout=180,
+        )
+    finally:
+        dep.set_sensor("freshness", running=False)
+    rows = stored(dep, "ETH-USDT-SPOT", "1m", 1_793_491_200_000, 2**62)
+    assert len(rows) == len({r[0] for r in rows})
+    assert rows[0][0] == 1_793_491_200_000 and all(
+        b[0] - a[0] == MIN for a, b in itertools.pairwise(rows)
+    )
+
+
+def test_a_backfill_survives_the_daemon_being_killed(
+    deployment: tuple[Deployment, RunningSimulator],
+) -> None:
+    dep, sim = deployment
+    admin(sim.url, "faults", {"latency_ms": 60})  # slow pages, so the kill lands mid-backfill
+    jan, mar = 1_767_225_600_000, 1_772_323_200_000
+    try:
+        backfill = dep.launch_backfill([f"SOL-USDT-SPOT:1m|2026-{m:02d}-01" for m in (1, 2)])
+        wait_for("a run of the backfill", lambda: dep.runs(backfill), timeout=120)
+        dep.kill_daemon()
+        time.sleep(3)
+        dep.start_daemon()
+        runs = dep.wait_backfill(backfill, timeout=400)
+    finally:
+        admin(sim.url, "faults", {"latency_ms": 0})
+    assert any(r["status"] == "SUCCESS" for r in runs), runs
+    rows = stored(dep, "SOL-USDT-SPOT", "1m", jan, mar)
+    assert len(rows) == len({r[0] for r in rows}) == (mar - jan) // MIN
+    assert rows == exchange_truth("SOLUSDT", Kind.SPOT, "1m", jan, mar, NOW_MS)
