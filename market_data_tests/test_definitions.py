@@ -45,3 +45,34 @@ def test_a_broken_watchlist_fails_loading_with_the_entry_named(tmp_path: Path) -
     )
     assert result.returncode != 0
     assert "markets[0] ('BTC/USDT/7m'): unknown timeframe '7m'" in result.stderr
+
+
+def test_the_postgres_instance_matches_the_embedded_one_below_storage() -> None:
+    import yaml
+
+    embedded = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    postgres = yaml.safe_load((ROOT / "dagster.postgres.yaml").read_text())
+    assert postgres.pop("storage") == {
+        "postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}
+    }
+    assert "storage" not in embedded and postgres == embedded
+
+
+def test_every_sensor_schedule_and_job_is_defined() -> None:
+    env = {**os.environ, "MARKET_DATA_CONFIG": str(ROOT / "watchlist.yaml")}
+    code = (
+        "from market_data.definitions import defs;"
+        "print(sorted(s.name for s in defs.sensors), sorted(s.name for s in defs.schedules),"
+        " sorted(a.key.to_user_string() for a in defs.assets))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == (
+        "['freshness', 'gap_repair', 'watchlist'] ['gap_sweep_daily', 'instruments_daily', 'status_report'] "
+        "['candles/binance', 'instruments/binance', 'reports/status']"
+    )
