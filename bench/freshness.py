@@ -10,15 +10,13 @@ are fresh. Targets: a constant number of runs per exchange (1) and under 60 s.
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 import warnings
 from datetime import UTC, datetime
 
 import ccxt
 import dagster as dg
-import sqlalchemy as sa
+from scratch_db import scratch_database  # bench/, on sys.path when run as a script
 
 from market_data.defs.candles.assets import candle_asset
 from market_data.defs.candles.checks import gap_check
@@ -32,76 +30,69 @@ from market_data.simulator.server import RunningSimulator, Simulator
 from market_data.store.candles import CandleStore, Series
 
 warnings.simplefilter("ignore")
-SERVER = os.environ.get("DATABASE_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TIMEFRAMES = ["1m", "5m", "15m", "1h", "4h"]
 NOW = int(datetime.now(UTC).timestamp() * 1000)
 
 
 def main() -> None:
-    admin = sa.create_engine(SERVER, isolation_level="AUTOCOMMIT")
-    db = f"md_bench_fresh_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
-    url = SERVER.rsplit("/", 1)[0] + f"/{db}"
+    with scratch_database("md_bench_fresh") as url:
+        _run(url)
+
+
+def _run(url: str) -> None:
     pairs = [
         m for m in MARKETS if m.kind is Kind.SPOT and m.ends_ms is None and m.empty_share == 0
     ][:20]
     sim = Simulator(Faults(), Clock(fixed_ms=NOW - 3_600_000))
-    try:
-        with RunningSimulator(sim) as running:
-            markets = [f"{m.base}/{m.quote}/{tf}" for m in pairs for tf in TIMEFRAMES]
-            today = datetime.now(UTC).date()
-            data = {"start": today.replace(day=1).isoformat(),
-                    "exchanges": {"binance": {"base_url": running.url, "rate_limit_ms": 0, "markets": markets}}}  # fmt: skip
-            wl = parse_watchlist(data, frozenset(ccxt.exchanges), today)
-            instance = dg.DagsterInstance.ephemeral()
-            instance.add_dynamic_partitions("markets_binance", [m.key for m in wl.markets])
-            resources = build_resources(wl) | {STORE_KEY: CandleStoreResource(database_url=url)}
-            assets = [candle_asset("binance", wl), gap_check("binance", wl)]
+    with RunningSimulator(sim) as running:
+        markets = [f"{m.base}/{m.quote}/{tf}" for m in pairs for tf in TIMEFRAMES]
+        today = datetime.now(UTC).date()
+        data = {"start": today.replace(day=1).isoformat(),
+                "exchanges": {"binance": {"base_url": running.url, "rate_limit_ms": 0, "markets": markets}}}  # fmt: skip
+        wl = parse_watchlist(data, frozenset(ccxt.exchanges), today)
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions("markets_binance", [m.key for m in wl.markets])
+        resources = build_resources(wl) | {STORE_KEY: CandleStoreResource(database_url=url)}
+        assets = [candle_asset("binance", wl), gap_check("binance", wl)]
 
-            def tick() -> tuple[int, int, float]:
-                with dg.build_sensor_context(instance=instance) as ctx:
-                    requests = freshness_sensor(wl)(ctx).run_requests
-                before = sim.stats.as_json()["total_requests"]
-                t0 = time.perf_counter()
-                for r in requests:
-                    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-                    result = dg.materialize(
-                        assets,
-                        instance=instance,
-                        resources=resources,
-                        tags=r.tags,
-                        run_config=quiet,
-                    )
-                    assert result.success
-                return (
-                    len(requests),
-                    sim.stats.as_json()["total_requests"] - before,
-                    time.perf_counter() - t0,
+        def tick() -> tuple[int, int, float]:
+            with dg.build_sensor_context(instance=instance) as ctx:
+                requests = freshness_sensor(wl)(ctx).run_requests
+            before = sim.stats.as_json()["total_requests"]
+            t0 = time.perf_counter()
+            for r in requests:
+                quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+                result = dg.materialize(
+                    assets,
+                    instance=instance,
+                    resources=resources,
+                    tags=r.tags,
+                    run_config=quiet,
                 )
+                assert result.success
+            return (
+                len(requests),
+                sim.stats.as_json()["total_requests"] - before,
+                time.perf_counter() - t0,
+            )
 
-            runs, requests, seconds = tick()
-            print(
-                f"catch-up from the 1st of the month: {runs} run(s), {requests} requests, {seconds:.1f} s"
-            )
-            sim.clock.fixed_ms = NOW  # an hour later at the exchange
-            runs, requests, seconds = tick()
-            store = CandleStore(url, create=False)
-            fresh = sum(
-                1 for m in wl.markets
-                if (store.last_ts(Series("binance", m.symbol.standard, m.timeframe.code)) or 0) + m.timeframe.ms
-                > NOW - m.timeframe.ms
-            )  # fmt: skip
-            print(f"one tick, 100 markets, 1 hour behind: {runs} run(s), {requests} requests, {seconds:.1f} s; "
-                  f"{fresh}/{len(wl.markets)} markets fresh  (targets: constant runs per exchange, < 60 s)")  # fmt: skip
-            runs, requests, seconds = tick()
-            print(
-                f"a tick that finds nothing new: {runs} run(s), {requests} requests, {seconds:.1f} s"
-            )
-            store.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        runs, requests, seconds = tick()
+        print(
+            f"catch-up from the 1st of the month: {runs} run(s), {requests} requests, {seconds:.1f} s"
+        )
+        sim.clock.fixed_ms = NOW  # an hour later at the exchange
+        runs, requests, seconds = tick()
+        store = CandleStore(url, create=False)
+        fresh = sum(
+            1 for m in wl.markets
+            if (store.last_ts(Series("binance", m.symbol.standard, m.timeframe.code)) or 0) + m.timeframe.ms
+            > NOW - m.timeframe.ms
+        )  # fmt: skip
+        print(f"one tick, 100 markets, 1 hour behind: {runs} run(s), {requests} requests, {seconds:.1f} s; "
+              f"{fresh}/{len(wl.markets)} markets fresh  (targets: constant runs per exchange, < 60 s)")  # fmt: skip
+        runs, requests, seconds = tick()
+        print(f"a tick that finds nothing new: {runs} run(s), {requests} requests, {seconds:.1f} s")
+        store.dispose()
 
 
 if __name__ == "__main__":

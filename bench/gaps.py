@@ -10,13 +10,12 @@ all history (the daily sweep's work). Targets: <= 100 ms per partition, <= 10 s 
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
-import uuid
 from datetime import date
 
 import sqlalchemy as sa
+from scratch_db import scratch_database  # bench/, on sys.path when run as a script
 
 from market_data.defs.candles.gapwork import FAR_FUTURE, detect
 from market_data.domain.symbols import parse_symbol
@@ -24,69 +23,61 @@ from market_data.domain.timeframes import Timeframe
 from market_data.domain.watchlist import GapSettings, Market
 from market_data.store.candles import CandleStore
 
-SERVER = os.environ.get("DATABASE_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SERIES, PER_SERIES, EVERY = 20, 500_000, 5_000
 START = 1_735_689_600_000  # 2025-01-01
 MONTH = 30 * 86_400_000
 
 
 def main() -> None:
-    admin = sa.create_engine(SERVER, isolation_level="AUTOCOMMIT")
-    db = f"md_bench_gaps_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
-    try:
-        store = CandleStore(SERVER.rsplit("/", 1)[0] + f"/{db}")
-        t0 = time.perf_counter()
-        with store.engine.begin() as conn:
-            for i in range(SERIES):
-                params = {"s": f"B{i}-USDT-SPOT", "start": START, "n": PER_SERIES, "every": EVERY}
-                conn.execute(
-                    sa.text(
-                        "INSERT INTO candles SELECT 'binance', :s, '1m', :start + g * 60000, 1, 2, 0.5, 1.5, 3 "
-                        "FROM generate_series(CAST(0 AS BIGINT), :n - 1) AS g WHERE g % :every <> 17"
-                    ),
-                    params,
-                )
-                conn.execute(
-                    sa.text(
-                        "INSERT INTO fetch_coverage VALUES ('binance', :s, '1m', :start, :start + CAST(:n AS BIGINT) * 60000, 0, 0)"
-                    ),
-                    params,
-                )
-        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with scratch_database("md_bench_gaps") as url:
+        _run(url)
+
+
+def _run(url: str) -> None:
+    store = CandleStore(url)
+    t0 = time.perf_counter()
+    with store.engine.begin() as conn:
+        for i in range(SERIES):
+            params = {"s": f"B{i}-USDT-SPOT", "start": START, "n": PER_SERIES, "every": EVERY}
             conn.execute(
-                sa.text("VACUUM ANALYZE candles")
-            )  # as autovacuum would, after a bulk load
-        store.gaps.save_clock("binance", START + PER_SERIES * 60_000)
-        with store.engine.connect() as conn:
-            total = conn.execute(sa.text("SELECT COUNT(*) FROM candles")).scalar()
-        print(f"loaded {total:,} candles in {time.perf_counter() - t0:.1f}s")
-        settings = GapSettings()
-        markets = [
-            Market(
-                "binance", parse_symbol(f"B{i}-USDT-SPOT"), Timeframe.parse("1m"), date(2025, 1, 1)
+                sa.text(
+                    "INSERT INTO candles SELECT 'binance', :s, '1m', :start + g * 60000, 1, 2, 0.5, 1.5, 3 "
+                    "FROM generate_series(CAST(0 AS BIGINT), :n - 1) AS g WHERE g % :every <> 17"
+                ),
+                params,
             )
-            for i in range(SERIES)
-        ]
-        times = []
-        for month in range(11):
-            lo = START + month * MONTH
-            t = time.perf_counter()
-            found = detect(store, markets[month % SERIES], [(lo, lo + MONTH)], settings)
-            times.append(time.perf_counter() - t)
-        print(f"partition check (one month of 1m, {len(found.open)} gaps): median {statistics.median(times) * 1000:.0f} ms, "
-              f"max {max(times) * 1000:.0f} ms  (target <= 100 ms)")  # fmt: skip
+            conn.execute(
+                sa.text(
+                    "INSERT INTO fetch_coverage VALUES ('binance', :s, '1m', :start, :start + CAST(:n AS BIGINT) * 60000, 0, 0)"
+                ),
+                params,
+            )
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE candles"))  # as autovacuum would, after a bulk load
+    store.gaps.save_clock("binance", START + PER_SERIES * 60_000)
+    with store.engine.connect() as conn:
+        total = conn.execute(sa.text("SELECT COUNT(*) FROM candles")).scalar()
+    print(f"loaded {total:,} candles in {time.perf_counter() - t0:.1f}s")
+    settings = GapSettings()
+    markets = [
+        Market("binance", parse_symbol(f"B{i}-USDT-SPOT"), Timeframe.parse("1m"), date(2025, 1, 1))
+        for i in range(SERIES)
+    ]
+    times = []
+    for month in range(11):
+        lo = START + month * MONTH
         t = time.perf_counter()
-        gaps = sum(len(detect(store, m, [(0, FAR_FUTURE)], settings).open) for m in markets)
-        sweep = time.perf_counter() - t
-        print(
-            f"full sweep ({SERIES} series, {total:,} candles, {gaps} gaps): {sweep:.1f} s  (target <= 10 s)"
-        )
-        store.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        found = detect(store, markets[month % SERIES], [(lo, lo + MONTH)], settings)
+        times.append(time.perf_counter() - t)
+    print(f"partition check (one month of 1m, {len(found.open)} gaps): median {statistics.median(times) * 1000:.0f} ms, "
+          f"max {max(times) * 1000:.0f} ms  (target <= 100 ms)")  # fmt: skip
+    t = time.perf_counter()
+    gaps = sum(len(detect(store, m, [(0, FAR_FUTURE)], settings).open) for m in markets)
+    sweep = time.perf_counter() - t
+    print(
+        f"full sweep ({SERIES} series, {total:,} candles, {gaps} gaps): {sweep:.1f} s  (target <= 10 s)"
+    )
+    store.dispose()
 
 
 if __name__ == "__main__":

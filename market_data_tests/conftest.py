@@ -118,3 +118,18 @@ def pg_database(pg_server: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A candle store of the test's own: a SQLite file, or this run's PostgreSQL database
+    emptied before and after."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/candles.sqlite"
+        return
+    from market_data_tests.candle_harness import clear
+
+    url = request.getfixturevalue("pg_database")
+    clear(url)
+    yield url
+    clear(url)

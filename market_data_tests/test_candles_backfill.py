@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -12,23 +11,12 @@ from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.markets import MARKETS, Kind
 from market_data.simulator.server import RunningSimulator, Simulator
-from market_data_tests.candle_harness import Harness, clear, exchange_truth, watchlist
+from market_data_tests.candle_harness import Harness, exchange_truth, watchlist
 from market_data_tests.conftest import NOW_MS
 from market_data_tests.helpers import admin
 
 HOUR = 3_600_000
 OCT, NOV, DEC = 1_790_812_800_000, 1_793_491_200_000, 1_796_083_200_000  # 2026-10/11/12-01
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/candles.sqlite"
-        return
-    url = request.getfixturevalue("pg_database")
-    clear(url)
-    yield url
-    clear(url)
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@ SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import ccxt
 import dagster as dg
 import numpy as np
@@ -19,24 +16,13 @@ from market_data.domain.watchlist import parse_watchlist
 from market_data.simulator.generator import minute_bars
 from market_data.simulator.markets import MARKETS
 from market_data.simulator.server import RunningSimulator
-from market_data_tests.candle_harness import Harness, clear
+from market_data_tests.candle_harness import Harness
 from market_data_tests.conftest import NOW_MS
 from market_data_tests.helpers import admin
 
 MIN = 60_000
 JAN, FEB = 1_767_225_600_000, 1_769_904_000_000
 NOV = 1_793_491_200_000
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/gaps.sqlite"
-        return
-    url = request.getfixturevalue("pg_database")
-    clear(url)
-    yield url
-    clear(url)
 
 
 @pytest.fixture

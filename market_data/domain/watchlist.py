@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from market_data.domain.symbols import MalformedSymbolError, Symbol, parse_symbol
 from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
 
+B = TypeVar("B")
 DEFAULT_TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "1h", "4h", "1d")
 KEY_SEPARATOR = ":"
 
@@ -245,45 +246,35 @@ def parse_watchlist(
     )
 
 
-def _freshness_settings(raw: Any) -> FreshnessSettings:
+def _block(cls: type[B], raw: Any, where: str) -> B:
+    """A settings dataclass from an optional mapping, each value cast to its default's type."""
     if raw is None:
-        return FreshnessSettings()
-    types = {
-        "interval_s": int,
-        "warn_after_s": int,
-        "fail_after_s": int,
-        "max_lag_timeframes": float,
-        "final_fetch_hours": int,
-    }
+        return cls()
+    types = {f.name: type(f.default) for f in fields(cls)}  # type: ignore[arg-type]
     if not isinstance(raw, dict) or set(raw) - set(types):
-        raise WatchlistError(f"freshness: a mapping of {sorted(types)}")
+        raise WatchlistError(f"{where}: a mapping of {sorted(types)}")
     try:
-        values = {k: types[k](v) for k, v in raw.items()}
+        return cls(**{k: types[k](v) for k, v in raw.items()})
     except (TypeError, ValueError) as e:
-        raise WatchlistError(f"freshness: {e}") from e
-    settings = FreshnessSettings(**values)
+        raise WatchlistError(f"{where}: {e}") from e
+
+
+def _freshness_settings(raw: Any) -> FreshnessSettings:
+    settings = _block(FreshnessSettings, raw, "freshness")
     if settings.interval_s < 1 or settings.warn_after_s > settings.fail_after_s:
         raise WatchlistError("freshness: interval_s >= 1 and warn_after_s <= fail_after_s")
     return settings
 
 
 def _gap_settings(raw: Any) -> GapSettings:
-    if raw is None:
-        return GapSettings()
-    allowed = {"max_attempts": int, "retry_delay_s": float, "sweep_cron": str}
-    if not isinstance(raw, dict) or set(raw) - set(allowed):
-        raise WatchlistError(f"gaps: a mapping of {sorted(allowed)}")
-    try:
-        values = {k: allowed[k](v) for k, v in raw.items()}
-    except (TypeError, ValueError) as e:
-        raise WatchlistError(f"gaps: {e}") from e
-    if values.get("max_attempts", 1) < 1:
+    settings = _block(GapSettings, raw, "gaps")
+    if settings.max_attempts < 1:
         raise WatchlistError("gaps.max_attempts: at least 1")
-    if "sweep_cron" in values and len(values["sweep_cron"].split()) != 5:
+    if len(settings.sweep_cron.split()) != 5:
         raise WatchlistError(
-            f"gaps.sweep_cron: {values['sweep_cron']!r} is not a 5-field cron expression"
+            f"gaps.sweep_cron: {settings.sweep_cron!r} is not a 5-field cron expression"
         )
-    return GapSettings(**values)
+    return settings
 
 
 def _names(raw: Any, where: str, upper: bool = True) -> frozenset[str] | None:
