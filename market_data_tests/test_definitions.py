@@ -76,3 +76,18 @@ def test_every_sensor_schedule_and_job_is_defined() -> None:
         "['freshness', 'gap_repair', 'watchlist'] ['gap_sweep_daily', 'instruments_daily', 'status_report'] "
         "['candles/binance', 'instruments/binance', 'reports/status']"
     )
+
+
+def test_an_exchange_url_from_the_environment_overrides_the_watchlist(monkeypatch: object) -> None:
+    import ccxt
+
+    from market_data.defs.resources import build_resources
+    from market_data.domain.watchlist import parse_watchlist
+
+    wl = parse_watchlist(
+        {"exchanges": {"binance": {"base_url": "http://127.0.0.1:1"}}}, frozenset(ccxt.exchanges)
+    )
+    assert build_resources(wl)["exchange_binance"].base_url == "http://127.0.0.1:1"
+    monkeypatch.setenv("MARKET_DATA_BINANCE_URL", "http://127.0.0.1:2")  # type: ignore[attr-defined]
+    resource = build_resources(wl)["exchange_binance"].process_config_and_initialize()
+    assert resource.client().exchange.urls["api"]["public"] == "http://127.0.0.1:2/api/v3"

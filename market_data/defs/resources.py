@@ -15,6 +15,10 @@ from market_data.exchanges.retry import Backoff
 from market_data.store.candles import CandleStore
 
 
+def base_url_env(exchange: str) -> str:
+    return f"MARKET_DATA_{exchange.upper()}_URL"
+
+
 def exchange_resource_key(exchange: str) -> str:
     return f"exchange_{exchange}"
 
@@ -60,9 +64,11 @@ def build_resources(watchlist: Watchlist) -> dict[str, dg.ConfigurableResource]:
     url = dg.EnvVar(DATABASE_ENV) if os.environ.get(DATABASE_ENV) else DEFAULT_DATABASE_URL
     out: dict[str, dg.ConfigurableResource] = {STORE_KEY: CandleStoreResource(database_url=url)}
     for ex in watchlist.exchanges:
+        # MARKET_DATA_<EXCHANGE>_URL, when set, overrides the watchlist's base_url.
+        env_url = base_url_env(ex.name)
         out[exchange_resource_key(ex.name)] = ExchangeResource(
             name=ex.name,
-            base_url=ex.base_url,
+            base_url=dg.EnvVar(env_url) if os.environ.get(env_url) else ex.base_url,
             rate_limit_ms=ex.rate_limit_ms,
             timeout_ms=ex.timeout_ms,
             retry_attempts=ex.retry_attempts,
