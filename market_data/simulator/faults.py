@@ -20,13 +20,15 @@ class Hole(BaseModel):
 
 class FailRule(BaseModel):
     """Answer ``status`` to requests whose path starts with ``path``: after ``skip`` matching
-    requests pass, the next ``count`` fail (``count`` < 0: all of them until cleared)."""
+    requests pass, the next ``count`` fail (``count`` < 0: all of them until cleared). A 429
+    or 418 comes with Binance's body and ``Retry-After: retry_after_s``."""
 
     model_config = ConfigDict(extra="forbid")
     path: str = "/"
     status: int = 500
     skip: int = 0
     count: int = 1
+    retry_after_s: int = Field(1, ge=0)
 
 
 class Faults(BaseModel):
@@ -97,16 +99,17 @@ class Injector:
         self.rng = random.Random(faults.seed)
         self.seen = [0] * len(faults.fail)
 
-    def forced_status(self, path: str) -> int | None:
+    def forced_failure(self, path: str) -> FailRule | None:
+        """The rule that fails this request, if one does (error_rate counts as one)."""
         for i, rule in enumerate(self.faults.fail):
             if not path.startswith(rule.path):
                 continue
             self.seen[i] += 1
             n = self.seen[i] - rule.skip
             if n > 0 and (rule.count < 0 or n <= rule.count):
-                return rule.status
+                return rule
         if self.faults.error_rate and self.rng.random() < self.faults.error_rate:
-            return self.faults.error_status
+            return FailRule(path=path, status=self.faults.error_status)
         return None
 
     def mangle(self, body: bytes) -> bytes:

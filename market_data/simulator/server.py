@@ -104,9 +104,15 @@ class Simulator:
                 raise too_many_requests(
                     self.faults.weight_limit or (2400 if futures else 6000), banned
                 )
-            forced = self.injector.forced_status(path)
+            forced = self.injector.forced_failure(path)
+            if forced is not None and forced.status in (418, 429):
+                headers["Retry-After"] = str(forced.retry_after_s)
+                until = int(time.time() * 1000) + forced.retry_after_s * 1000
+                raise too_many_requests(
+                    self.faults.weight_limit or 6000, until if forced.status == 418 else None
+                )
             if forced is not None:
-                raise server_error(forced)
+                raise server_error(forced.status)
             body, candles = self.binance.handle(
                 endpoint, params, futures, self.clock.now_ms(), self.faults.holes
             )
