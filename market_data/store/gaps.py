@@ -204,6 +204,23 @@ class GapStore:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
+    def totals(self, exchange: str) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """(symbol, timeframe, status) -> (gaps, total span in ms) of an exchange."""
+        g = candle_gaps.c
+        query = (
+            sa.select(
+                g.symbol,
+                g.timeframe,
+                g.status,
+                sa.func.count(),
+                sa.func.sum(g.gap_end - g.gap_start),
+            )
+            .where(g.exchange == exchange)
+            .group_by(g.symbol, g.timeframe, g.status)
+        )
+        with self.engine.connect() as conn:
+            return {(s, tf, st): (int(n), int(span)) for s, tf, st, n, span in conn.execute(query)}
+
     def mark_attempt(self, exchange: str, symbol: str, timeframe: str, starts: list[int]) -> None:
         if not starts:
             return

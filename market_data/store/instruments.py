@@ -74,12 +74,14 @@ class InstrumentStore:
             )
         return diff(before, catalog)
 
-    def stored(self, exchange: str) -> dict[str, StoredInstrument]:
+    def stored(self, exchange: str, symbol: str | None = None) -> dict[str, StoredInstrument]:
+        """The exchange's catalog by standard name (only ``symbol``'s row, if given)."""
         c = instruments.c
+        query = sa.select(instruments).where(c.exchange == exchange)
+        if symbol is not None:
+            query = query.where(c.symbol == symbol)
         with self.engine.connect() as conn:
-            rows = (
-                conn.execute(sa.select(instruments).where(c.exchange == exchange)).mappings().all()
-            )
+            rows = conn.execute(query).mappings().all()
         out = {}
         for r in rows:
             inst = Instrument(
@@ -91,12 +93,8 @@ class InstrumentStore:
             out[r["symbol"]] = StoredInstrument(inst, r["listed_at"], r["delisted_at"])
         return out
 
-    def listing(self, exchange: str, symbol: str) -> int | None:
-        c = instruments.c
-        with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(c.listed_at).where(c.exchange == exchange, c.symbol == symbol)
-            ).scalar()
+    def get(self, exchange: str, symbol: str) -> StoredInstrument | None:
+        return self.stored(exchange, symbol).get(symbol)
 
     def save_listing(self, inst: Instrument, listed_at: int | None) -> None:
         """The first candle's open time, discovered once (the row is created if the catalog

@@ -34,7 +34,7 @@ def expected_bounds(
 ) -> list[tuple[int, int]]:
     """``ranges`` clipped to where candles are expected: from the market's start and listing,
     until its delisting (the newest known point bounds it further, in the store)."""
-    row = store.instruments.stored(market.exchange).get(market.symbol.standard)
+    row = store.instruments.get(market.exchange, market.symbol.standard)
     tf = market.timeframe
     lo = market.start_ms
     hi = FAR_FUTURE

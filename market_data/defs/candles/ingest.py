@@ -73,7 +73,7 @@ def listing_bounds(
     a request from time 0 and one for the newest candle, and kept in the catalog."""
     inst = instrument_from_ccxt(market.exchange, ccxt_market)
     assert inst is not None, f"{market.symbol.ccxt} is not a spot, perpetual or dated future market"
-    stored = store.instruments.stored(market.exchange).get(inst.symbol)
+    stored = store.instruments.get(market.exchange, inst.symbol)
     listed = stored.listed_at if stored else None
     if listed is None:
         first = call_with_retry(

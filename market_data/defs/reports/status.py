@@ -61,19 +61,20 @@ def _iso(ms: int | float | None) -> str | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def _last_materialization(instance: dg.DagsterInstance, exchange: str, key: str) -> str | None:
+def _latest_materializations(
+    instance: dg.DagsterInstance, exchange: str, limit: int = 1000
+) -> dict[str, str]:
+    """Market key -> time of its newest materialization, from the exchange's newest events."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=candle_asset_key(exchange)), limit=200
+        dg.AssetRecordsFilter(asset_key=candle_asset_key(exchange)), limit=limit
     )
-    for record in records.records:
-        partition = (
-            record.event_log_entry.dagster_event.partition
-            if record.event_log_entry.dagster_event
-            else None
-        )
-        if partition is not None and str(partition).startswith(f"{key}|"):
-            return _iso(record.timestamp * 1000)
-    return None
+    latest: dict[str, str] = {}
+    for record in records.records:  # newest first
+        event = record.event_log_entry.dagster_event
+        partition = event.partition if event is not None else None
+        if partition is not None:
+            latest.setdefault(str(partition).split("|")[0], _iso(record.timestamp * 1000) or "")
+    return latest
 
 
 def collect_status(
@@ -103,7 +104,8 @@ def collect_status(
         report.runs_24h[ex.name] = counts
         stats = series_stats(store, ex.name)
         clock = store.gaps.clock(ex.name)
-        gaps = store.gaps.all_gaps(limit=10**9) if stats else []
+        gaps = store.gaps.totals(ex.name)
+        latest = _latest_materializations(instance, ex.name)
         for key in keys:
             market = market_for(watchlist, ex.name, key)
             tf = market.timeframe
@@ -112,13 +114,8 @@ def collect_status(
             if clock is not None:
                 for lo, hi in expected_bounds(store, market, [(0, FAR_FUTURE)]):
                     expected += tf.count(lo, min(hi, clock - clock % tf.ms))
-            mine = [
-                g
-                for g in gaps
-                if g["exchange"] == ex.name
-                and g["symbol"] == market.symbol.standard
-                and g["timeframe"] == tf.code
-            ]
+            open_gaps, open_span = gaps.get((market.symbol.standard, tf.code, OPEN), (0, 0))
+            _, empty_span = gaps.get((market.symbol.standard, tf.code, EXCHANGE_EMPTY), (0, 0))
             lag = (
                 None if last is None or clock is None else max(0.0, (clock - (last + tf.ms)) / 1000)
             )
@@ -126,12 +123,12 @@ def collect_status(
                 MarketStatus(
                     exchange=ex.name, market=key, first_candle=_iso(first), last_candle=_iso(last), rows=rows,
                     expected=expected,
-                    missing=sum((g["gap_end"] - g["gap_start"]) // tf.ms for g in mine if g["status"] == OPEN),
-                    exchange_empty=sum((g["gap_end"] - g["gap_start"]) // tf.ms for g in mine if g["status"] == EXCHANGE_EMPTY),
-                    open_gaps=sum(1 for g in mine if g["status"] == OPEN),
+                    missing=open_span // tf.ms,
+                    exchange_empty=empty_span // tf.ms,
+                    open_gaps=open_gaps,
                     lag_s=lag,
                     stale=lag is not None and lag > watchlist.freshness.max_lag_timeframes * tf.ms / 1000,
-                    last_materialization=_last_materialization(instance, ex.name, key),
+                    last_materialization=latest.get(key),
                 )
             )  # fmt: skip
     return report
