@@ -121,6 +121,8 @@ def test_dry_run_writes_nothing(env: dict[str, str]) -> None:
     assert "(dry run)" in done.stdout and "0 rows written" in done.stdout
     store = CandleStore(env["DATABASE_URL"])
     assert store.candle_stats(Series("binance", "BTC-USDT-SPOT", "1h"), 0, 2**62)[0] == 0
+    # No trace that would make the gap check or the repair sensor act on it.
+    assert store.gaps.clock("binance") is None and store.gaps.all_gaps() == []
 
 
 @pytest.mark.parametrize(

@@ -131,7 +131,8 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
         try:
             markets = client.load_markets()
             now = exchange_now(client, exchange_res.backoff())
-            store.gaps.save_clock(exchange, now)
+            if not config.dry_run:  # a dry run leaves no trace, not even the clock reading
+                store.gaps.save_clock(exchange, now)
             for key, bounds in ranges.items():
                 market = market_for(watchlist, exchange, key)
                 clipped = [(max(s, lo or s), min(e, hi or e)) for s, e in bounds]

@@ -94,7 +94,11 @@ def execute(
             **(config or {}),
         }
         result = dg.materialize(
-            [by_exchange[exchange], gap_check(exchange, watchlist)],
+            # the gap check follows every run that writes (a dry run records nothing)
+            [
+                by_exchange[exchange],
+                *([] if run_config.get("dry_run") else [gap_check(exchange, watchlist)]),
+            ],
             instance=instance,
             resources=resources,
             tags=p.tags,
