@@ -228,3 +228,23 @@ def harness_wl_old(sim: RunningSimulator, tmp_path: Path) -> Harness:
         f"sqlite:///{tmp_path}/o.sqlite",
         dg.DagsterInstance.ephemeral(),
     )
+
+
+def test_the_sensor_loads_a_missing_catalog_at_once(sim: RunningSimulator, tmp_path: Path) -> None:
+    h = Harness(
+        watchlist(sim.url, ["BTC/USDT/1d"]),
+        f"sqlite:///{tmp_path}/e.sqlite",
+        dg.DagsterInstance.ephemeral(),
+    )
+    with dg.build_sensor_context(
+        instance=h.instance, resources={STORE_KEY: h.resources[STORE_KEY]}
+    ) as ctx:
+        result = watchlist_sensor(h.wl)(ctx)
+    catalog_runs = [r for r in result.run_requests if r.run_key.startswith("catalog:")]
+    assert [r.asset_selection for r in catalog_runs] == [[dg.AssetKey(["instruments", "binance"])]]
+    dg.materialize([instruments_asset("binance")], instance=h.instance, resources=h.resources)
+    with dg.build_sensor_context(
+        instance=h.instance, resources={STORE_KEY: h.resources[STORE_KEY]}
+    ) as ctx:
+        again = watchlist_sensor(h.wl)(ctx)
+    assert not [r for r in again.run_requests if r.run_key.startswith("catalog:")]

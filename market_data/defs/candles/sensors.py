@@ -9,6 +9,7 @@ from market_data.defs.candles.backfill import RANGE_END, RANGE_START, month_keys
 from market_data.defs.candles.checks import gap_check_key
 from market_data.defs.candles.gapwork import due_gaps
 from market_data.defs.candles.partitions import MONTHS_PER_RUN, market_partitions
+from market_data.defs.instruments.assets import instruments_asset_key
 from market_data.defs.resources import CandleStoreResource
 from market_data.domain.selection import Resolution, resolve
 from market_data.domain.watchlist import Market, Watchlist
@@ -44,7 +45,11 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         name="watchlist",
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        asset_selection=[candle_asset_key(ex.name) for ex in watchlist.exchanges],
+        asset_selection=[
+            k
+            for ex in watchlist.exchanges
+            for k in (candle_asset_key(ex.name), instruments_asset_key(ex.name))
+        ],
         description="Keeps each exchange's market partitions equal to the watchlist resolved "
         "against the catalog; launches the backfill of every new market; reports entries "
         "that cannot be kept.",
@@ -68,7 +73,15 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
             context.log.info(line)
         today = datetime.now(UTC).date()
         partition_requests: list = []
-        run_requests: list[dg.RunRequest] = []
+        run_requests: list[dg.RunRequest] = [
+            # An exchange without a catalog yet gets it loaded now, not at the next daily refresh.
+            dg.RunRequest(
+                run_key=f"catalog:{ex.name}:{today}",
+                asset_selection=[instruments_asset_key(ex.name)],
+            )
+            for ex in watchlist.exchanges
+            if not stored[ex.name]
+        ]
         for ex in watchlist.exchanges:
             wanted = resolution.markets.get(ex.name, {})
             parts = market_partitions(ex.name)
