@@ -49,6 +49,13 @@ def cli(
     )
 
 
+def backfill_btc(env: dict[str, str], start: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`market-data backfill` of BTC/USDT (1h) from ``start``."""
+    return cli(
+        env, "backfill", "--exchange", "binance", "--symbol", "BTC/USDT", "--start", start, *extra
+    )
+
+
 def test_backfill_runs_dagster_materializations_and_resume_continues(env: dict[str, str]) -> None:
     done = cli(
         env,
@@ -106,17 +113,7 @@ def test_backfill_runs_dagster_materializations_and_resume_continues(env: dict[s
 
 
 def test_dry_run_writes_nothing(env: dict[str, str]) -> None:
-    done = cli(
-        env,
-        "backfill",
-        "--exchange",
-        "binance",
-        "--symbol",
-        "BTC/USDT",
-        "--start",
-        "2026-11-01",
-        "--dry-run",
-    )
+    done = backfill_btc(env, "2026-11-01", "--dry-run")
     assert done.returncode == 0, done.stderr
     assert "(dry run)" in done.stdout and "0 rows written" in done.stdout
     store = CandleStore(env["DATABASE_URL"])
@@ -186,19 +183,7 @@ def test_gaps_detect_list_and_repair(env: dict[str, str], sim: RunningSimulator)
             ]
         },
     )
-    assert (
-        cli(
-            env,
-            "backfill",
-            "--exchange",
-            "binance",
-            "--symbol",
-            "BTC/USDT",
-            "--start",
-            "2026-01-01",
-        ).returncode
-        == 0
-    )
+    assert backfill_btc(env, "2026-01-01").returncode == 0
     detect = cli(env, "gaps", "detect", "--exchange", "binance", "--symbol", "BTC/USDT")
     assert detect.returncode == 1, detect.stderr
     assert (
@@ -216,19 +201,7 @@ def test_gaps_detect_list_and_repair(env: dict[str, str], sim: RunningSimulator)
 
 
 def test_status_reports_every_market(env: dict[str, str]) -> None:
-    assert (
-        cli(
-            env,
-            "backfill",
-            "--exchange",
-            "binance",
-            "--symbol",
-            "BTC/USDT",
-            "--start",
-            "2026-11-01",
-        ).returncode
-        == 0
-    )
+    assert backfill_btc(env, "2026-11-01").returncode == 0
     done = cli(env, "status", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)

@@ -27,8 +27,6 @@ class CandleContractError(ValueError):
 def to_frame(rows: Sequence[Sequence[float]]) -> pd.DataFrame:
     """ccxt OHLCV rows ([ms, o, h, l, c, v]) as a frame with int64 ts and float prices."""
     frame = pd.DataFrame([list(r[:6]) for r in rows], columns=COLUMNS)
-    if frame.empty:
-        return frame.astype({"ts": "int64", **dict.fromkeys(COLUMNS[1:], "float64")})
     return frame.astype({"ts": "int64", **dict.fromkeys(COLUMNS[1:], "float64")})
 
 

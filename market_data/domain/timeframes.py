@@ -68,7 +68,3 @@ class Timeframe:
 
     def __str__(self) -> str:
         return self.code
-
-
-def parse_timeframe(code: str) -> Timeframe:
-    return Timeframe.parse(code)

@@ -11,12 +11,9 @@ import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset
 from market_data.defs.candles.checks import gap_check, gap_check_job
-from market_data.defs.candles.partitions import MONTHS_PER_RUN, market_partitions
+from market_data.defs.candles.partitions import MONTHS_PER_RUN, market_partitions, range_tags
 from market_data.domain.watchlist import Market, Watchlist
 from market_data.store.candles import CandleStore, Series
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 
 
 @dataclass(frozen=True)
@@ -29,8 +26,7 @@ class RunPlan:
     @property
     def tags(self) -> dict[str, str]:
         return {
-            RANGE_START: f"{self.market.key}|{self.months[0]}",
-            RANGE_END: f"{self.market.key}|{self.months[-1]}",
+            **range_tags((self.market.key, self.months[0]), (self.market.key, self.months[-1])),
             "market_data/source": "cli",
         }
 
@@ -138,7 +134,7 @@ def check_gaps(
         resources=resources,
     )
     _ensure_partition(instance, market)
-    tags = {RANGE_START: f"{market.key}|{months[0]}", RANGE_END: f"{market.key}|{months[-1]}"}
+    tags = range_tags((market.key, months[0]), (market.key, months[-1]))
     result = defs.resolve_job_def(f"check_gaps_{exchange}").execute_in_process(
         instance=instance, tags={**tags, "market_data/source": "cli"}, raise_on_error=False
     )

@@ -33,6 +33,19 @@ def candle_partitions(exchange: str, start: date) -> dg.MultiPartitionsDefinitio
     )
 
 
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def partition_key(market_key: str, month_key: str) -> str:
+    return f"{market_key}|{month_key}"
+
+
+def range_tags(first: tuple[str, str], last: tuple[str, str]) -> dict[str, str]:
+    """Tags of a ranged run from partition (market, month) ``first`` to ``last``."""
+    return {RANGE_START: partition_key(*first), RANGE_END: partition_key(*last)}
+
+
 def month_bounds(month_key: str) -> tuple[int, int]:
     """[start, end) of a month partition in epoch ms."""
     first = datetime.fromisoformat(month_key).replace(tzinfo=UTC)

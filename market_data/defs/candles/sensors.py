@@ -5,10 +5,16 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset_key
-from market_data.defs.candles.backfill import RANGE_END, RANGE_START, month_keys
+from market_data.defs.candles.backfill import month_keys
 from market_data.defs.candles.checks import gap_check_key
 from market_data.defs.candles.gapwork import due_gaps
-from market_data.defs.candles.partitions import MONTHS_PER_RUN, market_partitions
+from market_data.defs.candles.partitions import (
+    MONTHS_PER_RUN,
+    RANGE_END,
+    RANGE_START,
+    market_partitions,
+    range_tags,
+)
 from market_data.defs.instruments.assets import instruments_asset_key
 from market_data.defs.resources import CandleStoreResource
 from market_data.domain.selection import Resolution, resolve
@@ -31,8 +37,7 @@ def backfill_requests(
                 run_key=f"backfill:{market.exchange}:{market.key}:{chunk[0]}:{chunk[-1]}",
                 asset_selection=[candle_asset_key(market.exchange)],
                 tags={
-                    RANGE_START: f"{market.key}|{chunk[0]}",
-                    RANGE_END: f"{market.key}|{chunk[-1]}",
+                    **range_tags((market.key, chunk[0]), (market.key, chunk[-1])),
                     "market_data/reason": "new market",
                 },
             )
@@ -192,8 +197,7 @@ def freshness_requests(
         dg.RunRequest(
             asset_selection=[candle_asset_key(exchange)],
             tags={
-                RANGE_START: f"{market_keys[0]}|{m.isoformat()}",
-                RANGE_END: f"{market_keys[-1]}|{m.isoformat()}",
+                **range_tags((market_keys[0], m.isoformat()), (market_keys[-1], m.isoformat())),
                 FRESHNESS_TAG: exchange,
             },
         )
