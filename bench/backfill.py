@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -37,9 +36,29 @@ SERVER = os.environ.get("DATABASE_URL") or "postgresql+psycopg://postgres@127.0.
 
 
 def _free_port() -> int:
+    import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def upsert_row_by_row(store: Any, series: Any, frame: Any) -> int:
+    """One INSERT .. ON CONFLICT statement per candle, as the old scripts did."""
+    from sqlalchemy.dialects import postgresql
+
+    from market_data.store.tables import VALUE_COLUMNS, candles
+
+    written = 0
+    with store.engine.begin() as conn:
+        for row in frame.itertuples(index=False):
+            stmt = postgresql.insert(candles).values(**series.params(**row._asdict()))
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["exchange", "symbol", "timeframe", "ts"],
+                set_={c: stmt.excluded[c] for c in VALUE_COLUMNS},
+            )
+            written += conn.execute(stmt).rowcount
+    return written
 
 
 def _admin(url: str, path: str, body: dict | None = None) -> dict:
@@ -69,30 +88,32 @@ def way(name: str, sim_url: str, db_url: str) -> dict:
     warnings.simplefilter("ignore")
     import dagster as dg
 
-    from market_data.defs.candles.assets import candle_asset
-    from market_data.defs.candles.ingest import exchange_now, ingest_market
-    from market_data.defs.resources import STORE_KEY, CandleStoreResource, build_resources
+    from market_data.definitions import build_definitions
     from market_data.domain.candles import closed_only, to_frame, validate
+    from market_data.exchanges.client import ExchangeClient, build_exchange
     from market_data.exchanges.paging import fetch_pages
-    from market_data.store.candles import CandleStore, Series
+    from market_data.pipeline.ingest import exchange_now, ingest_market
+    from market_data.store.candles import CandleStore
+    from market_data.store.series import Series
 
     wl = _watchlist(sim_url)
     market = wl.markets[0]
     store = CandleStore(db_url)
     t0 = time.perf_counter()
     if name == "a":
-        res = build_resources(wl) | {STORE_KEY: CandleStoreResource(database_url=db_url)}
-        asset = candle_asset("binance", wl)
+        os.environ["DATABASE_URL"] = db_url  # the store resource reads it (dg.EnvVar)
+        defs = build_definitions(wl)
+        asset = defs.resolve_assets_def(dg.AssetKey(["candles", "binance"]))
         instance = dg.DagsterInstance.ephemeral()
         instance.add_dynamic_partitions("markets_binance", [market.key])
         tags = {
             "dagster/asset_partition_range_start": f"{market.key}|2025-01-01",
             "dagster/asset_partition_range_end": f"{market.key}|2025-12-01",
         }
-        result = dg.materialize([asset], instance=instance, resources=res, tags=tags)
+        result = dg.materialize([asset], instance=instance, resources=defs.resources, tags=tags)
         assert result.success
     else:
-        client = build_resources(wl)["exchange_binance"].client()
+        client = ExchangeClient(build_exchange(wl.exchange("binance")))
         markets = client.load_markets()
         now = exchange_now(client)
         if name == "b":
@@ -100,7 +121,7 @@ def way(name: str, sim_url: str, db_url: str) -> dict:
                 client, store, market, markets[market.symbol.ccxt], [(YEAR_START, YEAR_END)], now
             )
         else:
-            series = Series("binance", market.symbol.standard, "1m")
+            series = Series.of(market)
             for page in fetch_pages(client, "BTC/USDT", "1m", 60_000, YEAR_START, YEAR_END):
                 frame = validate(
                     closed_only(to_frame(page.rows), 60_000, now),
@@ -109,9 +130,9 @@ def way(name: str, sim_url: str, db_url: str) -> dict:
                     page.end_ms,
                     now,
                 )
-                store.upsert_row_by_row(series, frame)
+                upsert_row_by_row(store, series, frame)
     seconds = time.perf_counter() - t0
-    stored = store.candle_stats(Series("binance", market.symbol.standard, "1m"), 0, 2**62)[0]
+    stored = store.candle_stats(Series.of(market), 0, 2**62)[0]
     return {
         "way": name,
         "seconds": seconds,

@@ -10,6 +10,7 @@ are fresh. Targets: a constant number of runs per exchange (1) and under 60 s.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from datetime import UTC, datetime
@@ -18,16 +19,14 @@ import ccxt
 import dagster as dg
 from scratch_db import scratch_database  # bench/, on sys.path when run as a script
 
-from market_data.defs.candles.assets import candle_asset
-from market_data.defs.candles.checks import gap_check
-from market_data.defs.candles.sensors import freshness_sensor
-from market_data.defs.resources import STORE_KEY, CandleStoreResource, build_resources
+from market_data.definitions import build_definitions
 from market_data.domain.watchlist import parse_watchlist
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.markets import MARKETS, Kind
 from market_data.simulator.server import RunningSimulator, Simulator
-from market_data.store.candles import CandleStore, Series
+from market_data.store.candles import CandleStore
+from market_data.store.series import Series
 
 warnings.simplefilter("ignore")
 TIMEFRAMES = ["1m", "5m", "15m", "1h", "4h"]
@@ -52,12 +51,16 @@ def _run(url: str) -> None:
         wl = parse_watchlist(data, frozenset(ccxt.exchanges), today)
         instance = dg.DagsterInstance.ephemeral()
         instance.add_dynamic_partitions("markets_binance", [m.key for m in wl.markets])
-        resources = build_resources(wl) | {STORE_KEY: CandleStoreResource(database_url=url)}
-        assets = [candle_asset("binance", wl), gap_check("binance", wl)]
+        os.environ["DATABASE_URL"] = url  # the store resource reads it (dg.EnvVar)
+        defs = build_definitions(wl)
+        key = dg.AssetKey(["candles", "binance"])
+        check = defs.get_asset_checks_def(dg.AssetCheckKey(key, "no_gaps"))
+        assets = [defs.resolve_assets_def(key), check]
+        sensor = defs.resolve_sensor_def("freshness")
 
         def tick() -> tuple[int, int, float]:
             with dg.build_sensor_context(instance=instance) as ctx:
-                requests = freshness_sensor(wl)(ctx).run_requests
+                requests = sensor(ctx).run_requests
             before = sim.stats.as_json()["total_requests"]
             t0 = time.perf_counter()
             for r in requests:
@@ -65,7 +68,7 @@ def _run(url: str) -> None:
                 result = dg.materialize(
                     assets,
                     instance=instance,
-                    resources=resources,
+                    resources=defs.resources,
                     tags=r.tags,
                     run_config=quiet,
                 )
@@ -85,7 +88,7 @@ def _run(url: str) -> None:
         store = CandleStore(url, create=False)
         fresh = sum(
             1 for m in wl.markets
-            if (store.last_ts(Series("binance", m.symbol.standard, m.timeframe.code)) or 0) + m.timeframe.ms
+            if (store.last_ts(Series.of(m)) or 0) + m.timeframe.ms
             > NOW - m.timeframe.ms
         )  # fmt: skip
         print(f"one tick, 100 markets, 1 hour behind: {runs} run(s), {requests} requests, {seconds:.1f} s; "

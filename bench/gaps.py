@@ -17,10 +17,11 @@ from datetime import date
 import sqlalchemy as sa
 from scratch_db import scratch_database  # bench/, on sys.path when run as a script
 
-from market_data.defs.candles.gapwork import FAR_FUTURE, detect
+from market_data.domain.expected import ALL_TIME
 from market_data.domain.symbols import parse_symbol
 from market_data.domain.timeframes import Timeframe
 from market_data.domain.watchlist import GapSettings, Market
+from market_data.pipeline.gaps import detect
 from market_data.store.candles import CandleStore
 
 SERIES, PER_SERIES, EVERY = 20, 500_000, 5_000
@@ -72,7 +73,7 @@ def _run(url: str) -> None:
     print(f"partition check (one month of 1m, {len(found.open)} gaps): median {statistics.median(times) * 1000:.0f} ms, "
           f"max {max(times) * 1000:.0f} ms  (target <= 100 ms)")  # fmt: skip
     t = time.perf_counter()
-    gaps = sum(len(detect(store, m, [(0, FAR_FUTURE)], settings).open) for m in markets)
+    gaps = sum(len(detect(store, m, ALL_TIME, settings).open) for m in markets)
     sweep = time.perf_counter() - t
     print(
         f"full sweep ({SERIES} series, {total:,} candles, {gaps} gaps): {sweep:.1f} s  (target <= 10 s)"

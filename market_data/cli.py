@@ -14,10 +14,10 @@ from sqlalchemy.engine import make_url
 from tabulate import tabulate
 
 from market_data.config import database_url, load_watchlist
-from market_data.defs.candles.assets import market_for
-from market_data.defs.candles.backfill import check_gaps, execute, newest_stored_day, plan
+from market_data.defs.candles.cli_runs import check_gaps, execute, newest_stored_day, plan
 from market_data.defs.reports.status import collect_status
 from market_data.defs.resources import build_resources
+from market_data.domain.calendar import utc_text
 from market_data.domain.symbols import MalformedSymbolError, parse_symbol
 from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
 from market_data.domain.watchlist import Market, Watchlist, WatchlistError
@@ -151,7 +151,7 @@ def _markets(
                     exchange, parse_symbol(s), Timeframe.parse(tf), start or watchlist.start
                 )
                 if start is None:
-                    market = market_for(watchlist, exchange, market.key)
+                    market = watchlist.market_or_default(exchange, market.key)
                 markets.append(market)
     except (MalformedSymbolError, UnknownTimeframeError) as e:
         raise click.BadParameter(str(e)) from e
@@ -279,9 +279,7 @@ def gaps_list(only_open: bool, limit: int) -> None:
     rows = CandleStore(database_url()).gaps.all_gaps(only_open, limit)
 
     def iso(ms: int | None) -> str:
-        return (
-            "" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-        )
+        return utc_text(ms) or ""
 
     table = [
         [r["exchange"], r["symbol"], r["timeframe"], iso(r["gap_start"]), iso(r["gap_end"]), r["kind"],

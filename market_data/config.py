@@ -1,8 +1,10 @@
-"""Reads the watchlist file named by MARKET_DATA_CONFIG (default: ./watchlist.yaml)."""
+"""Configuration from the environment: the watchlist file (MARKET_DATA_CONFIG, with
+MARKET_DATA_<EXCHANGE>_URL overrides) and the candle store (DATABASE_URL)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import ccxt
@@ -18,6 +20,11 @@ def config_path() -> Path:
     return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 
+def base_url_env(exchange: str) -> str:
+    """The variable that points one exchange's API at another host (e.g. a simulator)."""
+    return f"MARKET_DATA_{exchange.upper()}_URL"
+
+
 def load_watchlist(path: Path | None = None) -> Watchlist:
     path = path or config_path()
     try:
@@ -27,9 +34,15 @@ def load_watchlist(path: Path | None = None) -> Watchlist:
     except yaml.YAMLError as e:
         raise WatchlistError(f"{path}: not valid YAML: {e}") from e
     try:
-        return parse_watchlist(data, frozenset(ccxt.exchanges))
+        watchlist = parse_watchlist(data, frozenset(ccxt.exchanges))
     except WatchlistError as e:
         raise WatchlistError(f"{path}: {e}") from e
+    # MARKET_DATA_<EXCHANGE>_URL, when set, overrides the watchlist's base_url.
+    exchanges = tuple(
+        replace(ex, base_url=os.environ.get(base_url_env(ex.name)) or ex.base_url)
+        for ex in watchlist.exchanges
+    )
+    return replace(watchlist, exchanges=exchanges)
 
 
 DATABASE_ENV = "DATABASE_URL"
@@ -39,3 +52,10 @@ DEFAULT_DATABASE_URL = "sqlite:///.market_data/candles.sqlite"
 def database_url() -> str:
     """The candle store: DATABASE_URL, else an embedded SQLite file under ./.market_data."""
     return os.environ.get(DATABASE_ENV) or DEFAULT_DATABASE_URL
+
+
+def ensure_database_env() -> None:
+    """Give DATABASE_URL the embedded default when it is unset, so that the store resource's
+    ``dg.EnvVar(DATABASE_URL)`` resolves in every process that loads the code location."""
+    if not os.environ.get(DATABASE_ENV):
+        os.environ[DATABASE_ENV] = DEFAULT_DATABASE_URL

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from market_data.defs.candles.assets import candle_asset
 from market_data.defs.candles.checks import gap_check, gap_check_job
+from market_data.defs.candles.partitions import RANGE_END, RANGE_START
 from market_data.defs.resources import STORE_KEY, CandleStoreResource, build_resources
 from market_data.domain.timeframes import Timeframe
 from market_data.domain.watchlist import Watchlist, parse_watchlist
@@ -60,8 +61,8 @@ class Harness:
         if last is not None:
             kwargs = {
                 "tags": {
-                    "dagster/asset_partition_range_start": first,
-                    "dagster/asset_partition_range_end": last,
+                    RANGE_START: first,
+                    RANGE_END: last,
                 }
             }
         run_config = {"ops": {self.asset.op.name: {"config": config}}} if config else None
@@ -82,8 +83,8 @@ class Harness:
         )  # fmt: skip
         job = defs.resolve_job_def("check_gaps_binance")
         tags = {
-            "dagster/asset_partition_range_start": partition,
-            "dagster/asset_partition_range_end": partition,
+            RANGE_START: partition,
+            RANGE_END: partition,
         }
         result = job.execute_in_process(instance=self.instance, tags=tags)
         return result.get_asset_check_evaluations()[0]

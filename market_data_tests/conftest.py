@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -20,10 +19,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from market_data.exchanges.client import ExchangeClient, build_exchange
+from market_data.exchanges.client import ExchangeClient
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.server import RunningSimulator, Simulator
+from market_data_tests.helpers import binance_client, free_port
 
 #: A fixed exchange clock for tests: 2026-11-20 12:34:56.789 UTC.
 NOW_MS = 1_795_178_096_789
@@ -37,13 +37,7 @@ def sim() -> Iterator[RunningSimulator]:
 
 @pytest.fixture
 def client(sim: RunningSimulator) -> ExchangeClient:
-    return ExchangeClient(build_exchange("binance", sim.url, rate_limit_ms=0, timeout_ms=5000))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return binance_client(sim.url, timeout_ms=5000)
 
 
 def _server_answers(url: str) -> bool:
@@ -63,7 +57,7 @@ def throwaway_cluster() -> Iterator[str]:
     if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
         pytest.fail("no PostgreSQL server answers and initdb/pg_ctl are not on PATH")
     base = Path(tempfile.mkdtemp(prefix="market-data-pg-"))
-    data, port = base / "data", _free_port()
+    data, port = base / "data", free_port()
     # initdb refuses to run as root; the cluster then belongs to an unprivileged user.
     prefix: list[str] = []
     if os.geteuid() == 0:

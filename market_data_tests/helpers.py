@@ -1,12 +1,29 @@
-"""Small helpers for tests: raw HTTP against the simulator."""
+"""Small helpers for tests: free ports, raw HTTP against the simulator, exchange clients."""
 
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
+
+from market_data.domain.watchlist import ExchangeSettings
+from market_data.exchanges.client import ExchangeClient, build_exchange
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def binance_client(base_url: str | None = None, **settings: Any) -> ExchangeClient:
+    """A real ccxt Binance client, pointed at ``base_url`` (the simulator), unthrottled."""
+    return ExchangeClient(
+        build_exchange(ExchangeSettings("binance", base_url, **{"rate_limit_ms": 0, **settings}))
+    )
 
 
 def http_get(base: str, path: str, **params: Any) -> tuple[int, dict[str, str], Any]:

@@ -81,7 +81,7 @@ def test_an_interrupted_backfill_fails_loudly_then_resumes_without_loss(
     assert not failed.success
     failure = failed.get_step_failure_events()[0].step_failure_data.error
     assert (
-        "gave up after retries: ETH/USDT 1m window 2026-01-04T11:20Z..2026-01-05T04:00Z"
+        "gave up after retries: ETH/USDT 1m window 2026-01-04 11:20..2026-01-05 04:00"
         in failure.message
     )
     assert "Server is currently overloaded" in failure.message

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import ccxt
 import dagster as dg
 import pytest
 
+from market_data.defs.candles.partitions import RANGE_END, RANGE_START
 from market_data.defs.candles.sensors import watchlist_sensor
 from market_data.defs.instruments.assets import instruments_asset
 from market_data.defs.resources import STORE_KEY
+from market_data.domain.calendar import month_keys
 from market_data.domain.catalog import Instrument, build_catalog, instrument_from_ccxt
 from market_data.domain.selection import resolve
 from market_data.domain.watchlist import parse_watchlist
@@ -159,7 +161,6 @@ def test_sensor_adds_partitions_launches_ranged_backfills_and_drops_removed(
     sim: RunningSimulator, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path}/c.sqlite"
-    wl = watchlist(sim.url, ["BTC/USDT/1d", "NOPE/USDT/1h"], start="2025-06-01")
     wl = parse_watchlist(
         {"start": "2025-06-01", "exchanges": {"binance": {
             "base_url": sim.url, "rate_limit_ms": 0, "step_retries": 0,
@@ -177,20 +178,22 @@ def test_sensor_adds_partitions_launches_ranged_backfills_and_drops_removed(
     added = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
     assert sorted(added) == ["BTC-USDT-SPOT:1d", "ETH-USDT-PERP:1d"]  # NOPE is reported, not added
     runs = result.run_requests
-    # 2025-06 .. 2026-11 is 18 months: two ranged runs per market, not one per partition.
-    assert len(runs) == 4
-    btc = [r for r in runs if "BTC-USDT-SPOT" in r.tags["dagster/asset_partition_range_start"]]
-    assert [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in btc] == [
-        ("BTC-USDT-SPOT:1d|2025-06-01", "BTC-USDT-SPOT:1d|2026-05-01"),
-        ("BTC-USDT-SPOT:1d|2026-06-01", "BTC-USDT-SPOT:1d|2026-11-01"),
-    ]  # fmt: skip
+    # From 2025-06 to this month (the sensor plans by today's date): ranged runs of 12 months
+    # per market, not one run per partition.
+    months = month_keys(date(2025, 6, 1), datetime.now(UTC).date())
+    chunks = [months[i : i + 12] for i in range(0, len(months), 12)]
+    assert len(runs) == 2 * len(chunks)
+    btc = [r for r in runs if "BTC-USDT-SPOT" in r.tags[RANGE_START]]
+    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in btc] == [
+        (f"BTC-USDT-SPOT:1d|{c[0]}", f"BTC-USDT-SPOT:1d|{c[-1]}") for c in chunks
+    ]
     # Apply the partitions as the daemon would, then run the requested backfill.
     for req in result.dynamic_partitions_requests:
         h.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
     for req in btc:
         assert h.run(
-            req.tags["dagster/asset_partition_range_start"],
-            req.tags["dagster/asset_partition_range_end"],
+            req.tags[RANGE_START],
+            req.tags[RANGE_END],
         ).success
     stored = h.stored("BTC-USDT-SPOT", "1d")
     assert (

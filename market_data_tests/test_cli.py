@@ -6,14 +6,17 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
 
+from market_data.defs.candles.partitions import RANGE_START
 from market_data.simulator.server import RunningSimulator
-from market_data.store.candles import CandleStore, Series
+from market_data.store.candles import CandleStore
+from market_data.store.series import Series
 from market_data_tests.conftest import NOW_MS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +87,7 @@ def test_backfill_runs_dagster_materializations_and_resume_continues(env: dict[s
     instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
     runs = instance.get_runs()
     assert len(runs) == 2 and all(r.is_success for r in runs)
-    assert {r.tags["dagster/asset_partition_range_start"] for r in runs} == {
+    assert {r.tags[RANGE_START] for r in runs} == {
         "BTC-USDT-SPOT:4h|2026-10-01",
         "ETH-USDT-PERP:4h|2026-10-01",
     }
@@ -103,7 +106,8 @@ def test_backfill_runs_dagster_materializations_and_resume_continues(env: dict[s
         "--resume",
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert "2026-11..2026-11" in resumed.stdout
+    # from the newest stored candle's month up to this month (the command plans by today's date)
+    assert f"2026-11..{datetime.now(UTC):%Y-%m}" in resumed.stdout
     n, first, last = store.candle_stats(btc, 0, 2**62)
     assert first == 1_792_022_400_000  # 2026-10-15, untouched
     four_hours = 14_400_000

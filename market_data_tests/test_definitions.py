@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -78,16 +80,28 @@ def test_every_sensor_schedule_and_job_is_defined() -> None:
     )
 
 
-def test_an_exchange_url_from_the_environment_overrides_the_watchlist(monkeypatch: object) -> None:
-    import ccxt
-
+def test_an_exchange_url_from_the_environment_overrides_the_watchlist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from market_data.config import load_watchlist
     from market_data.defs.resources import build_resources
-    from market_data.domain.watchlist import parse_watchlist
 
-    wl = parse_watchlist(
-        {"exchanges": {"binance": {"base_url": "http://127.0.0.1:1"}}}, frozenset(ccxt.exchanges)
-    )
-    assert build_resources(wl)["exchange_binance"].base_url == "http://127.0.0.1:1"
-    monkeypatch.setenv("MARKET_DATA_BINANCE_URL", "http://127.0.0.1:2")  # type: ignore[attr-defined]
-    resource = build_resources(wl)["exchange_binance"].process_config_and_initialize()
-    assert resource.client().exchange.urls["api"]["public"] == "http://127.0.0.1:2/api/v3"
+    path = tmp_path / "watchlist.yaml"
+    path.write_text("exchanges:\n  binance:\n    base_url: http://127.0.0.1:1\n")
+    monkeypatch.delenv("MARKET_DATA_BINANCE_URL", raising=False)
+    assert load_watchlist(path).exchange("binance").base_url == "http://127.0.0.1:1"
+    monkeypatch.setenv("MARKET_DATA_BINANCE_URL", "http://127.0.0.1:2")
+    resource = build_resources(load_watchlist(path))["exchanges"]
+    client = resource.process_config_and_initialize().client("binance")
+    assert client.exchange.urls["api"]["public"] == "http://127.0.0.1:2/api/v3"
+
+
+def test_exchange_settings_reach_the_resource_with_their_defaults() -> None:
+    from market_data.defs.resources import ExchangeConfig
+    from market_data.domain.watchlist import ExchangeSettings
+
+    # One source: the resource's config mirrors every setting and takes its defaults from it.
+    assert set(ExchangeConfig.model_fields) == set(ExchangeSettings.__dataclass_fields__)
+    settings = ExchangeSettings("kraken", rate_limit_ms=5, retry_attempts=2)
+    assert ExchangeConfig.of(settings).settings() == settings
+    assert ExchangeConfig(name="kraken").settings() == ExchangeSettings("kraken")

@@ -1,4 +1,5 @@
-"""Pure domain functions: timeframes, standard symbols, the watchlist."""
+"""Pure domain functions: timeframes, calendar, intervals, the expected window, freshness,
+standard symbols, the watchlist."""
 
 from __future__ import annotations
 
@@ -6,10 +7,20 @@ from datetime import date
 
 import pytest
 
+from market_data.domain.calendar import (
+    month_bounds,
+    month_key_of,
+    month_keys,
+    next_month,
+    previous_month,
+    utc_text,
+)
+from market_data.domain.expected import Listing, clip, expected_window
+from market_data.domain.freshness import is_stale, lag_seconds
+from market_data.domain.intervals import merge_intervals, subtract_intervals
 from market_data.domain.symbols import MalformedSymbolError, parse_symbol
 from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
-from market_data.domain.watchlist import WatchlistError, parse_watchlist, split_key
-from market_data.exchanges.client import rewrite_urls
+from market_data.domain.watchlist import Market, WatchlistError, parse_watchlist, split_key
 
 KNOWN = frozenset({"binance", "kraken"})
 TODAY = date(2026, 11, 21)
@@ -35,9 +46,66 @@ def test_timeframe_grid() -> None:
         and h.ceil(3_600_001) == 7_200_000
         and h.ceil(3_600_000) == 3_600_000
     )
-    assert h.last_closed_open(7_200_000) == 3_600_000  # the 01:00 candle closes at 02:00
-    assert h.last_closed_open(7_199_999) == 0
     assert h.count(0, 3 * 3_600_000) == 3 and h.count(1, 3 * 3_600_000) == 2
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "covered", "missing"),
+    [
+        (0, 100, [], [(0, 100)]),
+        (0, 100, [(0, 100)], []),
+        (0, 100, [(10, 20), (30, 40)], [(0, 10), (20, 30), (40, 100)]),
+        (50, 100, [(0, 60), (90, 200)], [(60, 90)]),
+    ],
+)
+def test_subtract_intervals(start: int, end: int, covered: list, missing: list) -> None:
+    assert subtract_intervals(start, end, merge_intervals(covered)) == missing
+
+
+def test_month_stepping() -> None:
+    assert next_month(date(2026, 12, 15)) == date(2027, 1, 1)
+    assert previous_month(date(2026, 1, 31)) == date(2025, 12, 1)
+    assert month_keys(date(2025, 11, 20), date(2026, 2, 1)) == [
+        "2025-11-01", "2025-12-01", "2026-01-01", "2026-02-01",
+    ]  # fmt: skip
+    assert month_bounds("2026-02-01") == (1_769_904_000_000, 1_772_323_200_000)
+    assert month_key_of(1_772_323_199_999) == "2026-02-01" and utc_text(0) == "1970-01-01 00:00"
+
+
+H = 3_600_000
+BTC_1H = Market("binance", parse_symbol("BTC/USDT"), Timeframe.parse("1h"), date(1970, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("listing", "now", "window"),
+    [
+        (Listing(), None, None),  # the exchange clock was never read: nothing has closed
+        (Listing(), 10 * H + 5, (0, 10 * H)),  # listing unknown: from the market's start
+        (Listing(checked=True), 10 * H, None),  # looked for: the exchange has no candle
+        (Listing(listed_at=2 * H + 1), 10 * H, (2 * H, 10 * H)),  # the listing hour counts
+        (Listing(listed_at=2 * H, delisted_at=5 * H + 1), 10 * H, (2 * H, 6 * H)),
+        (Listing(listed_at=9 * H), 9 * H + 1, None),  # its first candle has not closed yet
+    ],
+)
+def test_expected_window(listing: Listing, now: int | None, window: tuple | None) -> None:
+    assert expected_window(BTC_1H, listing, now) == window
+
+
+def test_clip_starts_ranges_on_the_grid() -> None:
+    tf = Timeframe.parse("1h")
+    assert clip([(0, 3 * H), (4 * H + 1, 20 * H)], (H // 2, 8 * H), tf) == [
+        (H, 3 * H),
+        (5 * H, 8 * H),
+    ]
+    assert clip([(0, H)], None, tf) == []
+
+
+def test_lag_and_staleness() -> None:
+    assert lag_seconds(None, H, 10 * H) is None and lag_seconds(H, H, None) is None
+    assert lag_seconds(7 * H, H, 10 * H) == 2 * 3600  # the 07:00 candle closed at 08:00
+    assert lag_seconds(9 * H, H, 10 * H - 1) == 0  # never negative
+    assert is_stale(2 * 3600 + 1, H, 2) and not is_stale(2 * 3600, H, 2)
+    assert not is_stale(None, H, 2)
 
 
 @pytest.mark.parametrize(
@@ -142,19 +210,6 @@ def test_watchlist_forms_and_defaults() -> None:
 def test_invalid_watchlists_name_the_entry(data: object, message: str) -> None:
     with pytest.raises(WatchlistError, match=message):
         parse_watchlist(data, KNOWN, TODAY)
-
-
-def test_rewrite_urls_keeps_paths() -> None:
-    urls = {
-        "public": "https://api.binance.com/api/v3",
-        "nested": {"fapi": "https://fapi.binance.com/fapi/v1"},
-        "x": 3,
-    }
-    assert rewrite_urls(urls, "http://127.0.0.1:9") == {
-        "public": "http://127.0.0.1:9/api/v3",
-        "nested": {"fapi": "http://127.0.0.1:9/fapi/v1"},
-        "x": 3,
-    }
 
 
 def test_settings_blocks() -> None:

@@ -8,7 +8,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,18 +28,12 @@ from market_data.simulator.server import RunningSimulator, Simulator
 from market_data.store.candles import CandleStore, Series
 from market_data_tests.candle_harness import exchange_truth
 from market_data_tests.conftest import NOW_MS
-from market_data_tests.helpers import admin
+from market_data_tests.helpers import admin, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LOCATION = {"repositoryName": "__repository__", "repositoryLocationName": "market_data"}
 HOUR, MIN = 3_600_000, 60_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(
@@ -58,7 +51,7 @@ def wait_for(
 class Deployment:
     def __init__(self, tmp: Path, env: dict[str, str], candles_url: str) -> None:
         self.tmp, self.env, self.candles_url = tmp, env, candles_url
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.webserver: subprocess.Popen | None = None
         self.daemon: subprocess.Popen | None = None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from market_data.defs.candles.partitions import RANGE_END, RANGE_START
 from market_data.defs.candles.sensors import FRESHNESS_TAG, freshness_requests, freshness_sensor
 from market_data.simulator.server import RunningSimulator
 from market_data_tests.candle_harness import Harness, watchlist
@@ -20,12 +21,11 @@ NOV = 1_793_491_200_000
 
 def test_one_run_per_exchange_and_the_final_fetch_of_last_month() -> None:
     mid = freshness_requests("binance", KEYS, datetime(2026, 11, 20, 12, tzinfo=UTC), 6)
-    assert [
-        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
-        for r in mid
-    ] == [("BTC-USDT-SPOT:1h|2026-11-01", "NEWT-USDT-SPOT:1h|2026-11-01")]
+    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in mid] == [
+        ("BTC-USDT-SPOT:1h|2026-11-01", "NEWT-USDT-SPOT:1h|2026-11-01")
+    ]
     early = freshness_requests("binance", KEYS, datetime(2026, 12, 1, 2, tzinfo=UTC), 6)
-    assert [r.tags["dagster/asset_partition_range_start"] for r in early] == [
+    assert [r.tags[RANGE_START] for r in early] == [
         "BTC-USDT-SPOT:1h|2026-11-01", "BTC-USDT-SPOT:1h|2026-12-01",
     ]  # fmt: skip
     assert freshness_requests("binance", [], datetime(2026, 12, 1, tzinfo=UTC), 6) == []
@@ -36,9 +36,7 @@ def test_ticks_keep_every_market_up_to_date(sim: RunningSimulator, tmp_path: Pat
                 dg.DagsterInstance.ephemeral())  # fmt: skip
     (first,) = freshness_requests("binance", KEYS, datetime(2026, 11, 20, 12, tzinfo=UTC), 6)
     tags = first.tags
-    result = h.run(
-        tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]
-    )
+    result = h.run(tags[RANGE_START], tags[RANGE_END])
     assert result.success
     for symbol, tf, ms in (("BTC-USDT-SPOT", "1h", 3_600_000), ("ETH-USDT-SPOT", "1m", 60_000)):
         stored = h.stored(symbol, tf)
@@ -49,9 +47,7 @@ def test_ticks_keep_every_market_up_to_date(sim: RunningSimulator, tmp_path: Pat
     # Ten minutes later at the exchange: a cheap tick adds just the new candles.
     admin(sim.url, "clock", {"advance_ms": 600_000})
     admin(sim.url, "reset", {})
-    again = h.run(
-        tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]
-    )
+    again = h.run(tags[RANGE_START], tags[RANGE_END])
     assert h.metadata(again)["rows_written"] == 10  # ten 1m candles; no hour closed
     klines = admin(sim.url, "stats")["requests"]["/api/v3/klines"]["200"]
     assert klines == 1  # one small page for the 1m market; no hour closed, no request for 1h ones

@@ -16,6 +16,7 @@ from market_data.domain.watchlist import parse_watchlist
 from market_data.simulator.generator import minute_bars
 from market_data.simulator.markets import MARKETS
 from market_data.simulator.server import RunningSimulator
+from market_data.store.series import Series
 from market_data_tests.candle_harness import Harness
 from market_data_tests.conftest import NOW_MS
 from market_data_tests.helpers import admin
@@ -166,9 +167,8 @@ def test_the_sweep_checks_all_history(h: Harness, sim: RunningSimulator) -> None
         },
     )
     assert h.run("BTC-USDT-SPOT:1h|2026-10-01", "BTC-USDT-SPOT:1h|2026-11-01").success
-    h.store.gaps.record(
-        "binance", "BTC-USDT-SPOT", "1h", 0, 2**62, [], 3
-    )  # forget what the check saw
+    btc = Series("binance", "BTC-USDT-SPOT", "1h")
+    h.store.gaps.record(btc, 0, 2**62, [], 3)  # forget what the check saw
     for key in h.instance.get_dynamic_partitions("markets_binance"):
         if key != "BTC-USDT-SPOT:1h":  # never fetched: all of it would be missing
             h.instance.delete_dynamic_partition("markets_binance", key)

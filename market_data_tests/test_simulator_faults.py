@@ -5,7 +5,7 @@ from __future__ import annotations
 import ccxt
 import pytest
 
-from market_data.exchanges.client import ExchangeClient, build_exchange
+from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.errors import (
     BadRequestError,
     BadSymbolError,
@@ -16,7 +16,7 @@ from market_data.exchanges.errors import (
     TemporaryExchangeError,
 )
 from market_data.simulator.server import RunningSimulator
-from market_data_tests.helpers import admin, http_get
+from market_data_tests.helpers import admin, binance_client, http_get
 
 START = 1_700_000_000_000
 
@@ -97,7 +97,7 @@ def test_broken_bodies_are_temporary(
 
 
 def test_latency_beyond_the_timeout_is_temporary(sim: RunningSimulator) -> None:
-    slow = ExchangeClient(build_exchange("binance", sim.url, rate_limit_ms=0, timeout_ms=200))
+    slow = binance_client(sim.url, timeout_ms=200)
     slow.load_markets()
     admin(sim.url, "faults", {"latency_ms": 600})
     with pytest.raises(ExchangeUnavailableError) as caught:

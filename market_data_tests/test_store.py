@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from market_data.domain.intervals import merge_intervals, subtract_intervals
-from market_data.store.candles import CandleStore, Series
+from market_data.store.candles import CandleStore
 from market_data.store.schema import apply_schema, drop_all, statements
+from market_data.store.series import Series
 from market_data.store.tables import metadata
-from market_data_tests.candle_harness import clear
 from market_data_tests.conftest import throwaway_cluster
 
 SERIES = Series("binance", "BTC-USDT-SPOT", "1m")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> CandleStore:
-    if request.param == "sqlite":
-        return CandleStore(f"sqlite:///{tmp_path}/s.sqlite")
-    url = request.getfixturevalue("pg_database")
-    clear(url)
-    return CandleStore(url)
+@pytest.fixture
+def store(store_url: str) -> CandleStore:
+    return CandleStore(store_url)
 
 
 def frame(n: int, start: int = 0, price: float = 100.0) -> pd.DataFrame:
@@ -80,19 +73,6 @@ def test_reset_drops_everything(store: CandleStore) -> None:
     drop_all(store.engine)
     assert apply_schema(store.engine)  # applied again from scratch
     assert store.candle_stats(SERIES, 0, 2**62) == (0, None, None)
-
-
-@pytest.mark.parametrize(
-    ("start", "end", "covered", "missing"),
-    [
-        (0, 100, [], [(0, 100)]),
-        (0, 100, [(0, 100)], []),
-        (0, 100, [(10, 20), (30, 40)], [(0, 10), (20, 30), (40, 100)]),
-        (50, 100, [(0, 60), (90, 200)], [(60, 90)]),
-    ],
-)
-def test_subtract_intervals(start: int, end: int, covered: list, missing: list) -> None:
-    assert subtract_intervals(start, end, merge_intervals(covered)) == missing
 
 
 def test_statements_skip_comments() -> None:

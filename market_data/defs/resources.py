@@ -1,48 +1,63 @@
-"""Dagster resources: the exchange client and the candle store."""
+"""Dagster resources: the exchanges of the watchlist and the candle store.
+
+Assets, checks and ops take them as typed parameters named after their keys
+(``exchanges: ExchangesResource``, ``candle_store: CandleStoreResource``).
+"""
 
 from __future__ import annotations
 
-import os
 from functools import cache
 
 import dagster as dg
 from pydantic import Field
 
-from market_data.config import DATABASE_ENV, DEFAULT_DATABASE_URL
-from market_data.domain.watchlist import Watchlist
+from market_data.config import DATABASE_ENV, ensure_database_env
+from market_data.domain.watchlist import ExchangeSettings, Watchlist
 from market_data.exchanges.client import ExchangeClient, build_exchange
 from market_data.exchanges.retry import Backoff
 from market_data.store.candles import CandleStore
 
-
-def base_url_env(exchange: str) -> str:
-    return f"MARKET_DATA_{exchange.upper()}_URL"
-
-
-def exchange_resource_key(exchange: str) -> str:
-    return f"exchange_{exchange}"
-
-
+EXCHANGES_KEY = "exchanges"
 STORE_KEY = "candle_store"
 
+_DEFAULTS = ExchangeSettings(name="")
 
-class ExchangeResource(dg.ConfigurableResource):
-    """A ccxt client for one exchange; ``base_url`` points it at a simulator."""
+
+class ExchangeConfig(dg.Config):
+    """One exchange's settings, as the watchlist gives them (defaults: ExchangeSettings)."""
 
     name: str = Field(description="ccxt exchange id, e.g. binance")
     base_url: str | None = Field(None, description="replace the host of every API URL")
     rate_limit_ms: float | None = Field(None, description="ccxt throttle between requests")
-    timeout_ms: int = 10_000
-    retry_attempts: int = Field(6, description="attempts per request on temporary errors")
-    retry_base_s: float = Field(0.5, description="first backoff, doubling with jitter")
+    timeout_ms: int = _DEFAULTS.timeout_ms
+    retry_attempts: int = Field(_DEFAULTS.retry_attempts, description="per request")
+    retry_base_s: float = Field(_DEFAULTS.retry_base_s, description="first backoff")
+    step_retries: int = _DEFAULTS.step_retries
 
-    def backoff(self) -> Backoff:
-        return Backoff(attempts=self.retry_attempts, base_s=self.retry_base_s)
+    @classmethod
+    def of(cls, settings: ExchangeSettings) -> ExchangeConfig:
+        return cls(**{f: getattr(settings, f) for f in cls.model_fields})
 
-    def client(self) -> ExchangeClient:
-        return ExchangeClient(
-            build_exchange(self.name, self.base_url, self.rate_limit_ms, self.timeout_ms)
-        )
+    def settings(self) -> ExchangeSettings:
+        return ExchangeSettings(**{f: getattr(self, f) for f in type(self).model_fields})
+
+
+class ExchangesResource(dg.ConfigurableResource):
+    """ccxt clients for the watchlist's exchanges."""
+
+    exchanges: list[ExchangeConfig] = Field(description="one entry per exchange")
+
+    def settings(self, name: str) -> ExchangeSettings:
+        for ex in self.exchanges:
+            if ex.name == name:
+                return ex.settings()
+        raise KeyError(f"exchange {name!r} is not configured")
+
+    def client(self, name: str) -> ExchangeClient:
+        return ExchangeClient(build_exchange(self.settings(name)))
+
+    def backoff(self, name: str) -> Backoff:
+        return Backoff.of(self.settings(name))
 
 
 @cache
@@ -51,7 +66,7 @@ def _store(url: str) -> CandleStore:
 
 
 class CandleStoreResource(dg.ConfigurableResource):
-    """The candle database; the URL comes from DATABASE_URL (dg.EnvVar) or the default."""
+    """The candle database, from DATABASE_URL (dg.EnvVar)."""
 
     database_url: str = Field(description="SQLAlchemy URL: postgresql://... or sqlite:///...")
 
@@ -61,17 +76,10 @@ class CandleStoreResource(dg.ConfigurableResource):
 
 def build_resources(watchlist: Watchlist) -> dict[str, dg.ConfigurableResource]:
     # The URL may hold a password: it reaches the resource through dg.EnvVar, never a log.
-    url = dg.EnvVar(DATABASE_ENV) if os.environ.get(DATABASE_ENV) else DEFAULT_DATABASE_URL
-    out: dict[str, dg.ConfigurableResource] = {STORE_KEY: CandleStoreResource(database_url=url)}
-    for ex in watchlist.exchanges:
-        # MARKET_DATA_<EXCHANGE>_URL, when set, overrides the watchlist's base_url.
-        env_url = base_url_env(ex.name)
-        out[exchange_resource_key(ex.name)] = ExchangeResource(
-            name=ex.name,
-            base_url=dg.EnvVar(env_url) if os.environ.get(env_url) else ex.base_url,
-            rate_limit_ms=ex.rate_limit_ms,
-            timeout_ms=ex.timeout_ms,
-            retry_attempts=ex.retry_attempts,
-            retry_base_s=ex.retry_base_s,
-        )
-    return out
+    ensure_database_env()
+    return {
+        STORE_KEY: CandleStoreResource(database_url=dg.EnvVar(DATABASE_ENV)),
+        EXCHANGES_KEY: ExchangesResource(
+            exchanges=[ExchangeConfig.of(ex) for ex in watchlist.exchanges]
+        ),
+    }

@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
+from market_data.domain.calendar import day_ms
 from market_data.domain.symbols import MalformedSymbolError, Symbol, parse_symbol
 from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
 
@@ -34,10 +35,7 @@ class Market:
 
     @property
     def start_ms(self) -> int:
-        return int(
-            datetime(self.start.year, self.start.month, self.start.day, tzinfo=UTC).timestamp()
-            * 1000
-        )
+        return day_ms(self.start)
 
 
 def split_key(key: str) -> tuple[Symbol, Timeframe]:
@@ -151,6 +149,15 @@ class Watchlist:
             if m.key == key:
                 return m
         raise WatchlistError(f"market {key!r} on {exchange} is not in the watchlist")
+
+    def market_or_default(self, exchange: str, key: str) -> Market:
+        """The watched market of a partition key; a key not listed explicitly (a selection's,
+        or one the command line added) starts at the watchlist's start date."""
+        try:
+            return self.market(exchange, key)
+        except WatchlistError:
+            symbol, timeframe = split_key(key)
+            return Market(exchange, symbol, timeframe, self.start)
 
 
 def _date(value: Any, where: str, today: date) -> date:

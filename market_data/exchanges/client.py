@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import ccxt
 
+from market_data.domain.watchlist import ExchangeSettings
 from market_data.exchanges.errors import (
     ExchangeUnavailableError,
     UnknownExchangeError,
@@ -39,21 +40,17 @@ def rewrite_urls(urls: Any, base_url: str) -> Any:
     return urls
 
 
-def build_exchange(
-    name: str,
-    base_url: str | None = None,
-    rate_limit_ms: float | None = None,
-    timeout_ms: int = 10_000,
-) -> ccxt.Exchange:
-    """A ccxt exchange by id; with ``base_url`` every API URL points there instead."""
+def build_exchange(settings: ExchangeSettings) -> ccxt.Exchange:
+    """A ccxt exchange by id; with a ``base_url`` every API URL points there instead."""
+    name = settings.name
     if name not in ccxt.exchanges:
         raise UnknownExchangeError(f"unknown exchange {name!r}: ccxt has no exchange of that id")
-    config: dict[str, Any] = {"enableRateLimit": True, "timeout": timeout_ms}
-    if rate_limit_ms is not None:  # ccxt's throttle: rateLimit x request cost between requests
-        config["rateLimit"] = rate_limit_ms
+    config: dict[str, Any] = {"enableRateLimit": True, "timeout": settings.timeout_ms}
+    if settings.rate_limit_ms is not None:  # ccxt's throttle: rateLimit x cost between requests
+        config["rateLimit"] = settings.rate_limit_ms
     exchange: ccxt.Exchange = getattr(ccxt, name)(config)
-    if base_url:
-        exchange.urls["api"] = rewrite_urls(exchange.urls["api"], base_url)
+    if settings.base_url:
+        exchange.urls["api"] = rewrite_urls(exchange.urls["api"], settings.base_url)
     return exchange
 
 
@@ -113,6 +110,3 @@ class ExchangeClient:
     ) -> list[list[float]]:
         params = {} if until is None else {"until": until}
         return list(self._call("fetch_ohlcv", symbol, timeframe, since, limit, params))
-
-    def fetch_order_book(self, symbol: str, limit: int | None = None) -> dict[str, Any]:
-        return dict(self._call("fetch_order_book", symbol, limit))

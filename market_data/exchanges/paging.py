@@ -8,10 +8,10 @@ minutes), and the number of requests is the minimum, ceil(span / (limit x timefr
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from market_data.domain.calendar import utc_text
 from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.errors import ExchangeDataError, TemporaryExchangeError
 from market_data.exchanges.retry import Backoff, call_with_retry
@@ -52,9 +52,7 @@ def fetch_pages(
                 on_retry,
             )
         except ExchangeDataError as e:
-            raise e.with_context(f"{symbol} {timeframe} window {_iso(lo)}..{_iso(hi)}") from e
+            raise e.with_context(
+                f"{symbol} {timeframe} window {utc_text(lo)}..{utc_text(hi)}"
+            ) from e
         yield Page(lo, hi, rows)
-
-
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(ms / 1000))

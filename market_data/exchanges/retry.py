@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from market_data.domain.watchlist import ExchangeSettings
 from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.errors import ExchangeBannedError, TemporaryExchangeError
 
@@ -21,12 +22,16 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Backoff:
-    attempts: int = 6
-    base_s: float = 0.5
+    attempts: int = ExchangeSettings.retry_attempts
+    base_s: float = ExchangeSettings.retry_base_s
     cap_s: float = 60.0
     jitter: float = 0.25  # +/- this share of the delay
     #: longest Retry-After honoured; a longer ban fails the call instead of sleeping for hours
     max_wait_s: float = 900.0
+
+    @classmethod
+    def of(cls, settings: ExchangeSettings) -> Backoff:
+        return cls(attempts=settings.retry_attempts, base_s=settings.retry_base_s)
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         backoff = min(self.cap_s, self.base_s * 2 ** (attempt - 1))

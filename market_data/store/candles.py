@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from market_data.domain.intervals import merge_intervals
 from market_data.store.gaps import GapStore
 from market_data.store.instruments import InstrumentStore
 from market_data.store.schema import apply_schema, normalise_url
+from market_data.store.series import Series
 from market_data.store.tables import (
     KEY_COLUMNS,
     VALUE_COLUMNS,
@@ -24,30 +24,6 @@ from market_data.store.tables import (
 )
 
 COLUMNS = ("ts", *VALUE_COLUMNS)
-
-
-@dataclass(frozen=True)
-class Series:
-    """One stored series: exchange, standard symbol, timeframe."""
-
-    exchange: str
-    symbol: str
-    timeframe: str
-
-    def params(self, **extra: object) -> dict[str, object]:
-        return {
-            "exchange": self.exchange,
-            "symbol": self.symbol,
-            "timeframe": self.timeframe,
-            **extra,
-        }
-
-    def where(self, table: sa.Table) -> sa.ColumnElement[bool]:
-        return sa.and_(
-            table.c.exchange == self.exchange,
-            table.c.symbol == self.symbol,
-            table.c.timeframe == self.timeframe,
-        )
 
 
 def _candle_upsert(dialect: Any, source: sa.Select | None = None) -> sa.Insert:
@@ -136,13 +112,6 @@ class CandleStore:
         written = conn.execute(self._merge_copied).rowcount
         conn.execute(candles_in.delete())
         return written
-
-    def upsert_row_by_row(self, series: Series, frame: pd.DataFrame) -> int:
-        """One statement per candle, as the old scripts did (kept for the benchmark)."""
-        with self.engine.begin() as conn:
-            return sum(
-                conn.execute(self._upsert_rows, row).rowcount for row in self._rows(series, frame)
-            )
 
     # -- reads -------------------------------------------------------------------------
     def covered(self, series: Series, start: int, end: int) -> list[tuple[int, int]]:

@@ -19,6 +19,7 @@ from market_data.domain.gaps import (
     holes_from_breaks,
 )
 from market_data.domain.intervals import merge_intervals
+from market_data.store.series import Series
 from market_data.store.tables import candle_gaps, candles, exchange_clock, fetch_coverage
 
 
@@ -30,14 +31,6 @@ class GapRow:
     status: str
     attempts: int
     last_attempt_at: int | None
-
-
-def _series_where(
-    table: sa.Table, exchange: str, symbol: str, timeframe: str
-) -> sa.ColumnElement[bool]:
-    return sa.and_(
-        table.c.exchange == exchange, table.c.symbol == symbol, table.c.timeframe == timeframe
-    )
 
 
 class GapStore:
@@ -64,65 +57,42 @@ class GapStore:
                 sa.select(exchange_clock.c.now_ms).where(exchange_clock.c.exchange == exchange)
             ).scalar()
 
-    def find(
-        self, exchange: str, symbol: str, timeframe: str, tf_ms: int, lo: int, hi: int
-    ) -> tuple[list[Hole], int | None]:
-        """Holes of the series in [lo, hi), classified by coverage, up to the last candle closed
-        at the exchange's clock as a run last read it (nothing is known to be missing after
-        it); and that bound (None if the exchange was never read)."""
-        clock = self.clock(exchange)
-        if clock is None:
-            return [], None
-        known = clock - clock % tf_ms  # candles opening before this had closed
-        hi = min(hi, known)
+    def find(self, series: Series, tf_ms: int, lo: int, hi: int) -> list[Hole]:
+        """Holes of the series in [lo, hi) (a window where candles are expected), classified
+        by fetch coverage."""
         if lo >= hi:
-            return [], known
-        where = _series_where(candles, exchange, symbol, timeframe)
+            return []
         c = candles.c
         ordered = (
             sa.select(c.ts, sa.func.lead(c.ts).over(order_by=c.ts).label("next_ts"))
-            .where(where, c.ts >= lo, c.ts < hi)
+            .where(series.where(candles), c.ts >= lo, c.ts < hi)
             .subquery()
         )
         breaks_q = sa.select(ordered.c.ts, ordered.c.next_ts).where(
             ordered.c.next_ts - ordered.c.ts > tf_ms
         )
         edges_q = sa.select(sa.func.min(c.ts), sa.func.max(c.ts)).where(
-            where, c.ts >= lo, c.ts < hi
+            series.where(candles), c.ts >= lo, c.ts < hi
         )
         cov = fetch_coverage.c
         cov_q = sa.select(cov.start_ts, cov.end_ts).where(
-            _series_where(fetch_coverage, exchange, symbol, timeframe),
-            cov.end_ts > lo,
-            cov.start_ts < hi,
+            series.where(fetch_coverage), cov.end_ts > lo, cov.start_ts < hi
         )
         with self.engine.connect() as conn:
             first, last = conn.execute(edges_q).one()
             breaks = [(int(a), int(b)) for a, b in conn.execute(breaks_q)]
             covered = merge_intervals((int(s), int(e)) for s, e in conn.execute(cov_q))
-        ranges = holes_from_breaks(lo, hi, tf_ms, first, last, breaks)
-        return classify(ranges, covered), known
+        return classify(holes_from_breaks(lo, hi, tf_ms, first, last, breaks), covered)
 
     def record(
-        self,
-        exchange: str,
-        symbol: str,
-        timeframe: str,
-        lo: int,
-        hi: int,
-        holes: list[Hole],
-        max_attempts: int,
+        self, series: Series, lo: int, hi: int, holes: list[Hole], max_attempts: int
     ) -> list[GapRow]:
         """Make candle_gaps in [lo, hi) match ``holes``: new ones opened, vanished ones marked
         repaired, empty ones confirmed ``max_attempts`` times marked exchange_empty. Returns
         the rows now open or exchange_empty there."""
         now = int(time.time() * 1000)
         g = candle_gaps.c
-        where = sa.and_(
-            _series_where(candle_gaps, exchange, symbol, timeframe),
-            g.gap_start >= lo,
-            g.gap_start < hi,
-        )
+        where = sa.and_(series.where(candle_gaps), g.gap_start >= lo, g.gap_start < hi)
         with self.engine.begin() as conn:
             before = {
                 r.gap_start: r
@@ -158,11 +128,11 @@ class GapStore:
                     attempts,
                 ):
                     continue  # unchanged: nothing to write
-                changed.append({
-                    "exchange": exchange, "symbol": symbol, "timeframe": timeframe, "gap_start": h.start,
-                    "gap_end": h.end, "kind": h.kind, "detected_at": old.detected_at if old else now,
-                    "repaired_at": None, "status": status, "attempts": attempts, "last_attempt_at": last_at,
-                })  # fmt: skip
+                changed.append(series.params(
+                    gap_start=h.start, gap_end=h.end, kind=h.kind,
+                    detected_at=old.detected_at if old else now, repaired_at=None, status=status,
+                    attempts=attempts, last_attempt_at=last_at,
+                ))  # fmt: skip
             if changed:
                 stmt = self._dialect.insert(candle_gaps)
                 update = [
@@ -179,14 +149,12 @@ class GapStore:
                 )
         return rows
 
-    def open_gaps(
-        self, exchange: str | None = None, symbol: str | None = None, timeframe: str | None = None
-    ) -> list[dict[str, Any]]:
+    def open_gaps(self, series: Series | None = None) -> list[dict[str, Any]]:
+        """Open gaps (of one series, or all), in series and time order."""
         g = candle_gaps.c
         q = sa.select(candle_gaps).where(g.status == OPEN)
-        for col, value in ((g.exchange, exchange), (g.symbol, symbol), (g.timeframe, timeframe)):
-            if value is not None:
-                q = q.where(col == value)
+        if series is not None:
+            q = q.where(series.where(candle_gaps))
         with self.engine.connect() as conn:
             return [
                 dict(r)
@@ -221,15 +189,13 @@ class GapStore:
         with self.engine.connect() as conn:
             return {(s, tf, st): (int(n), int(span)) for s, tf, st, n, span in conn.execute(query)}
 
-    def mark_attempt(self, exchange: str, symbol: str, timeframe: str, starts: list[int]) -> None:
+    def mark_attempt(self, series: Series, starts: list[int]) -> None:
         if not starts:
             return
         g = candle_gaps.c
         with self.engine.begin() as conn:
             conn.execute(
                 sa.update(candle_gaps)
-                .where(
-                    _series_where(candle_gaps, exchange, symbol, timeframe), g.gap_start.in_(starts)
-                )
+                .where(series.where(candle_gaps), g.gap_start.in_(starts))
                 .values(attempts=g.attempts + 1, last_attempt_at=int(time.time() * 1000))
             )

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from market_data.domain.catalog import CatalogChange, Instrument, diff
+from market_data.domain.expected import Listing
 from market_data.store.tables import instruments
 
 _CATALOG_COLUMNS = [f.name for f in fields(Instrument) if f.name not in ("kind",)]
@@ -19,6 +20,11 @@ class StoredInstrument:
     instrument: Instrument
     listed_at: int | None
     delisted_at: int | None
+    listing_checked_at: int | None = None
+
+    @property
+    def listing(self) -> Listing:
+        return Listing(self.listed_at, self.delisted_at, self.listing_checked_at is not None)
 
 
 def _now() -> int:
@@ -90,21 +96,29 @@ class InstrumentStore:
                 settle=r["settle"], kind=r["type"], active=bool(r["active"]), expiry=r["expiry"],
                 tick_size=r["tick_size"], lot_size=r["lot_size"],
             )  # fmt: skip
-            out[r["symbol"]] = StoredInstrument(inst, r["listed_at"], r["delisted_at"])
+            out[r["symbol"]] = StoredInstrument(
+                inst, r["listed_at"], r["delisted_at"], r["listing_checked_at"]
+            )
         return out
 
     def get(self, exchange: str, symbol: str) -> StoredInstrument | None:
         return self.stored(exchange, symbol).get(symbol)
 
+    def listing(self, exchange: str, symbol: str) -> Listing:
+        """What is known of the market's listing (nothing, if it has no row)."""
+        row = self.get(exchange, symbol)
+        return row.listing if row is not None else Listing()
+
     def save_listing(self, inst: Instrument, listed_at: int | None) -> None:
-        """The first candle's open time, discovered once (the row is created if the catalog
-        has not been loaded yet)."""
+        """The first candle's open time (None: the exchange has none yet), discovered once;
+        the row is created if the catalog has not been loaded yet."""
         now = _now()
         values = {k: getattr(inst, k) for k in _CATALOG_COLUMNS} | {
             "type": inst.kind, "updated_at": now, "first_seen_at": now, "listed_at": listed_at,
+            "listing_checked_at": now,
         }  # fmt: skip
         with self.engine.begin() as conn:
-            conn.execute(self._upsert(values, ["listed_at", "updated_at"]))
+            conn.execute(self._upsert(values, ["listed_at", "listing_checked_at", "updated_at"]))
 
     def save_delisting(self, exchange: str, symbol: str, delisted_at: int) -> None:
         c = instruments.c

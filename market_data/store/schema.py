@@ -6,13 +6,14 @@ NNN_name.sqlite.sql to that dialect only.
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import sqlalchemy as sa
 
-SQL_DIR = Path(os.environ.get("MARKET_DATA_SQL_DIR") or Path(__file__).resolve().parents[2] / "sql")
+#: The schema files: sql/ of the project, shipped in the package as ``market_data.sql``.
+SQL_DIR: Traversable = files("market_data.sql")
 _LOCK_ID = 4_611_686_018_427_387_903 % 2**31  # any constant: serialises concurrent migrations
 
 
@@ -24,13 +25,13 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def migration_files(dialect: str, sql_dir: Path = SQL_DIR) -> list[Path]:
-    files = []
-    for path in sorted(sql_dir.glob("*.sql")):
+def migration_files(dialect: str, sql_dir: Traversable = SQL_DIR) -> list[Traversable]:
+    out = []
+    for path in sorted(sql_dir.iterdir(), key=lambda p: p.name):
         parts = path.name.split(".")
-        if len(parts) == 2 or parts[-2] == dialect:
-            files.append(path)
-    return files
+        if parts[-1] == "sql" and (len(parts) == 2 or parts[-2] == dialect):
+            out.append(path)
+    return out
 
 
 def statements(sql: str) -> list[str]:
@@ -38,7 +39,7 @@ def statements(sql: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-def apply_schema(engine: sa.Engine, sql_dir: Path = SQL_DIR) -> list[str]:
+def apply_schema(engine: sa.Engine, sql_dir: Traversable = SQL_DIR) -> list[str]:
     """Apply the files not applied yet, in order; returns their names."""
     applied_now = []
     with engine.begin() as conn:

@@ -57,6 +57,7 @@ instruments = sa.Table(
     sa.Column("lot_size", sa.Double),
     sa.Column("delisted_at", sa.BigInteger),
     sa.Column("first_seen_at", sa.BigInteger),
+    sa.Column("listing_checked_at", sa.BigInteger),
 )
 
 candle_gaps = sa.Table(

@@ -1,24 +1,21 @@
 """The candle asset factory: one asset per exchange, e.g. ``candles/binance``."""
 
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 from pydantic import Field
 
-from market_data.defs.candles.gapwork import plan_repair
-from market_data.defs.candles.ingest import MarketReport, exchange_now, ingest_market, instrument
 from market_data.defs.candles.partitions import MONTHS_PER_RUN, candle_partitions, ranges_by_market
 from market_data.defs.instruments.assets import instruments_asset_key
-from market_data.defs.resources import (
-    STORE_KEY,
-    CandleStoreResource,
-    ExchangeResource,
-    exchange_resource_key,
-)
+from market_data.defs.resources import CandleStoreResource, ExchangesResource
+from market_data.domain.calendar import day_ms
 from market_data.domain.candles import CandleContractError
-from market_data.domain.watchlist import Market, Watchlist, WatchlistError, split_key
+from market_data.domain.freshness import is_stale
+from market_data.domain.watchlist import Watchlist, WatchlistError
 from market_data.exchanges.errors import ExchangeDataError, PermanentExchangeError
+from market_data.pipeline.gaps import plan_repair
+from market_data.pipeline.ingest import MarketReport, exchange_now, ingest_market, instrument
 
 
 class CandleRunConfig(dg.Config):
@@ -35,31 +32,18 @@ def candle_asset_key(exchange: str) -> dg.AssetKey:
 
 
 def _day_ms(text: str | None) -> int | None:
-    if not text:
-        return None
-    day = date.fromisoformat(text)
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
-
-
-def market_for(watchlist: Watchlist, exchange: str, key: str) -> Market:
-    """The watched market of a partition key; a key not in the watchlist (added by the command
-    line) gets the watchlist's start date."""
-    try:
-        return watchlist.market(exchange, key)
-    except WatchlistError:
-        symbol, timeframe = split_key(key)
-        return Market(exchange, symbol, timeframe, watchlist.start)
+    return day_ms(date.fromisoformat(text)) if text else None
 
 
 def _metadata(
-    reports: list[MarketReport], requests: int, seconds: float, dry_run: bool
+    reports: list[MarketReport], stale: set[str], requests: int, seconds: float, dry_run: bool
 ) -> dict[str, dg.MetadataValue]:
     firsts = [r.first_ts for r in reports if r.first_ts is not None]
     lasts = [r.last_ts for r in reports if r.last_ts is not None]
     cells = [
         (
             r.key, r.rows_written, r.candles_fetched, r.requests, r.expected, r.present, r.missing,
-            "" if r.lag_s is None else f"{r.lag_s:.0f}" + (" STALE" if r.stale else ""),
+            "" if r.lag_s is None else f"{r.lag_s:.0f}" + (" STALE" if r.key in stale else ""),
         )
         for r in reports
     ]  # fmt: skip
@@ -81,9 +65,7 @@ def _metadata(
     lags = [r.lag_s for r in reports if r.lag_s is not None]
     if lags:
         meta["max_lag_seconds"] = dg.MetadataValue.float(round(max(lags), 1))
-    meta["stale_markets"] = dg.MetadataValue.text(
-        ", ".join(r.key for r in reports if r.stale) or "none"
-    )
+    meta["stale_markets"] = dg.MetadataValue.text(", ".join(sorted(stale)) or "none")
     if firsts:
         meta["first_candle"] = dg.MetadataValue.timestamp(min(firsts) / 1000)
         meta["last_candle"] = dg.MetadataValue.timestamp(max(lasts) / 1000)
@@ -101,15 +83,12 @@ def _step_retries(retries: int) -> dg.RetryPolicy | None:
 
 
 def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
-    ex_key = exchange_resource_key(exchange)
-
     @dg.asset(
         key=candle_asset_key(exchange),
         partitions_def=candle_partitions(exchange, watchlist.start),
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MONTHS_PER_RUN),
         pool=f"exchange:{exchange}",
         deps=[instruments_asset_key(exchange)],
-        required_resource_keys={ex_key, STORE_KEY},
         group_name="candles",
         kinds={"ccxt", "sql"},
         retry_policy=_step_retries(watchlist.exchange(exchange).step_retries),
@@ -120,23 +99,28 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
         description=f"Closed OHLCV candles from {exchange}, per market (symbol:timeframe) and "
         "month, written to the candle store page by page.",
     )
-    def candles(context: dg.AssetExecutionContext, config: CandleRunConfig) -> dg.MaterializeResult:
+    def candles(
+        context: dg.AssetExecutionContext,
+        config: CandleRunConfig,
+        exchanges: ExchangesResource,
+        candle_store: CandleStoreResource,
+    ) -> dg.MaterializeResult:
         started = time.monotonic()
-        exchange_res: ExchangeResource = getattr(context.resources, ex_key)
-        store_res: CandleStoreResource = getattr(context.resources, STORE_KEY)
-        client, store = exchange_res.client(), store_res.store()
+        client, store = exchanges.client(exchange), candle_store.store()
+        backoff = exchanges.backoff(exchange)
         ranges = ranges_by_market(list(context.partition_keys))
-        lo, hi = _day_ms(config.not_before), _day_ms(config.not_after)
+        # run config bounds: fetch nothing before not_before, nothing from not_after on
+        lo, hi = _day_ms(config.not_before) or 0, _day_ms(config.not_after) or 2**62
         reports: list[MarketReport] = []
+        stale: set[str] = set()
         try:
             markets = client.load_markets()
-            now = exchange_now(client, exchange_res.backoff())
+            now = exchange_now(client, backoff)
             if not config.dry_run:  # a dry run leaves no trace, not even the clock reading
                 store.gaps.save_clock(exchange, now)
             for key, bounds in ranges.items():
-                market = market_for(watchlist, exchange, key)
-                clipped = [(max(s, lo or s), min(e, hi or e)) for s, e in bounds]
-                clipped = [(s, e) for s, e in clipped if s < e]
+                market = watchlist.market_or_default(exchange, key)
+                clipped = [(max(s, lo), min(e, hi)) for s, e in bounds if max(s, lo) < min(e, hi)]
                 if config.repair:
                     span = client.page_limit * market.timeframe.ms
                     clipped = plan_repair(
@@ -152,14 +136,13 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
                     now,
                     dry_run=config.dry_run,
                     refetch=config.refetch or config.repair,
-                    backoff=exchange_res.backoff(),
+                    backoff=backoff,
                     log=context.log.info,
                 )
-                limit_s = watchlist.freshness.max_lag_timeframes * market.timeframe.ms / 1000
-                report.stale = (
-                    report.lag_s is not None and report.lag_s > limit_s and not config.repair
-                )
-                if report.stale:
+                if not config.repair and is_stale(
+                    report.lag_s, market.timeframe.ms, watchlist.freshness.max_lag_timeframes
+                ):
+                    stale.add(key)
                     context.log.warning(
                         f"{key}: stale, newest candle closed {report.lag_s:.0f}s before the exchange clock"
                     )
@@ -174,7 +157,7 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
             raise dg.Failure(description=f"{exchange}: gave up after retries: {e}") from e
         seconds = time.monotonic() - started
         return dg.MaterializeResult(
-            metadata=_metadata(reports, client.requests, seconds, config.dry_run)
+            metadata=_metadata(reports, stale, client.requests, seconds, config.dry_run)
         )
 
     return candles

@@ -1,16 +1,16 @@
 """The gap check on each candle asset: per partition, every expected candle is present or
 explained. It records what it finds in candle_gaps; the gap_repair sensor acts on it."""
 
-import time
 from typing import Any
 
 import dagster as dg
 
-from market_data.defs.candles.assets import candle_asset_key, market_for
-from market_data.defs.candles.gapwork import MarketGaps, detect
+from market_data.defs.candles.assets import candle_asset_key
 from market_data.defs.candles.partitions import candle_partitions, ranges_by_market
-from market_data.defs.resources import STORE_KEY, CandleStoreResource
+from market_data.defs.resources import CandleStoreResource
+from market_data.domain.calendar import utc_text
 from market_data.domain.watchlist import Watchlist
+from market_data.pipeline.gaps import MarketGaps, detect
 
 CHECK_NAME = "no_gaps"
 SHOWN = 10
@@ -20,15 +20,12 @@ def gap_check_key(exchange: str) -> dg.AssetCheckKey:
     return dg.AssetCheckKey(candle_asset_key(exchange), CHECK_NAME)
 
 
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000))
-
-
 def _table(found: list[MarketGaps]) -> str:
     lines = ["| market | from | to (excl.) | kind | attempts |", "| --- | --- | --- | --- | --- |"]
     rows = [(m.key, g) for m in found for g in m.open][:SHOWN]
     lines += [
-        f"| {k} | {_iso(g.start)} | {_iso(g.end)} | {g.kind} | {g.attempts} |" for k, g in rows
+        f"| {k} | {utc_text(g.start)} | {utc_text(g.end)} | {g.kind} | {g.attempts} |"
+        for k, g in rows
     ]
     return "\n".join(lines)
 
@@ -38,15 +35,15 @@ def gap_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
         asset=candle_asset_key(exchange),
         name=CHECK_NAME,
         partitions_def=candle_partitions(exchange, watchlist.start),
-        required_resource_keys={STORE_KEY},
         description="Every expected candle (on the grid, after listing, before the newest known "
         "candle and any delisting) is stored, or the exchange has none there.",
     )
-    def no_gaps(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        store_res: CandleStoreResource = getattr(context.resources, STORE_KEY)
-        store = store_res.store()
+    def no_gaps(
+        context: dg.AssetCheckExecutionContext, candle_store: CandleStoreResource
+    ) -> dg.AssetCheckResult:
+        store = candle_store.store()
         found = [
-            detect(store, market_for(watchlist, exchange, key), ranges, watchlist.gaps)
+            detect(store, watchlist.market_or_default(exchange, key), ranges, watchlist.gaps)
             for key, ranges in ranges_by_market(list(context.partition_keys)).items()
         ]
         open_gaps = sum(len(m.open) for m in found)

@@ -1,21 +1,34 @@
 """Candle partitions: a month (the one in progress included) x a market (symbol:timeframe).
 
 Dimensions are ordered by name, so keys read ``BTC-USDT-SPOT:1h|2024-01-01``. 50 markets x 8
-years stay under 5,000 partitions per exchange asset.
+years stay under 5,000 partitions per exchange asset. This module is the one home of the
+partition-key and run-tag grammar.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, date, datetime
+from collections.abc import Mapping
+from datetime import date
 
 import dagster as dg
 
+from market_data.domain.calendar import month_bounds, month_key_of
 from market_data.domain.intervals import merge_intervals
 
 MARKET_DIM = "market"
 MONTH_DIM = "month"
 MONTHS_PER_RUN = 12  # a backfill runs a year of one market as one ranged run
+KEY_SEPARATOR = "|"
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+PARTITION_TAG = "dagster/partition"
+#: the project's own run tags
+FRESHNESS_TAG = "market_data/freshness"  # value: the exchange
+REASON_TAG = "market_data/reason"
+ATTEMPT_TAG = "market_data/attempt"
+SOURCE_TAG = "market_data/source"
 
 
 def market_partitions(exchange: str) -> dg.DynamicPartitionsDefinition:
@@ -33,24 +46,13 @@ def candle_partitions(exchange: str, start: date) -> dg.MultiPartitionsDefinitio
     )
 
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
-
-
 def partition_key(market_key: str, month_key: str) -> str:
-    return f"{market_key}|{month_key}"
+    return f"{market_key}{KEY_SEPARATOR}{month_key}"
 
 
-def range_tags(first: tuple[str, str], last: tuple[str, str]) -> dict[str, str]:
-    """Tags of a ranged run from partition (market, month) ``first`` to ``last``."""
-    return {RANGE_START: partition_key(*first), RANGE_END: partition_key(*last)}
-
-
-def month_bounds(month_key: str) -> tuple[int, int]:
-    """[start, end) of a month partition in epoch ms."""
-    first = datetime.fromisoformat(month_key).replace(tzinfo=UTC)
-    nxt = first.replace(year=first.year + first.month // 12, month=first.month % 12 + 1)
-    return int(first.timestamp() * 1000), int(nxt.timestamp() * 1000)
+def partition_key_at(market_key: str, ms: int) -> str:
+    """The partition of ``market_key`` holding the candle that opens at ``ms``."""
+    return partition_key(market_key, month_key_of(ms))
 
 
 def split_partition_key(key: str) -> tuple[str, str]:
@@ -58,8 +60,23 @@ def split_partition_key(key: str) -> tuple[str, str]:
     if isinstance(key, dg.MultiPartitionKey):
         dims = key.keys_by_dimension
         return dims[MARKET_DIM], dims[MONTH_DIM]
-    market, _, month = str(key).partition("|")
+    market, _, month = str(key).partition(KEY_SEPARATOR)
     return market, month
+
+
+def market_of(key: str) -> str:
+    """The market key of a candle partition key."""
+    return split_partition_key(key)[0]
+
+
+def range_tags(first: tuple[str, str], last: tuple[str, str]) -> dict[str, str]:
+    """Tags of a ranged run from partition (market, month) ``first`` to ``last``."""
+    return {RANGE_START: partition_key(*first), RANGE_END: partition_key(*last)}
+
+
+def markets_of_run(tags: Mapping[str, str]) -> set[str]:
+    """Market keys a run names in its partition tags (single partition or range ends)."""
+    return {market_of(tags[t]) for t in (PARTITION_TAG, RANGE_START, RANGE_END) if t in tags}
 
 
 def ranges_by_market(keys: list[str]) -> dict[str, list[tuple[int, int]]]:

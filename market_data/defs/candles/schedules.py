@@ -5,25 +5,23 @@ import time
 
 import dagster as dg
 
-from market_data.defs.candles.assets import market_for
-from market_data.defs.candles.gapwork import FAR_FUTURE, detect
 from market_data.defs.candles.partitions import market_partitions
-from market_data.defs.resources import STORE_KEY, CandleStoreResource
+from market_data.defs.resources import CandleStoreResource
+from market_data.domain.expected import ALL_TIME
 from market_data.domain.watchlist import Watchlist
+from market_data.pipeline.gaps import detect
 
 
 def gap_sweep_job(watchlist: Watchlist) -> dg.JobDefinition:
-    @dg.op(required_resource_keys={STORE_KEY}, description="Gap detection over all stored history.")
-    def sweep_gaps(context: dg.OpExecutionContext) -> dict:
-        store_res: CandleStoreResource = getattr(context.resources, STORE_KEY)
-        store = store_res.store()
+    @dg.op(description="Gap detection over all stored history.")
+    def sweep_gaps(context: dg.OpExecutionContext, candle_store: CandleStoreResource) -> dict:
+        store = candle_store.store()
         started = time.monotonic()
         totals = {"markets": 0, "open_gaps": 0, "missing_candles": 0, "exchange_empty_candles": 0}
         for ex in watchlist.exchanges:
             for key in context.instance.get_dynamic_partitions(market_partitions(ex.name).name):
-                found = detect(
-                    store, market_for(watchlist, ex.name, key), [(0, FAR_FUTURE)], watchlist.gaps
-                )
+                market = watchlist.market_or_default(ex.name, key)
+                found = detect(store, market, ALL_TIME, watchlist.gaps)
                 totals["markets"] += 1
                 totals["open_gaps"] += len(found.open)
                 totals["missing_candles"] += found.missing_candles
@@ -52,4 +50,6 @@ def gap_sweep_schedule(watchlist: Watchlist) -> dg.ScheduleDefinition:
         cron_schedule=watchlist.gaps.sweep_cron,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Checks every market's whole history for gaps (the gap_sweep job); the "
+        "gap_repair sensor then repairs what it finds.",
     )

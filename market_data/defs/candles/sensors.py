@@ -5,20 +5,23 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset_key
-from market_data.defs.candles.backfill import month_keys
 from market_data.defs.candles.checks import gap_check_key
-from market_data.defs.candles.gapwork import due_gaps
 from market_data.defs.candles.partitions import (
+    ATTEMPT_TAG,
+    FRESHNESS_TAG,
     MONTHS_PER_RUN,
-    RANGE_END,
-    RANGE_START,
+    REASON_TAG,
     market_partitions,
+    markets_of_run,
+    partition_key_at,
     range_tags,
 )
 from market_data.defs.instruments.assets import instruments_asset_key
 from market_data.defs.resources import CandleStoreResource
+from market_data.domain.calendar import month_keys, ms_day, previous_month
 from market_data.domain.selection import Resolution, resolve
 from market_data.domain.watchlist import Market, Watchlist
+from market_data.pipeline.gaps import due_gaps
 
 
 def backfill_requests(
@@ -27,7 +30,7 @@ def backfill_requests(
     """A new market's history as ranged runs of up to MONTHS_PER_RUN months each."""
     first = market.start
     if listed_ms is not None:
-        first = max(first, datetime.fromtimestamp(listed_ms / 1000, UTC).date())
+        first = max(first, ms_day(listed_ms))
     months = month_keys(first, today)
     requests = []
     for i in range(0, len(months), MONTHS_PER_RUN):
@@ -38,7 +41,7 @@ def backfill_requests(
                 asset_selection=[candle_asset_key(market.exchange)],
                 tags={
                     **range_tags((market.key, chunk[0]), (market.key, chunk[-1])),
-                    "market_data/reason": "new market",
+                    REASON_TAG: "new market",
                 },
             )
         )
@@ -119,11 +122,9 @@ IN_PROGRESS = [
 
 def _busy_markets(instance: dg.DagsterInstance) -> set[str]:
     """Markets some queued or running run is materializing (single partition or range)."""
-    busy = set()
+    busy: set[str] = set()
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
-        for tag in ("dagster/partition", RANGE_START, RANGE_END):
-            if tag in run.tags:
-                busy.add(run.tags[tag].split("|")[0])
+        busy |= markets_of_run(run.tags)
     return busy
 
 
@@ -150,8 +151,7 @@ def gap_repair_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
             key = f"{gap['symbol']}:{gap['timeframe']}"
             if key in busy:
                 continue
-            month = datetime.fromtimestamp(gap["gap_start"] / 1000, UTC).strftime("%Y-%m-01")
-            pk = (gap["exchange"], f"{key}|{month}")
+            pk = (gap["exchange"], partition_key_at(key, gap["gap_start"]))
             partitions[pk] = max(partitions.get(pk, 0), gap["attempts"])
         requests = []
         for (exchange, partition), attempts in sorted(partitions.items()):
@@ -164,8 +164,8 @@ def gap_repair_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
                     asset_check_keys=[gap_check_key(exchange)],
                     run_config={"ops": {op_name: {"config": {"repair": True}}}},
                     tags={
-                        "market_data/reason": "gap repair",
-                        "market_data/attempt": str(attempts + 1),
+                        REASON_TAG: "gap repair",
+                        ATTEMPT_TAG: str(attempts + 1),
                     },
                 )
             )
@@ -176,9 +176,6 @@ def gap_repair_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         return dg.SensorResult(run_requests=requests)
 
     return sensor
-
-
-FRESHNESS_TAG = "market_data/freshness"
 
 
 def freshness_requests(
@@ -192,7 +189,7 @@ def freshness_requests(
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     months = [month_start.date()]
     if now - month_start < timedelta(hours=final_fetch_hours):
-        months.insert(0, (month_start - timedelta(days=1)).replace(day=1).date())
+        months.insert(0, previous_month(month_start.date()))
     return [
         dg.RunRequest(
             asset_selection=[candle_asset_key(exchange)],

@@ -2,12 +2,7 @@
 
 import dagster as dg
 
-from market_data.defs.resources import (
-    STORE_KEY,
-    CandleStoreResource,
-    ExchangeResource,
-    exchange_resource_key,
-)
+from market_data.defs.resources import CandleStoreResource, ExchangesResource
 from market_data.domain.catalog import build_catalog, counts_by_kind
 from market_data.exchanges.errors import ExchangeDataError
 
@@ -25,27 +20,26 @@ def _names(names: list[str]) -> dg.MetadataValue:
 
 
 def instruments_asset(exchange: str) -> dg.AssetsDefinition:
-    ex_key = exchange_resource_key(exchange)
-
     @dg.asset(
         key=instruments_asset_key(exchange),
         group_name="instruments",
-        required_resource_keys={ex_key, STORE_KEY},
         kinds={"ccxt", "sql"},
         pool=f"exchange:{exchange}",
         description=f"Every spot, perpetual and dated-future market {exchange} lists, with "
         "standard names (BTC-USDT-SPOT, -PERP, -FUTURE_YYMMDD), precision and listing dates.",
     )
-    def instruments(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        exchange_res: ExchangeResource = getattr(context.resources, ex_key)
-        store_res: CandleStoreResource = getattr(context.resources, STORE_KEY)
-        client = exchange_res.client()
+    def instruments(
+        context: dg.AssetExecutionContext,
+        exchanges: ExchangesResource,
+        candle_store: CandleStoreResource,
+    ) -> dg.MaterializeResult:
+        client = exchanges.client(exchange)
         try:
             markets = client.load_markets(reload=True)
         except ExchangeDataError as e:
             raise dg.Failure(description=f"{exchange}: could not load markets: {e}") from e
         catalog = build_catalog(exchange, markets.values())
-        change = store_res.store().instruments.save_catalog(exchange, catalog)
+        change = candle_store.store().instruments.save_catalog(exchange, catalog)
         counts = counts_by_kind(catalog)
         context.log.info(
             f"{exchange}: {len(catalog)} instruments ({counts}); {len(change.added)} added, "

@@ -4,7 +4,7 @@ import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset_key
 from market_data.defs.reports.status import collect_status
-from market_data.defs.resources import STORE_KEY, CandleStoreResource
+from market_data.defs.resources import CandleStoreResource
 from market_data.domain.watchlist import Watchlist
 
 STATUS_CRON = "*/15 * * * *"
@@ -15,14 +15,14 @@ def status_asset(watchlist: Watchlist) -> dg.AssetsDefinition:
         key=dg.AssetKey(["reports", "status"]),
         group_name="reports",
         deps=[candle_asset_key(ex.name) for ex in watchlist.exchanges],
-        required_resource_keys={STORE_KEY},
         kinds={"sql"},
         description="Per market: first and last candle, rows, expected, missing, exchange-empty, "
         "open gaps, lag, last materialization; runs in the last 24 hours; database health.",
     )
-    def status(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        store_res: CandleStoreResource = getattr(context.resources, STORE_KEY)
-        report = collect_status(store_res.store(), context.instance, watchlist)
+    def status(
+        context: dg.AssetExecutionContext, candle_store: CandleStoreResource
+    ) -> dg.MaterializeResult:
+        report = collect_status(candle_store.store(), context.instance, watchlist)
         if not report.database_ok:
             raise dg.Failure(description=f"database unreachable: {report.database_error}")
         return dg.MaterializeResult(
@@ -47,4 +47,6 @@ def status_schedule() -> dg.ScheduleDefinition:
         cron_schedule=STATUS_CRON,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Refreshes reports/status (per-market coverage, gaps, lag; runs of the last "
+        "24 hours; database health) every 15 minutes.",
     )

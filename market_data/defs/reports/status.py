@@ -9,11 +9,19 @@ from typing import Any
 
 import dagster as dg
 
-from market_data.defs.candles.assets import candle_asset_key, market_for
-from market_data.defs.candles.gapwork import FAR_FUTURE, expected_bounds
-from market_data.defs.candles.partitions import market_partitions
+from market_data.defs.candles.assets import candle_asset_key
+from market_data.defs.candles.partitions import (
+    FRESHNESS_TAG,
+    market_of,
+    market_partitions,
+    markets_of_run,
+)
+from market_data.domain.calendar import utc_text
+from market_data.domain.expected import ALL_TIME, expected_count
+from market_data.domain.freshness import is_stale, lag_seconds
 from market_data.domain.gaps import EXCHANGE_EMPTY, OPEN
 from market_data.domain.watchlist import Watchlist
+from market_data.pipeline.gaps import expected_ranges
 from market_data.store.candles import CandleStore, ping, series_stats
 
 
@@ -57,10 +65,6 @@ class StatusReport:
         return "\n".join(lines)
 
 
-def _iso(ms: int | float | None) -> str | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-
-
 def _latest_materializations(
     instance: dg.DagsterInstance, exchange: str, limit: int = 1000
 ) -> dict[str, str]:
@@ -73,7 +77,7 @@ def _latest_materializations(
         event = record.event_log_entry.dagster_event
         partition = event.partition if event is not None else None
         if partition is not None:
-            latest.setdefault(str(partition).split("|")[0], _iso(record.timestamp * 1000) or "")
+            latest.setdefault(market_of(str(partition)), utc_text(record.timestamp * 1000) or "")
     return latest
 
 
@@ -98,8 +102,7 @@ def collect_status(
         known = set(keys)
         counts: dict[str, int] = {}
         for run in runs:  # runs naming one of the exchange's markets, or its freshness runs
-            named = {str(v).split("|")[0] for v in run.tags.values()}
-            if named & known or run.tags.get("market_data/freshness") == ex.name:
+            if markets_of_run(run.tags) & known or run.tags.get(FRESHNESS_TAG) == ex.name:
                 counts[run.status.value] = counts.get(run.status.value, 0) + 1
         report.runs_24h[ex.name] = counts
         stats = series_stats(store, ex.name)
@@ -107,27 +110,22 @@ def collect_status(
         gaps = store.gaps.totals(ex.name)
         latest = _latest_materializations(instance, ex.name)
         for key in keys:
-            market = market_for(watchlist, ex.name, key)
+            market = watchlist.market_or_default(ex.name, key)
             tf = market.timeframe
             rows, first, last = stats.get((market.symbol.standard, tf.code), (0, None, None))
-            expected = 0
-            if clock is not None:
-                for lo, hi in expected_bounds(store, market, [(0, FAR_FUTURE)]):
-                    expected += tf.count(lo, min(hi, clock - clock % tf.ms))
+            expected = expected_count(expected_ranges(store, market, ALL_TIME), tf)
             open_gaps, open_span = gaps.get((market.symbol.standard, tf.code, OPEN), (0, 0))
             _, empty_span = gaps.get((market.symbol.standard, tf.code, EXCHANGE_EMPTY), (0, 0))
-            lag = (
-                None if last is None or clock is None else max(0.0, (clock - (last + tf.ms)) / 1000)
-            )
+            lag = lag_seconds(last, tf.ms, clock)
             report.markets.append(
                 MarketStatus(
-                    exchange=ex.name, market=key, first_candle=_iso(first), last_candle=_iso(last), rows=rows,
+                    exchange=ex.name, market=key, first_candle=utc_text(first), last_candle=utc_text(last), rows=rows,
                     expected=expected,
                     missing=open_span // tf.ms,
                     exchange_empty=empty_span // tf.ms,
                     open_gaps=open_gaps,
                     lag_s=lag,
-                    stale=lag is not None and lag > watchlist.freshness.max_lag_timeframes * tf.ms / 1000,
+                    stale=is_stale(lag, tf.ms, watchlist.freshness.max_lag_timeframes),
                     last_materialization=latest.get(key),
                 )
             )  # fmt: skip

@@ -1,4 +1,5 @@
-"""Retries: exponential backoff with jitter, Retry-After honoured, bans pause the client."""
+"""The exchange boundary: URL rewriting, retries with exponential backoff and jitter,
+Retry-After honoured, bans pause the client."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from market_data.exchanges.client import ExchangeClient, build_exchange
+from market_data.exchanges.client import ExchangeClient, rewrite_urls
 from market_data.exchanges.errors import (
     BadSymbolError,
     ExchangeBannedError,
@@ -16,6 +17,9 @@ from market_data.exchanges.errors import (
     RateLimitedError,
 )
 from market_data.exchanges.retry import Backoff, call_with_retry
+from market_data.simulator.server import RunningSimulator
+from market_data_tests.conftest import NOW_MS
+from market_data_tests.helpers import binance_client
 
 
 def flaky(errors: list[Exception], result: str = "ok") -> tuple[Callable[[], str], list[int]]:
@@ -30,9 +34,17 @@ def flaky(errors: list[Exception], result: str = "ok") -> tuple[Callable[[], str
     return call, calls
 
 
-@pytest.fixture
-def client() -> ExchangeClient:
-    return ExchangeClient(build_exchange("binance"))  # no request is made in these tests
+def test_rewrite_urls_keeps_paths() -> None:
+    urls = {
+        "public": "https://api.binance.com/api/v3",
+        "nested": {"fapi": "https://fapi.binance.com/fapi/v1"},
+        "x": 3,
+    }
+    assert rewrite_urls(urls, "http://127.0.0.1:9") == {
+        "public": "http://127.0.0.1:9/api/v3",
+        "nested": {"fapi": "http://127.0.0.1:9/fapi/v1"},
+        "x": 3,
+    }
 
 
 def test_backoff_doubles_with_bounded_jitter() -> None:
@@ -52,10 +64,16 @@ def test_retry_after_is_honoured(client: ExchangeClient) -> None:
     assert len(calls) == 3 and slept[0] == 7 and slept[1] == 3
 
 
-def test_a_ban_pauses_every_later_call(client: ExchangeClient) -> None:
-    call, _ = flaky([ExchangeBannedError("418", retry_after=0.3)])
-    call_with_retry(client, call, Backoff(base_s=0.01), sleep=lambda s: None)
-    assert client.paused_until > time.monotonic()  # the client itself waits before its next request
+def test_a_ban_pauses_every_later_call(sim: RunningSimulator) -> None:
+    client = binance_client(sim.url)
+    call, _ = flaky([ExchangeBannedError("418", retry_after=0.5)])
+    call_with_retry(client, call, Backoff(base_s=0.01), sleep=lambda s: None)  # no sleep here
+    started = time.monotonic()
+    assert client.fetch_time() == NOW_MS  # any later request of this client waits out the ban
+    assert time.monotonic() - started >= 0.45
+    started = time.monotonic()
+    client.fetch_time()  # the ban is over: no more waiting (an upper bound is not asserted)
+    assert client.paused_until <= started
 
 
 def test_permanent_errors_are_not_retried(client: ExchangeClient) -> None:

@@ -1,9 +1,8 @@
 """Fetch a market's candles for some time ranges and write them page by page.
 
-Plain Python (no Dagster): the candle asset calls it, and so does the benchmark. It joins the
-exchange client and the store: what is already covered is skipped, each page is validated
-and written (with its coverage) as soon as it arrives, so a kill loses at most one page and
-a rerun fetches only what is missing.
+It joins the exchange client and the store: what is already covered is skipped, each page
+is validated and written (with its coverage) as soon as it arrives, so a kill loses at most
+one page and a rerun fetches only what is missing.
 """
 
 from __future__ import annotations
@@ -13,8 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from market_data.domain.calendar import utc_text
 from market_data.domain.candles import closed_only, to_frame, validate
 from market_data.domain.catalog import instrument_from_ccxt
+from market_data.domain.expected import Listing, clip, expected_count, expected_window
+from market_data.domain.freshness import lag_seconds
 from market_data.domain.intervals import subtract_intervals
 from market_data.domain.timeframes import MINUTE_MS
 from market_data.domain.watchlist import Market
@@ -22,7 +24,8 @@ from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.errors import BadSymbolError
 from market_data.exchanges.paging import fetch_pages
 from market_data.exchanges.retry import Backoff, call_with_retry
-from market_data.store.candles import CandleStore, Series
+from market_data.store.candles import CandleStore
+from market_data.store.series import Series
 
 Log = Callable[[str], None]
 LOG_EVERY_S = 5.0  # progress lines while paging: at most one per this many seconds
@@ -34,7 +37,6 @@ class MarketReport:
 
     key: str
     requests: int = 0
-    pages: int = 0
     candles_fetched: int = 0
     rows_written: int = 0
     expected: int = 0
@@ -44,7 +46,6 @@ class MarketReport:
     bounds: list[tuple[int, int]] = field(default_factory=list)
     #: seconds from the newest stored candle's close to the exchange clock (None: no candle)
     lag_s: float | None = None
-    stale: bool = False
 
     @property
     def missing(self) -> int:
@@ -62,15 +63,16 @@ def instrument(client: ExchangeClient, markets: dict[str, Any], market: Market) 
     return found
 
 
-def listing_bounds(
+def discover_listing(
     client: ExchangeClient,
     store: CandleStore,
     market: Market,
     ccxt_market: dict[str, Any],
     backoff: Backoff,
-) -> tuple[int | None, int | None]:
-    """(first 1m candle open, end of the last candle if delisted): discovered once each, with
-    a request from time 0 and one for the newest candle, and kept in the catalog."""
+) -> Listing:
+    """The market's first candle and, if it no longer trades, the end of its last one: each
+    discovered once (a request from time 0, one for the newest candle) and kept in the
+    catalog. A market without any candle yet is looked at again next time."""
     inst = instrument_from_ccxt(market.exchange, ccxt_market)
     assert inst is not None, f"{market.symbol.ccxt} is not a spot, perpetual or dated future market"
     stored = store.instruments.get(market.exchange, inst.symbol)
@@ -91,29 +93,7 @@ def listing_bounds(
         if last:
             delisted = int(last[-1][0]) + MINUTE_MS
             store.instruments.save_delisting(market.exchange, inst.symbol, delisted)
-    return listed, delisted
-
-
-def clip(
-    market: Market,
-    ranges: list[tuple[int, int]],
-    now_ms: int,
-    listed: int | None,
-    ends: int | None,
-) -> list[tuple[int, int]]:
-    """The parts of ``ranges`` where closed candles can exist: after the market's start and
-    listing, before the last closed candle and the delisting (or a future's expiry)."""
-    tf = market.timeframe
-    lo = max(market.start_ms, tf.floor(listed) if listed is not None else now_ms)
-    hi = tf.floor(now_ms)  # candles opening before this have closed
-    if ends is not None:
-        hi = min(hi, tf.ceil(ends))
-    out = []
-    for start, end in ranges:
-        s, e = max(start, lo), min(end, hi)
-        if s < e:
-            out.append((tf.ceil(s), e))
-    return out
+    return Listing(listed, delisted, checked=True)
 
 
 def ingest_market(
@@ -132,16 +112,16 @@ def ingest_market(
     report = MarketReport(market.key)
     before = client.requests
     tf = market.timeframe
-    series = Series(market.exchange, market.symbol.standard, tf.code)
-    listed, ends = listing_bounds(client, store, market, ccxt_market, backoff)
-    report.bounds = clip(market, ranges, now_ms, listed, ends)
+    series = Series.of(market)
+    listing = discover_listing(client, store, market, ccxt_market, backoff)
+    report.bounds = clip(ranges, expected_window(market, listing, now_ms), tf)
     for start, end in report.bounds:
         todo = (
             [(start, end)]
             if refetch
             else subtract_intervals(start, end, store.covered(series, start, end))
         )
-        total = sum(tf.count(s, e) for s, e in todo)
+        total = expected_count(todo, tf)
         done, next_log = 0, 0.0
         for s, e in todo:
             for page in fetch_pages(
@@ -163,7 +143,6 @@ def ingest_market(
                     page.end_ms,
                     now_ms,
                 )
-                report.pages += 1
                 report.candles_fetched += len(frame)
                 if not dry_run:
                     report.rows_written += store.write_page(
@@ -173,19 +152,17 @@ def ingest_market(
                 if time.monotonic() >= next_log or done == total:  # progress, not a flood
                     next_log = time.monotonic() + LOG_EVERY_S
                     log(
-                        f"{market.key}: {_iso(page.start_ms)}..{_iso(page.end_ms)} "
+                        f"{market.key}: {utc_text(page.start_ms)}..{utc_text(page.end_ms)} "
                         f"{len(frame)} candles ({done}/{total} slots)"
                     )
+    report.expected = expected_count(report.bounds, tf)
     for start, end in report.bounds:
         n, first, last = store.candle_stats(series, start, end)
-        report.expected += tf.count(start, end)
         report.present += n
         if first is not None:
             report.first_ts = first if report.first_ts is None else min(report.first_ts, first)
             report.last_ts = last if report.last_ts is None else max(report.last_ts, last)
-    newest = store.last_ts(series)
-    if newest is not None:
-        report.lag_s = max(0.0, (now_ms - (newest + tf.ms)) / 1000)
+    report.lag_s = lag_seconds(store.last_ts(series), tf.ms, now_ms)
     report.requests = client.requests - before
     return report
 
@@ -193,7 +170,3 @@ def ingest_market(
 def exchange_now(client: ExchangeClient, backoff: Backoff = Backoff()) -> int:  # noqa: B008
     """The exchange's clock: candles are closed by it, not by ours."""
     return call_with_retry(client, client.fetch_time, backoff)
-
-
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M", time.gmtime(ms / 1000))

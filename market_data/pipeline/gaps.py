@@ -1,16 +1,16 @@
-"""Gap detection and repair planning for markets (plain Python; the check, the repair runs,
-the sweep and the command line share it)."""
+"""Gap detection and repair planning for markets: the check, the repair runs, the sweep and
+the command line share it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from market_data.domain.expected import clip, expected_window
 from market_data.domain.gaps import EXCHANGE_EMPTY, OPEN, repair_ranges, retry_due
 from market_data.domain.watchlist import GapSettings, Market
 from market_data.store.candles import CandleStore
 from market_data.store.gaps import GapRow
-
-FAR_FUTURE = 2**62
+from market_data.store.series import Series
 
 
 @dataclass
@@ -29,20 +29,14 @@ class MarketGaps:
         return sum((g.end - g.start) // self.timeframe_ms for g in self.exchange_empty)
 
 
-def expected_bounds(
+def expected_ranges(
     store: CandleStore, market: Market, ranges: list[tuple[int, int]]
 ) -> list[tuple[int, int]]:
-    """``ranges`` clipped to where candles are expected: from the market's start and listing,
-    until its delisting (the newest known point bounds it further, in the store)."""
-    row = store.instruments.get(market.exchange, market.symbol.standard)
-    tf = market.timeframe
-    lo = market.start_ms
-    hi = FAR_FUTURE
-    if row is not None and row.listed_at is not None:
-        lo = max(lo, tf.floor(row.listed_at))
-    if row is not None and row.delisted_at is not None:
-        hi = tf.ceil(row.delisted_at)
-    return [(tf.ceil(max(s, lo)), min(e, hi)) for s, e in ranges if max(s, lo) < min(e, hi)]
+    """``ranges`` clipped to where the market's candles are expected, by its stored listing
+    and the exchange clock as a run last read it (nothing is known to be missing after it)."""
+    listing = store.instruments.listing(market.exchange, market.symbol.standard)
+    window = expected_window(market, listing, store.gaps.clock(market.exchange))
+    return clip(ranges, window, market.timeframe)
 
 
 def detect(
@@ -50,12 +44,11 @@ def detect(
 ) -> MarketGaps:
     """Find the market's gaps in ``ranges``, record them, and return those open or empty."""
     tf = market.timeframe
+    series = Series.of(market)
     out = MarketGaps(market.key, timeframe_ms=tf.ms)
-    for lo, hi in expected_bounds(store, market, ranges):
-        holes, _ = store.gaps.find(market.exchange, market.symbol.standard, tf.code, tf.ms, lo, hi)
-        rows = store.gaps.record(
-            market.exchange, market.symbol.standard, tf.code, lo, hi, holes, settings.max_attempts
-        )
+    for lo, hi in expected_ranges(store, market, ranges):
+        holes = store.gaps.find(series, tf.ms, lo, hi)
+        rows = store.gaps.record(series, lo, hi, holes, settings.max_attempts)
         out.open += [r for r in rows if r.status == OPEN]
         out.exchange_empty += [r for r in rows if r.status == EXCHANGE_EMPTY]
     return out
@@ -67,17 +60,13 @@ def plan_repair(
 ) -> list[tuple[int, int]]:  # fmt: skip
     """The fetch ranges that repair the market's open gaps in ``ranges`` (attempts left),
     coalesced by page; each chosen gap's attempt is counted now, so a failed repair counts."""
+    series = Series.of(market)
     rows = [
-        g for g in store.gaps.open_gaps(market.exchange, market.symbol.standard, market.timeframe.code)
+        g for g in store.gaps.open_gaps(series)
         if g["attempts"] < settings.max_attempts and any(s <= g["gap_start"] < e for s, e in ranges)
     ]  # fmt: skip
     rows = rows[:max_gaps] if max_gaps else rows
-    store.gaps.mark_attempt(
-        market.exchange,
-        market.symbol.standard,
-        market.timeframe.code,
-        [g["gap_start"] for g in rows],
-    )
+    store.gaps.mark_attempt(series, [g["gap_start"] for g in rows])
     return repair_ranges(((g["gap_start"], g["gap_end"]) for g in rows), page_span_ms)
 
 

@@ -1,6 +1,6 @@
-"""The command line's Dagster runs: backfills and repairs (the same materializations the UI
-launches, one ranged run per market and year, each followed by the gap check) and check-only
-runs, recorded in the Dagster instance (DAGSTER_HOME)."""
+"""The runs the command line launches: backfills and repairs (the same materializations the
+UI launches, one ranged run per market and year, each followed by the gap check) and
+check-only runs, recorded in the Dagster instance (DAGSTER_HOME)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,9 +11,16 @@ import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset
 from market_data.defs.candles.checks import gap_check, gap_check_job
-from market_data.defs.candles.partitions import MONTHS_PER_RUN, market_partitions, range_tags
+from market_data.defs.candles.partitions import (
+    MONTHS_PER_RUN,
+    SOURCE_TAG,
+    market_partitions,
+    range_tags,
+)
+from market_data.domain.calendar import month_keys, ms_day
 from market_data.domain.watchlist import Market, Watchlist
-from market_data.store.candles import CandleStore, Series
+from market_data.store.candles import CandleStore
+from market_data.store.series import Series
 
 
 @dataclass(frozen=True)
@@ -27,16 +34,8 @@ class RunPlan:
     def tags(self) -> dict[str, str]:
         return {
             **range_tags((self.market.key, self.months[0]), (self.market.key, self.months[-1])),
-            "market_data/source": "cli",
+            SOURCE_TAG: "cli",
         }
-
-
-def month_keys(first: date, last: date) -> list[str]:
-    keys, cursor = [], first.replace(day=1)
-    while cursor <= last:
-        keys.append(cursor.isoformat())
-        cursor = cursor.replace(year=cursor.year + cursor.month // 12, month=cursor.month % 12 + 1)
-    return keys
 
 
 def plan(
@@ -61,8 +60,8 @@ def plan(
 
 def newest_stored_day(store: CandleStore) -> Callable[[Market], date | None]:
     def newest(market: Market) -> date | None:
-        last = store.last_ts(Series(market.exchange, market.symbol.standard, market.timeframe.code))
-        return None if last is None else datetime.fromtimestamp(last / 1000, UTC).date()
+        last = store.last_ts(Series.of(market))
+        return None if last is None else ms_day(last)
 
     return newest
 
@@ -136,7 +135,7 @@ def check_gaps(
     _ensure_partition(instance, market)
     tags = range_tags((market.key, months[0]), (market.key, months[-1]))
     result = defs.resolve_job_def(f"check_gaps_{exchange}").execute_in_process(
-        instance=instance, tags={**tags, "market_data/source": "cli"}, raise_on_error=False
+        instance=instance, tags={**tags, SOURCE_TAG: "cli"}, raise_on_error=False
     )
     evaluations = result.get_asset_check_evaluations()
     return evaluations[0] if evaluations else None

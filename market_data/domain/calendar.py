@@ -1,0 +1,57 @@
+"""Calendar arithmetic in UTC: days and months as epoch milliseconds, month partition keys,
+and the one text form of a time the project prints."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+
+def day_ms(day: date) -> int:
+    """Epoch milliseconds of ``day`` at 00:00 UTC."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+
+
+def ms_day(ms: int) -> date:
+    """The UTC day ``ms`` falls on."""
+    return datetime.fromtimestamp(ms / 1000, UTC).date()
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def next_month(day: date) -> date:
+    """The first day of the month after ``day``'s."""
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def previous_month(day: date) -> date:
+    """The first day of the month before ``day``'s."""
+    return date(day.year - (day.month == 1), (day.month - 2) % 12 + 1, 1)
+
+
+def month_keys(first: date, last: date) -> list[str]:
+    """Month keys (``YYYY-MM-01``) of every month from ``first``'s to ``last``'s, inclusive."""
+    keys, cursor = [], month_start(first)
+    while cursor <= last:
+        keys.append(cursor.isoformat())
+        cursor = next_month(cursor)
+    return keys
+
+
+def month_key_of(ms: int) -> str:
+    """The month key of the month ``ms`` falls in."""
+    return month_start(ms_day(ms)).isoformat()
+
+
+def month_bounds(month_key: str) -> tuple[int, int]:
+    """[start, end) of a month key in epoch ms."""
+    first = date.fromisoformat(month_key)
+    return day_ms(first), day_ms(next_month(first))
+
+
+def utc_text(ms: int | float | None) -> str | None:
+    """``YYYY-MM-DD HH:MM`` (UTC) of epoch ms: the form every report and log line uses."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
