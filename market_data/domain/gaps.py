@@ -20,9 +20,6 @@ class Hole:
     end: int  # exclusive: after the last missing open time
     kind: str
 
-    def slots(self, timeframe_ms: int) -> int:
-        return (self.end - self.start) // timeframe_ms
-
 
 def holes_from_breaks(
     lo: int,

@@ -46,10 +46,6 @@ class Timeframe:
             )
         return cls(ms=int(match.group(1)) * _UNIT_MS[match.group(2)], code=code.strip())
 
-    @property
-    def minutes(self) -> int:
-        return self.ms // MINUTE_MS
-
     def floor(self, ts_ms: int) -> int:
         """Open time of the candle that contains ``ts_ms``."""
         return ts_ms - ts_ms % self.ms
@@ -57,10 +53,6 @@ class Timeframe:
     def ceil(self, ts_ms: int) -> int:
         """First candle open time at or after ``ts_ms``."""
         return -(-ts_ms // self.ms) * self.ms
-
-    def last_closed_open(self, now_ms: int) -> int:
-        """Open time of the newest candle whose close time is at or before ``now_ms``."""
-        return self.floor(now_ms) - self.ms
 
     def count(self, start_ms: int, end_ms: int) -> int:
         """Number of grid points in ``[start_ms, end_ms)``."""
