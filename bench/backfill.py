@@ -90,7 +90,7 @@ def way(name: str, sim_url: str, db_url: str) -> dict:
 
     from market_data.definitions import build_definitions
     from market_data.domain.candles import closed_only, to_frame, validate
-    from market_data.exchanges.client import ExchangeClient, build_exchange
+    from market_data.exchanges.client import ExchangeClient
     from market_data.exchanges.paging import fetch_pages
     from market_data.pipeline.ingest import exchange_now, ingest_market
     from market_data.store.candles import CandleStore
@@ -110,10 +110,10 @@ def way(name: str, sim_url: str, db_url: str) -> dict:
             "dagster/asset_partition_range_start": f"{market.key}|2025-01-01",
             "dagster/asset_partition_range_end": f"{market.key}|2025-12-01",
         }
-        result = dg.materialize([asset], instance=instance, resources=defs.resources, tags=tags)
+        result = dg.materialize([asset], instance=instance, tags=tags)
         assert result.success
     else:
-        client = ExchangeClient(build_exchange(wl.exchange("binance")))
+        client = ExchangeClient.of(wl.exchange("binance"))
         markets = client.load_markets()
         now = exchange_now(client)
         if name == "b":

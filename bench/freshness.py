@@ -52,10 +52,12 @@ def _run(url: str) -> None:
         instance = dg.DagsterInstance.ephemeral()
         instance.add_dynamic_partitions("markets_binance", [m.key for m in wl.markets])
         os.environ["DATABASE_URL"] = url  # the store resource reads it (dg.EnvVar)
-        defs = build_definitions(wl)
-        key = dg.AssetKey(["candles", "binance"])
-        check = defs.get_asset_checks_def(dg.AssetCheckKey(key, "no_gaps"))
-        assets = [defs.resolve_assets_def(key), check]
+        # the run the daemon would launch for the sensor's request: the asset and its check
+        tick_job = dg.define_asset_job(
+            "freshness_tick", selection=dg.AssetSelection.assets(["candles", "binance"])
+        )
+        defs = dg.Definitions.merge(build_definitions(wl), dg.Definitions(jobs=[tick_job]))
+        job = defs.resolve_job_def("freshness_tick")
         sensor = defs.resolve_sensor_def("freshness")
 
         def tick() -> tuple[int, int, float]:
@@ -65,13 +67,7 @@ def _run(url: str) -> None:
             t0 = time.perf_counter()
             for r in requests:
                 quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-                result = dg.materialize(
-                    assets,
-                    instance=instance,
-                    resources=defs.resources,
-                    tags=r.tags,
-                    run_config=quiet,
-                )
+                result = job.execute_in_process(instance=instance, tags=r.tags, run_config=quiet)
                 assert result.success
             return (
                 len(requests),

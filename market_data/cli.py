@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 import dagster as dg
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from tabulate import tabulate
 
@@ -21,14 +22,32 @@ from market_data.domain.calendar import utc_text
 from market_data.domain.symbols import MalformedSymbolError, parse_symbol
 from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
 from market_data.domain.watchlist import Market, Watchlist, WatchlistError
+from market_data.exchanges.client import ExchangeClient
+from market_data.exchanges.errors import ExchangeDataError
+from market_data.pipeline.ingest import unlisted
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
+from market_data.simulator.replay import ReplayFileError
 from market_data.simulator.server import Simulator, serve_forever
 from market_data.store.candles import CandleStore
 from market_data.store.schema import apply_schema, drop_all
 
 
-@click.group()
+class _Main(click.Group):
+    """The command group; a database that cannot be reached is one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except sa.exc.OperationalError as e:
+            raise click.ClickException(f"database error: {_first_line(e.orig or e)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+@click.group(cls=_Main)
 def main() -> None:
     """Crypto candle history, complete and fresh, with Dagster."""
     # Dagster flags its beta/preview parameters (backfill_policy, pool) on every load.
@@ -81,7 +100,10 @@ def simulate(
         if moment.tzinfo is None:
             raise click.BadParameter("--fixed-clock needs a UTC offset, e.g. 2026-01-01T00:00Z")
         fixed = int(moment.timestamp() * 1000)
-    sim = Simulator(_faults(faults_raw), Clock(clock_offset_ms, fixed), _replay(replay))
+    try:
+        sim = Simulator(_faults(faults_raw), Clock(clock_offset_ms, fixed), _replay(replay))
+    except ReplayFileError as e:
+        raise click.BadParameter(str(e), param_hint="--replay") from None
     click.echo(f"exchange simulator on http://{host}:{port} (admin: /admin/stats, /admin/faults)")
     serve_forever(sim, host, port)
 
@@ -92,15 +114,34 @@ def db() -> None:
 
 
 def _redacted(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "(a malformed URL)"
 
-    return make_url(url).render_as_string(hide_password=True)
+
+def _store(create: bool = True) -> CandleStore:
+    """The candle store of DATABASE_URL, reachable, or one clear line (password hidden)."""
+    url = database_url()
+    try:
+        store = CandleStore(url, create=False)
+        with store.engine.connect():
+            pass
+    except (sa.exc.OperationalError, sa.exc.ArgumentError) as e:
+        reason = _first_line(getattr(e, "orig", None) or e)
+        raise click.ClickException(
+            f"cannot reach the candle database {_redacted(url)}: {reason}"
+        ) from None
+    if create:
+        apply_schema(store.engine)
+    return store
 
 
 @db.command("init")
 def db_init() -> None:
     """Create or upgrade the schema (the files in sql/, each once)."""
 
-    store = CandleStore(database_url(), create=False)
+    store = _store(create=False)
     applied = apply_schema(store.engine)
     click.echo(
         f"{_redacted(database_url())}: "
@@ -116,7 +157,7 @@ def db_reset(force: bool) -> None:
     url = database_url()
     if not force:
         click.confirm(f"Delete every candle in {_redacted(url)}?", abort=True)
-    store = CandleStore(url, create=False)
+    store = _store(create=False)
     drop_all(store.engine)
     apply_schema(store.engine)
     click.echo(f"{_redacted(url)}: reset")
@@ -197,16 +238,30 @@ def backfill(
     if last is not None and last <= first:
         raise click.BadParameter("must be after --start", param_hint="--end")
     watchlist, markets = _markets(exchange, symbols, timeframes, first)
+    _check_listed(watchlist, exchange, markets)
     res = build_resources(watchlist)
-    newest = newest_stored_day(CandleStore(database_url())) if resume else None
+    store = _store()
+    newest = newest_stored_day(store) if resume else None
     plans = plan(markets, first, last, newest)
     click.echo(
         f"{len(plans)} run(s) for {len(markets)} market(s) on {exchange}"
         + (" (dry run)" if dry_run else "")
     )
-    ok = execute(plans, watchlist, res, dg.DagsterInstance.get(), click.echo, {"dry_run": dry_run})
-    if not ok:
-        raise SystemExit(1)
+    outcome = execute(
+        plans, watchlist, res, dg.DagsterInstance.get(), click.echo, {"dry_run": dry_run}
+    )
+    raise SystemExit(outcome.exit_code)
+
+
+def _check_listed(watchlist: Watchlist, exchange: str, markets: list[Market]) -> None:
+    """Refuse markets the exchange does not list before anything is recorded for them."""
+    client = ExchangeClient.of(watchlist.exchange(exchange))
+    try:
+        problems = unlisted(client, markets)
+    except ExchangeDataError as e:
+        raise click.ClickException(f"cannot load the markets of {exchange}: {e}") from None
+    if problems:
+        raise click.UsageError("; ".join(problems))
 
 
 @main.group()
@@ -264,11 +319,10 @@ def gaps_repair(
     for market in markets:  # the check first, so the gaps are known
         check_gaps(market, watchlist, res, instance)
     plans = plan(markets, min(m.start for m in markets), None)
-    ok = execute(
+    outcome = execute(
         plans, watchlist, res, instance, click.echo, {"repair": True, "max_gaps": max_gaps}
     )
-    if not ok:
-        raise SystemExit(1)
+    raise SystemExit(outcome.exit_code)
 
 
 @gaps.command("list")
@@ -276,7 +330,7 @@ def gaps_repair(
 @click.option("--limit", default=200, show_default=True)
 def gaps_list(only_open: bool, limit: int) -> None:
     """The candle_gaps table."""
-    rows = CandleStore(database_url()).gaps.all_gaps(only_open, limit)
+    rows = _store().gaps.all_gaps(only_open, limit)
 
     def iso(ms: int | None) -> str:
         return utc_text(ms) or ""

@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,8 @@ def sim() -> Iterator[RunningSimulator]:
 
 @pytest.fixture
 def client(sim: RunningSimulator) -> ExchangeClient:
-    return binance_client(sim.url, timeout_ms=5000)
+    """A client that makes one request per call (no retries), so errors show as they come."""
+    return binance_client(sim.url, timeout_ms=5000, retry_attempts=1)
 
 
 def _server_answers(url: str) -> bool:
@@ -51,35 +53,54 @@ def _server_answers(url: str) -> bool:
         return False
 
 
+@dataclass
+class Cluster:
+    """A PostgreSQL cluster of our own, started from the local binaries (initdb, pg_ctl)."""
+
+    base: Path
+    port: int
+    prefix: list[str]
+
+    @property
+    def url(self) -> str:
+        """Its maintenance database."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run([*self.prefix, "pg_ctl", "-D", str(self.base / "data"), *args],
+                       check=True, capture_output=True)  # fmt: skip
+
+    def start(self) -> None:
+        self._pg_ctl("-l", str(self.base / "log"), "-w", "-o",
+                     f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1", "start")  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._pg_ctl("-m", mode, "-w", "stop")
+
+
 @contextmanager
-def throwaway_cluster() -> Iterator[str]:
-    """A PostgreSQL cluster of our own from the local binaries; yields its maintenance URL."""
+def throwaway_cluster() -> Iterator[Cluster]:
+    """A cluster of our own (its own port and data directory), removed afterwards."""
     if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
-        pytest.fail("no PostgreSQL server answers and initdb/pg_ctl are not on PATH")
+        pytest.fail("initdb/pg_ctl are not on PATH: no throwaway PostgreSQL cluster")
     base = Path(tempfile.mkdtemp(prefix="market-data-pg-"))
-    data, port = base / "data", free_port()
     # initdb refuses to run as root; the cluster then belongs to an unprivileged user.
     prefix: list[str] = []
     if os.geteuid() == 0:
         prefix = ["runuser", "-u", "nobody", "--"]
         shutil.chown(base, "nobody")
     subprocess.run(
-        [*prefix, "initdb", "-D", str(data), "-U", "postgres", "-A", "trust"],
+        [*prefix, "initdb", "-D", str(base / "data"), "-U", "postgres", "-A", "trust"],
         check=True,
         capture_output=True,
     )
-    subprocess.run(
-        [*prefix, "pg_ctl", "-D", str(data), "-l", str(base / "log"), "-w", "-o",
-         f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
+    cluster = Cluster(base, free_port(), prefix)
+    cluster.start()
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield cluster
     finally:
-        subprocess.run(
-            [*prefix, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True
-        )
+        subprocess.run([*prefix, "pg_ctl", "-D", str(base / "data"), "-m", "immediate", "stop"],
+                       capture_output=True)  # fmt: skip
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -94,8 +115,8 @@ def pg_server() -> Iterator[str]:
     if os.environ.get("MARKET_DATA_TEST_THROWAWAY_PG") != "1" and _server_answers(local):
         yield local
         return
-    with throwaway_cluster() as url:
-        yield url
+    with throwaway_cluster() as cluster:
+        yield cluster.url
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from market_data.domain.watchlist import ExchangeSettings
-from market_data.exchanges.client import ExchangeClient, build_exchange
+from market_data.exchanges.client import ExchangeClient
 
 
 def free_port() -> int:
@@ -21,8 +27,8 @@ def free_port() -> int:
 
 def binance_client(base_url: str | None = None, **settings: Any) -> ExchangeClient:
     """A real ccxt Binance client, pointed at ``base_url`` (the simulator), unthrottled."""
-    return ExchangeClient(
-        build_exchange(ExchangeSettings("binance", base_url, **{"rate_limit_ms": 0, **settings}))
+    return ExchangeClient.of(
+        ExchangeSettings("binance", base_url, **{"rate_limit_ms": 0, **settings})
     )
 
 
@@ -44,3 +50,55 @@ def admin(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
     req = urllib.request.Request(f"{base}/admin/{path}", data=data, method=method)  # noqa: S310
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback only)
         return json.loads(resp.read())
+
+
+ROOT = Path(__file__).resolve().parents[1]
+EXE = str(Path(sys.executable).with_name("market-data"))
+
+
+def cli_env(
+    tmp_path: Path,
+    sim_url: str,
+    database_url: str,
+    markets: list[str],
+    start: str = "2026-01-01",
+    **exchange: Any,
+) -> dict[str, str]:
+    """The environment of a `market-data` process: its own Dagster instance (dagster.yaml),
+    a watchlist of Binance ``markets`` on the simulator, the candle store."""
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
+    config = tmp_path / "watchlist.yaml"
+    settings = {"base_url": sim_url, "rate_limit_ms": 0, "step_retries": 0, **exchange}
+    config.write_text(
+        yaml.safe_dump({"start": start, "exchanges": {"binance": {**settings, "markets": markets}}})
+    )
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "MARKET_DATA_CONFIG": str(config),
+        "DATABASE_URL": database_url,
+    }
+
+
+def cli(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `market-data` as a user does, to its end."""
+    return subprocess.run(
+        [EXE, *args], env=env, capture_output=True, text=True, timeout=300, input=stdin
+    )
+
+
+def cli_process(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """Start `market-data` as a process of its own (to signal or kill it)."""
+    return subprocess.Popen(
+        [EXE, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )

@@ -3,53 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from market_data.defs.candles.partitions import RANGE_START
 from market_data.simulator.server import RunningSimulator
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
 from market_data_tests.conftest import NOW_MS
-
-ROOT = Path(__file__).resolve().parents[1]
-EXE = str(Path(sys.executable).with_name("market-data"))
+from market_data_tests.helpers import cli, cli_env
 
 
 @pytest.fixture
 def env(tmp_path: Path, sim: RunningSimulator) -> dict[str, str]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
-    config = tmp_path / "watchlist.yaml"
-    settings = {
-        "base_url": sim.url,
-        "rate_limit_ms": 0,
-        "step_retries": 0,
-        "markets": ["BTC/USDT/1h"],
-    }
-    config.write_text(yaml.safe_dump({"start": "2026-01-01", "exchanges": {"binance": settings}}))
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "MARKET_DATA_CONFIG": str(config),
-        "DATABASE_URL": f"sqlite:///{tmp_path}/candles.sqlite",
-    }
-
-
-def cli(
-    env: dict[str, str], *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [EXE, *args], env=env, capture_output=True, text=True, timeout=300, input=stdin
-    )
+    return cli_env(tmp_path, sim.url, f"sqlite:///{tmp_path}/candles.sqlite", ["BTC/USDT/1h"])
 
 
 def backfill_btc(env: dict[str, str], start: str, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -282,22 +282,26 @@ def test_the_freshness_sensor_keeps_a_market_up_to_date(
     )
 
 
-def test_a_backfill_survives_the_daemon_being_killed(
+def test_a_backfill_survives_the_daemon_process_group_killed_mid_step(
     deployment: tuple[Deployment, RunningSimulator],
 ) -> None:
     dep, sim = deployment
-    admin(sim.url, "faults", {"latency_ms": 60})  # slow pages, so the kill lands mid-backfill
+    admin(sim.url, "faults", {"latency_ms": 60})  # slow pages, so the kill lands mid-step
     jan, mar = 1_767_225_600_000, 1_772_323_200_000
     try:
         backfill = dep.launch_backfill([f"SOL-USDT-SPOT:1m|2026-{m:02d}-01" for m in (1, 2)])
-        wait_for("a run of the backfill", lambda: dep.runs(backfill), timeout=120)
-        dep.kill_daemon()
+        # pages were written: the step is running in a run worker of the daemon's group
+        wait_for("pages", lambda: len(stored(dep, "SOL-USDT-SPOT", "1m", jan, mar)) >= 5000)
+        (first,) = dep.runs(backfill)
+        dep.kill_daemon()  # the daemon, its code server and the run worker, as systemd does
         time.sleep(3)
         dep.start_daemon()
         runs = dep.wait_backfill(backfill, timeout=400)
     finally:
         admin(sim.url, "faults", {"latency_ms": 0})
-    assert any(r["status"] == "SUCCESS" for r in runs), runs
+    statuses = {r["runId"]: r["status"] for r in runs}
+    assert statuses.pop(first["runId"]) == "FAILURE"  # noticed as dead, not left STARTED
+    assert list(statuses.values()) == ["SUCCESS"]  # its retry finished the backfill
     rows = stored(dep, "SOL-USDT-SPOT", "1m", jan, mar)
     assert len(rows) == len({r[0] for r in rows}) == (mar - jan) // MIN
     assert rows == exchange_truth("SOLUSDT", Kind.SPOT, "1m", jan, mar, NOW_MS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import ccxt
 import pytest
 
@@ -68,6 +70,7 @@ def test_server_errors_are_temporary(
     assert isinstance(
         caught.value.__cause__, ccxt.ExchangeNotAvailable | ccxt.NetworkError | ccxt.ExchangeError
     )
+    assert str(caught.value).startswith(f"binance: HTTP {status}: ")  # the status comes first
 
 
 def test_fail_rule_fails_the_kth_request_then_recovers(
@@ -97,12 +100,53 @@ def test_broken_bodies_are_temporary(
 
 
 def test_latency_beyond_the_timeout_is_temporary(sim: RunningSimulator) -> None:
-    slow = binance_client(sim.url, timeout_ms=200)
+    slow = binance_client(sim.url, timeout_ms=200, retry_attempts=1)
     slow.load_markets()
     admin(sim.url, "faults", {"latency_ms": 600})
     with pytest.raises(ExchangeUnavailableError) as caught:
         slow.fetch_time()
     assert isinstance(caught.value.__cause__, ccxt.RequestTimeout)
+    assert str(caught.value).startswith("binance: timed out: ")  # the key word comes first
+
+
+def test_retry_after_is_rounded_up_so_a_client_that_obeys_it_exactly_gets_in(
+    sim: RunningSimulator,
+) -> None:
+    admin(sim.url, "faults", {"weight_limit": 2, "weight_window_s": 1.5, "ban_after": 1})
+    get = lambda: http_get(sim.url, "/api/v3/klines", symbol="BTCUSDT", interval="1m", limit=5)  # noqa: E731
+    assert get()[0] == 200
+    status, headers, _ = get()
+    assert status == 429 and headers["Retry-After"] == "2"  # 1.5 s or a little less, rounded up
+    time.sleep(int(headers["Retry-After"]))
+    assert get()[0] == 200  # not banned
+
+
+def test_a_fail_rule_can_send_any_binance_error(
+    sim: RunningSimulator, client: ExchangeClient
+) -> None:
+    client.load_markets()
+    rule = {"path": "/api/v3/klines", "status": 400, "code": -1121, "msg": "Invalid symbol."}
+    admin(sim.url, "faults", {"fail": [rule]})
+    status, _, body = http_get(sim.url, "/api/v3/klines", symbol="BTCUSDT", interval="1m")
+    assert (status, body) == (400, {"code": -1121, "msg": "Invalid symbol."})
+    admin(sim.url, "faults", {"fail": [rule]})
+    with pytest.raises(BadSymbolError, match="HTTP 400"):
+        client.fetch_ohlcv("BTC/USDT", "1m", START, 5)
+
+
+def test_the_random_faults_keep_their_sequence_across_updates_unless_reseeded(
+    sim: RunningSimulator,
+) -> None:
+    def statuses(n: int) -> list[int]:
+        return [http_get(sim.url, "/api/v3/time")[0] for _ in range(n)]
+
+    admin(sim.url, "faults", {"error_rate": 0.5, "seed": 11})
+    first = statuses(10)
+    admin(sim.url, "faults", {"latency_ms": 1})  # another setting: the sequence goes on
+    then = statuses(10)
+    admin(sim.url, "faults", {"seed": 11})  # reseeded: it starts again
+    assert statuses(20) == first + then
+    assert {503, 200} <= set(first + then)
 
 
 @pytest.mark.parametrize(

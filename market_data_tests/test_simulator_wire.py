@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.generator import aggregate, minute_bars
 from market_data.simulator.markets import MARKETS, Kind, SimMarket
+from market_data.simulator.replay import ReplayFileError, ReplaySeries
 from market_data.simulator.server import RunningSimulator, Simulator
 from market_data_tests.candle_harness import parse_like_a_client
 from market_data_tests.conftest import NOW_MS
@@ -261,3 +265,28 @@ def test_any_window_is_generated_alone_from_time_and_market(start: int) -> None:
     assert np.all(window.high >= np.maximum(window.open, window.close))
     assert np.all(window.low <= np.minimum(window.open, window.close))
     assert np.all(window.low > 0) and np.all(window.volume > 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("ts,open,high,low,close,volume\n1700000000000,1,2,0.5,abc,3\n", "line 2: close 'abc'"),
+        ("1700000000000,1,2,0.5,nan,3\n", "line 1: close 'nan' is not a number"),
+        ("2023-11-14,1,2,0.5,1.5,3\n", "line 1: timestamp '2023-11-14' is not epoch"),
+        ("1700000000000,1,2,0.5\n", "line 1 has 4 fields, expected 6"),
+        ("[[1700000000000, 1, 2, 0.5, 1.5]]", "line 1 has 5 fields"),
+    ],
+)
+def test_a_bad_replay_file_is_refused_naming_file_and_line(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(text)
+    with pytest.raises(ReplayFileError, match=f"{bad}: {re.escape(says)}"):
+        ReplaySeries(bad)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("market-data")), "simulate", "--port", "0",
+         "--replay", f"BTCUSDT={bad}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr

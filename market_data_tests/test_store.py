@@ -86,8 +86,8 @@ def test_statements_skip_comments() -> None:
 
 def test_a_throwaway_cluster_serves_the_store() -> None:
     """The path taken on a machine without a PostgreSQL server: initdb + pg_ctl."""
-    with throwaway_cluster() as url:
-        store = CandleStore(url)
+    with throwaway_cluster() as cluster:
+        store = CandleStore(cluster.url)
         assert store.write_page(SERIES, frame(3), (0, 180_000)) == 3
         assert store.read_candles(SERIES, 0, 2**62)["ts"].tolist() == [0, 60_000, 120_000]
         store.dispose()

@@ -6,6 +6,8 @@ Assets, checks and ops take them as typed parameters named after their keys
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from functools import cache
 
 import dagster as dg
@@ -13,8 +15,8 @@ from pydantic import Field
 
 from market_data.config import DATABASE_ENV, ensure_database_env
 from market_data.domain.watchlist import ExchangeSettings, Watchlist
-from market_data.exchanges.client import ExchangeClient, build_exchange
-from market_data.exchanges.retry import Backoff
+from market_data.exchanges.client import ExchangeClient
+from market_data.exchanges.retry import OnRetry
 from market_data.store.candles import CandleStore
 
 EXCHANGES_KEY = "exchanges"
@@ -53,11 +55,14 @@ class ExchangesResource(dg.ConfigurableResource):
                 return ex.settings()
         raise KeyError(f"exchange {name!r} is not configured")
 
-    def client(self, name: str) -> ExchangeClient:
-        return ExchangeClient(build_exchange(self.settings(name)))
-
-    def backoff(self, name: str) -> Backoff:
-        return Backoff.of(self.settings(name))
+    def client(
+        self,
+        name: str,
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry: OnRetry | None = None,
+    ) -> ExchangeClient:
+        """A client whose every request is retried as the exchange's settings say."""
+        return ExchangeClient.of(self.settings(name), sleep, on_retry)
 
 
 @cache

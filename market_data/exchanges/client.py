@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -15,6 +16,7 @@ from market_data.exchanges.errors import (
     UnknownExchangeError,
     mapped_errors,
 )
+from market_data.exchanges.retry import Backoff, OnRetry, call_with_retry
 
 #: Largest page of candles per request, by exchange (ccxt's cap where it has one).
 PAGE_LIMITS: dict[str, int] = {"binance": 1000}
@@ -56,13 +58,30 @@ def build_exchange(settings: ExchangeSettings) -> ccxt.Exchange:
 
 @dataclass
 class ExchangeClient:
-    """The few calls the project makes, with errors mapped and HTTP requests counted."""
+    """The few calls the project makes: each retried on temporary errors (backoff, jitter,
+    Retry-After, bans), errors mapped, HTTP requests counted."""
 
     exchange: ccxt.Exchange
+    backoff: Backoff = field(default_factory=Backoff)
+    #: how a retry waits (the pipeline passes one that an interrupt cuts short)
+    sleep: Callable[[float], None] = time.sleep
+    on_retry: OnRetry | None = None
     #: HTTP responses received (any status), counted by ccxt's on_rest_response hook
     requests: int = 0
     #: the exchange asked for a pause (418): no request before this monotonic time
     paused_until: float = field(default=0.0)
+    #: HTTP status of the last response (None: no response, e.g. a timeout)
+    last_status: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        settings: ExchangeSettings,
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry: OnRetry | None = None,
+    ) -> ExchangeClient:
+        """A client whose every request is retried as the exchange's settings say."""
+        return cls(build_exchange(settings), Backoff.of(settings), sleep, on_retry)
 
     def __post_init__(self) -> None:
         self.exchange.enableLastJsonResponse = True
@@ -72,6 +91,7 @@ class ExchangeClient:
             code: Any, reason: Any, url: Any, method: Any, headers: Any, body: Any, *rest: Any
         ) -> Any:
             self.requests += 1
+            self.last_status = int(code) if str(code).isdigit() else None
             return parent(code, reason, url, method, headers, body, *rest)
 
         self.exchange.on_rest_response = counted
@@ -84,13 +104,26 @@ class ExchangeClient:
     def page_limit(self) -> int:
         return PAGE_LIMITS.get(self.id, DEFAULT_PAGE_LIMIT)
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+    def _call(self, method: str, *args: Any) -> Any:
+        return call_with_retry(
+            lambda: self._once(method, *args),
+            self.backoff,
+            self.on_retry,
+            self.sleep,
+            on_ban=self._pause,
+        )
+
+    def _once(self, method: str, *args: Any) -> Any:
         wait = self.paused_until - time.monotonic()
         if wait > 0:
-            time.sleep(wait)
-        with mapped_errors(self.exchange):
+            self.sleep(wait)
+        self.last_status = None
+        with mapped_errors(self.exchange, lambda: self.last_status):
             self.exchange.last_http_response = None
-            result = getattr(self.exchange, method)(*args, **kwargs)
+            result = getattr(self.exchange, method)(*args)
             body = self.exchange.last_http_response
             if body and self.exchange.last_json_response is None:
                 # ccxt hands an unparsable body on as a string, which parses as "no candles".

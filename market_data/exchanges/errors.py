@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -105,13 +105,30 @@ def _body_code(message: str) -> int | None:
     return code if isinstance(code, int) else None
 
 
+def _describe(exchange_id: str, error: Exception, http_status: int | None) -> str:
+    """The error's text with its key word first: the HTTP status, or what went wrong when
+    no response came back (timed out, connection failed)."""
+    if isinstance(error, ccxt.RequestTimeout):
+        return f"{exchange_id}: timed out: {error}"
+    if http_status is not None and http_status != 200:
+        return f"{exchange_id}: HTTP {http_status}: {error}"
+    if isinstance(error, ccxt.NetworkError) and http_status is None:
+        return f"{exchange_id}: connection failed: {error}"
+    return f"{exchange_id}: {error}"
+
+
 def classify(
-    exchange_id: str, error: Exception, headers: Mapping[str, Any] | None
+    exchange_id: str,
+    error: Exception,
+    headers: Mapping[str, Any] | None,
+    http_status: int | None = None,
 ) -> ExchangeDataError:
     """The project error for a ccxt error raised by ``exchange_id``."""
-    message = f"{exchange_id}: {error}"
+    message = _describe(exchange_id, error, http_status)
     retry_after = _retry_after(headers)
     status = _STATUS.search(f" {error} ")
+    if http_status is not None and http_status >= 400:
+        status = _STATUS.search(f" {http_status} ")
     code = _body_code(str(error))
     if (status and status.group(1) == "418") or "banned until" in str(error):
         return ExchangeBannedError(message, retry_after)
@@ -136,11 +153,14 @@ def classify(
 
 
 @contextmanager
-def mapped_errors(exchange: ccxt.Exchange) -> Iterator[None]:
-    """Re-raise ccxt errors (and broken bodies) as the project's types, with the cause kept."""
+def mapped_errors(
+    exchange: ccxt.Exchange, http_status: Callable[[], int | None] = lambda: None
+) -> Iterator[None]:
+    """Re-raise ccxt errors (and broken bodies) as the project's types, with the cause kept;
+    ``http_status`` tells the status of the response that failed, if one came."""
     try:
         yield
     except ExchangeDataError:
         raise
     except (ccxt.BaseError, ValueError) as e:
-        raise classify(exchange.id, e, exchange.last_response_headers) from e
+        raise classify(exchange.id, e, exchange.last_response_headers, http_status()) from e

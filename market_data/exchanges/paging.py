@@ -8,13 +8,12 @@ minutes), and the number of requests is the minimum, ceil(span / (limit x timefr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from market_data.domain.calendar import utc_text
 from market_data.exchanges.client import ExchangeClient
-from market_data.exchanges.errors import ExchangeDataError, TemporaryExchangeError
-from market_data.exchanges.retry import Backoff, call_with_retry
+from market_data.exchanges.errors import ExchangeDataError
 
 
 @dataclass(frozen=True)
@@ -39,18 +38,12 @@ def fetch_pages(
     timeframe_ms: int,
     start_ms: int,
     end_ms: int,
-    backoff: Backoff = Backoff(),  # noqa: B008 (immutable)
-    on_retry: Callable[[int, TemporaryExchangeError, float], None] | None = None,
 ) -> Iterator[Page]:
+    """The pages of [start_ms, end_ms), each requested (and retried) as the client does."""
     limit = client.page_limit
     for lo, hi in windows(start_ms, end_ms, timeframe_ms, limit):
         try:
-            rows = call_with_retry(
-                client,
-                lambda lo=lo, hi=hi: client.fetch_ohlcv(symbol, timeframe, lo, limit, until=hi - 1),
-                backoff,
-                on_retry,
-            )
+            rows = client.fetch_ohlcv(symbol, timeframe, lo, limit, until=hi - 1)
         except ExchangeDataError as e:
             raise e.with_context(
                 f"{symbol} {timeframe} window {utc_text(lo)}..{utc_text(hi)}"

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from market_data.domain.watchlist import ExchangeSettings
-from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.errors import ExchangeBannedError, TemporaryExchangeError
 
 T = TypeVar("T")
@@ -39,14 +38,19 @@ class Backoff:
         return max(backoff, retry_after or 0.0)
 
 
+OnRetry = Callable[[int, TemporaryExchangeError, float], None]
+
+
 def call_with_retry(
-    client: ExchangeClient,
     call: Callable[[], T],
     backoff: Backoff = Backoff(),
-    on_retry: Callable[[int, TemporaryExchangeError, float], None] | None = None,
+    on_retry: OnRetry | None = None,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
+    on_ban: Callable[[float], None] | None = None,
 ) -> T:
+    """``call()``, retried on temporary errors; a ban (418) is passed to ``on_ban`` with the
+    time it lasts, so the whole client pauses, not only this call."""
     rng = rng or random.Random()
     for attempt in range(1, backoff.attempts + 1):
         try:
@@ -55,8 +59,8 @@ def call_with_retry(
             wait = backoff.delay(attempt, e.retry_after, rng)
             if attempt == backoff.attempts or wait > backoff.max_wait_s:
                 raise
-            if isinstance(e, ExchangeBannedError):
-                client.paused_until = time.monotonic() + wait
+            if isinstance(e, ExchangeBannedError) and on_ban is not None:
+                on_ban(wait)
             if on_retry is not None:
                 on_retry(attempt, e, wait)
             sleep(wait)

@@ -23,7 +23,7 @@ from market_data.domain.watchlist import Market
 from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.errors import BadSymbolError
 from market_data.exchanges.paging import fetch_pages
-from market_data.exchanges.retry import Backoff, call_with_retry
+from market_data.pipeline.stop import Stopper
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
 
@@ -63,12 +63,20 @@ def instrument(client: ExchangeClient, markets: dict[str, Any], market: Market) 
     return found
 
 
+def unlisted(client: ExchangeClient, markets: list[Market]) -> list[str]:
+    """Why each of ``markets`` the exchange does not list cannot be fetched (empty: all listed)."""
+    listed = client.load_markets()
+    problems = []
+    for market in markets:
+        try:
+            instrument(client, listed, market)
+        except BadSymbolError as e:
+            problems.append(str(e))
+    return problems
+
+
 def discover_listing(
-    client: ExchangeClient,
-    store: CandleStore,
-    market: Market,
-    ccxt_market: dict[str, Any],
-    backoff: Backoff,
+    client: ExchangeClient, store: CandleStore, market: Market, ccxt_market: dict[str, Any]
 ) -> Listing:
     """The market's first candle and, if it no longer trades, the end of its last one: each
     discovered once (a request from time 0, one for the newest candle) and kept in the
@@ -78,18 +86,14 @@ def discover_listing(
     stored = store.instruments.get(market.exchange, inst.symbol)
     listed = stored.listed_at if stored else None
     if listed is None:
-        first = call_with_retry(
-            client, lambda: client.fetch_ohlcv(inst.ccxt_symbol, "1m", 0, 1), backoff
-        )
+        first = client.fetch_ohlcv(inst.ccxt_symbol, "1m", 0, 1)
         listed = int(first[0][0]) if first else None
         store.instruments.save_listing(inst, listed)
     delisted = stored.delisted_at if stored else None
     if delisted is None and inst.expiry is not None:
         delisted = inst.expiry
     if delisted is None and not inst.active:
-        last = call_with_retry(
-            client, lambda: client.fetch_ohlcv(inst.ccxt_symbol, "1m", None, 1), backoff
-        )
+        last = client.fetch_ohlcv(inst.ccxt_symbol, "1m", None, 1)
         if last:
             delisted = int(last[-1][0]) + MINUTE_MS
             store.instruments.save_delisting(market.exchange, inst.symbol, delisted)
@@ -106,14 +110,17 @@ def ingest_market(
     *,
     dry_run: bool = False,
     refetch: bool = False,
-    backoff: Backoff = Backoff(),  # noqa: B008 (immutable)
     log: Log = lambda _: None,
+    stop: Stopper | None = None,
 ) -> MarketReport:
+    """Fetch and write the market's candles in ``ranges`` (clipped to where they are
+    expected), page by page; ``stop`` is checked before each page."""
+    stop = stop or Stopper()
     report = MarketReport(market.key)
     before = client.requests
     tf = market.timeframe
     series = Series.of(market)
-    listing = discover_listing(client, store, market, ccxt_market, backoff)
+    listing = discover_listing(client, store, market, ccxt_market)
     report.bounds = clip(ranges, expected_window(market, listing, now_ms), tf)
     for start, end in report.bounds:
         todo = (
@@ -124,18 +131,8 @@ def ingest_market(
         total = expected_count(todo, tf)
         done, next_log = 0, 0.0
         for s, e in todo:
-            for page in fetch_pages(
-                client,
-                market.symbol.ccxt,
-                tf.code,
-                tf.ms,
-                s,
-                e,
-                backoff,
-                on_retry=lambda n, err, wait: log(
-                    f"{market.key}: retry {n} in {wait:.1f}s after {err}"
-                ),
-            ):
+            stop.check()
+            for page in fetch_pages(client, market.symbol.ccxt, tf.code, tf.ms, s, e):
                 frame = validate(
                     closed_only(to_frame(page.rows), tf.ms, now_ms),
                     tf.ms,
@@ -149,6 +146,7 @@ def ingest_market(
                         series, frame, (page.start_ms, page.end_ms)
                     )
                 done += tf.count(page.start_ms, page.end_ms)
+                stop.check()
                 if time.monotonic() >= next_log or done == total:  # progress, not a flood
                     next_log = time.monotonic() + LOG_EVERY_S
                     log(
@@ -167,6 +165,6 @@ def ingest_market(
     return report
 
 
-def exchange_now(client: ExchangeClient, backoff: Backoff = Backoff()) -> int:  # noqa: B008
+def exchange_now(client: ExchangeClient) -> int:
     """The exchange's clock: candles are closed by it, not by ours."""
-    return call_with_retry(client, client.fetch_time, backoff)
+    return client.fetch_time()

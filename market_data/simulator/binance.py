@@ -55,12 +55,22 @@ def too_many_requests(limit: int, banned_until_ms: int | None) -> BinanceError:
     )
 
 
-def server_error(status: int) -> BinanceError:
-    return BinanceError(
-        status,
-        -1008,
-        "Server is currently overloaded with other requests. Please try again in a few minutes.",
-    )
+#: Binance's messages for the error codes a fault rule may send without its own message
+MESSAGES = {
+    -1000: "An unknown error occurred while processing the request.",
+    -1003: "Too many requests.",
+    -1008: "Server is currently overloaded with other requests. Please try again in a few minutes.",
+    -1100: "Illegal characters found in a parameter.",
+    -1102: "A mandatory parameter was not sent, was empty/null, or malformed.",
+    -1121: "Invalid symbol.",
+    -1130: "Invalid data sent for a parameter.",
+}
+
+
+def server_error(status: int, code: int | None = None, msg: str | None = None) -> BinanceError:
+    """A failure as Binance sends it: by default -1008 (overloaded)."""
+    code = -1008 if code is None else code
+    return BinanceError(status, code, msg or MESSAGES.get(code, MESSAGES[-1000]))
 
 
 def _int_param(params: Mapping[str, str], name: str) -> int | None:

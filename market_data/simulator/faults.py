@@ -21,7 +21,9 @@ class Hole(BaseModel):
 class FailRule(BaseModel):
     """Answer ``status`` to requests whose path starts with ``path``: after ``skip`` matching
     requests pass, the next ``count`` fail (``count`` < 0: all of them until cleared). A 429
-    or 418 comes with Binance's body and ``Retry-After: retry_after_s``."""
+    or 418 comes with Binance's body and ``Retry-After: retry_after_s``. ``code`` and ``msg``
+    set the body's error code and message (any Binance error, e.g. -1121 "Invalid symbol.");
+    by default a 429/418 says -1003 and anything else -1008 (server overloaded)."""
 
     model_config = ConfigDict(extra="forbid")
     path: str = "/"
@@ -29,6 +31,8 @@ class FailRule(BaseModel):
     skip: int = 0
     count: int = 1
     retry_after_s: int = Field(1, ge=0)
+    code: int | None = None
+    msg: str | None = None
 
 
 class Faults(BaseModel):
@@ -42,6 +46,10 @@ class Faults(BaseModel):
     error_rate: float = Field(0.0, ge=0, le=1)
     error_status: int = 503
     latency_ms: float = Field(0.0, ge=0)
+    #: share of requests answered ``slow_ms`` late (on top of latency_ms): past a client's
+    #: timeout, they time out
+    slow_rate: float = Field(0.0, ge=0, le=1)
+    slow_ms: float = Field(0.0, ge=0)
     truncate_rate: float = Field(0.0, ge=0, le=1)
     malformed_rate: float = Field(0.0, ge=0, le=1)
     holes: list[Hole] = []
@@ -92,11 +100,17 @@ class Injector:
     """Decides, per request, which fault (if any) applies. Deterministic for a given seed."""
 
     def __init__(self, faults: Faults) -> None:
-        self.configure(faults)
-
-    def configure(self, faults: Faults) -> None:
         self.faults = faults
         self.rng = random.Random(faults.seed)
+        self.seen = [0] * len(faults.fail)
+
+    def configure(self, faults: Faults, reseed: bool = False) -> None:
+        """New settings. The random sequence goes on (so a run of faults is reproducible
+        whatever was changed in between) unless ``reseed`` or the seed itself changed; fail
+        rules count their requests afresh."""
+        if reseed or faults.seed != self.faults.seed:
+            self.rng = random.Random(faults.seed)
+        self.faults = faults
         self.seen = [0] * len(faults.fail)
 
     def forced_failure(self, path: str) -> FailRule | None:
@@ -111,6 +125,12 @@ class Injector:
         if self.faults.error_rate and self.rng.random() < self.faults.error_rate:
             return FailRule(path=path, status=self.faults.error_status)
         return None
+
+    def delay_s(self) -> float:
+        """How long this request waits before it is answered."""
+        f = self.faults
+        slow = f.slow_rate and self.rng.random() < f.slow_rate
+        return (f.latency_ms + (f.slow_ms if slow else 0.0)) / 1000
 
     def mangle(self, body: bytes) -> bytes:
         f = self.faults

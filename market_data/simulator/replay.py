@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +30,46 @@ def _scaled(values: list[str], decimals: int) -> np.ndarray:
     return np.array([int(Decimal(v).scaleb(decimals)) for v in values], dtype=np.int64)
 
 
+FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return Decimal(text).is_finite()
+    except InvalidOperation:
+        return False
+
+
+def _check(path: Path, line: int, row: list[str]) -> list[str]:
+    """The row's six fields, or ReplayFileError naming the file, line and field."""
+    if len(row) < 6:
+        raise ReplayFileError(f"{path}: line {line} has {len(row)} fields, expected 6 ({', '.join(FIELDS)})")  # fmt: skip
+    cells = [c.strip() for c in row[:6]]
+    if not (cells[0].isdigit() and len(cells[0]) <= 15):
+        raise ReplayFileError(f"{path}: line {line}: timestamp {cells[0]!r} is not epoch milliseconds")  # fmt: skip
+    for name, cell in zip(FIELDS[1:], cells[1:], strict=True):
+        if not _is_number(cell) or Decimal(cell) < 0:
+            raise ReplayFileError(f"{path}: line {line}: {name} {cell!r} is not a number >= 0")
+    return cells
+
+
 def _read_rows(path: Path) -> list[list[str]]:
+    """Rows of [ms, open, high, low, close, volume] as text, every value checked. A CSV may
+    start with a header line: one whose fields are all names, none a number."""
     text = path.read_text()
     if text.lstrip().startswith("["):
-        rows = [[str(x) for x in row] for row in json.loads(text)]
+        try:
+            raw = json.loads(text)
+        except ValueError as e:
+            raise ReplayFileError(f"{path}: not valid JSON: {e}") from e
+        if not isinstance(raw, list) or not all(isinstance(r, list) for r in raw):
+            raise ReplayFileError(f"{path}: expected a JSON array of arrays")
+        numbered = [(n, [str(x) for x in row]) for n, row in enumerate(raw, 1)]
     else:
-        rows = [r for r in csv.reader(text.splitlines()) if r]
-        if rows and not rows[0][0].strip().lstrip("-").isdigit():
-            rows = rows[1:]  # header
-    for n, row in enumerate(rows, 1):
-        if len(row) < 6:
-            raise ReplayFileError(f"{path}: row {n} has {len(row)} fields, expected 6")
-    return [[c.strip() for c in row[:6]] for row in rows]
+        numbered = [(n, r) for n, r in enumerate(csv.reader(text.splitlines()), 1) if r]
+        if numbered and not any(_is_number(c.strip()) for c in numbered[0][1]):
+            numbered = numbered[1:]  # a header
+    return [_check(path, n, row) for n, row in numbered]
 
 
 class ReplaySeries:

@@ -5,13 +5,15 @@ Admin endpoints (JSON):
   POST /admin/reset            zero the counters and rate-limit windows ({"faults": true}
                                also clears the faults)
   GET  /admin/faults           the fault settings;  POST merges the given keys into them
-                               (and starts fresh rate-limit windows)
+                               (and starts fresh rate-limit windows; the random fault
+                               sequence goes on unless the body sets "seed")
   GET  /admin/clock            {"now_ms": ...};     POST {"fixed_ms"|"offset_ms"|"advance_ms"}
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections import Counter, defaultdict
@@ -91,15 +93,17 @@ class Simulator:
                     },
                 )
             return self._reply(404, {"code": -1000, "msg": "Unknown endpoint."})
-        if self.faults.latency_ms:
-            await asyncio.sleep(self.faults.latency_ms / 1000)
+        delay = self.injector.delay_s()
+        if delay:
+            await asyncio.sleep(delay)
         status, used, retry_after = self.limiter.admit(
             self.faults, futures, weight(endpoint, params, futures)
         )
         headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
         try:
             if status != 200:
-                headers["Retry-After"] = str(max(1, round(retry_after)))
+                # whole seconds, rounded up: a client that waits exactly this long is let in
+                headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
                 banned = int(time.time() * 1000 + retry_after * 1000) if status == 418 else None
                 raise too_many_requests(
                     self.faults.weight_limit or (2400 if futures else 6000), banned
@@ -108,11 +112,14 @@ class Simulator:
             if forced is not None and forced.status in (418, 429):
                 headers["Retry-After"] = str(forced.retry_after_s)
                 until = int(time.time() * 1000) + forced.retry_after_s * 1000
-                raise too_many_requests(
+                error = too_many_requests(
                     self.faults.weight_limit or 6000, until if forced.status == 418 else None
                 )
+                raise BinanceError(
+                    forced.status, forced.code or error.code, forced.msg or error.msg
+                )
             if forced is not None:
-                raise server_error(forced.status)
+                raise server_error(forced.status, forced.code, forced.msg)
             body, candles = self.binance.handle(
                 endpoint, params, futures, self.clock.now_ms(), self.faults.holes
             )
@@ -131,14 +138,16 @@ class Simulator:
         body = await request.json() if request.can_read_body else {}
         self.stats = Stats()
         self.limiter = Limiter()
-        self.injector.configure(Faults() if body.get("faults") else self.faults)
+        self.injector.configure(Faults() if body.get("faults") else self.faults, reseed=True)
         return web.json_response({"ok": True})
 
     async def admin_faults(self, request: web.Request) -> web.Response:
         if request.method == "POST":
             try:
-                merged = self.faults.model_dump() | (await request.json())
-                self.injector.configure(Faults.model_validate(merged))
+                body = await request.json()
+                merged = self.faults.model_dump() | body
+                # the random sequence goes on unless the request sets a seed
+                self.injector.configure(Faults.model_validate(merged), reseed="seed" in body)
                 self.limiter = Limiter()  # new budget: fresh windows, no ban
             except (ValidationError, ValueError) as e:
                 return web.json_response({"error": str(e)}, status=400)

@@ -4,11 +4,13 @@ import time
 from datetime import date, timedelta
 
 import dagster as dg
+import sqlalchemy as sa
 from pydantic import Field
 
 from market_data.defs.candles.partitions import MONTHS_PER_RUN, candle_partitions, ranges_by_market
 from market_data.defs.instruments.assets import instruments_asset_key
 from market_data.defs.resources import CandleStoreResource, ExchangesResource
+from market_data.defs.runs import run_is_stopping
 from market_data.domain.calendar import day_ms
 from market_data.domain.candles import CandleContractError
 from market_data.domain.freshness import is_stale
@@ -16,6 +18,7 @@ from market_data.domain.watchlist import Watchlist, WatchlistError
 from market_data.exchanges.errors import ExchangeDataError, PermanentExchangeError
 from market_data.pipeline.gaps import plan_repair
 from market_data.pipeline.ingest import MarketReport, exchange_now, ingest_market, instrument
+from market_data.pipeline.stop import Stopped, Stopper
 
 
 class CandleRunConfig(dg.Config):
@@ -72,17 +75,25 @@ def _metadata(
     return meta
 
 
-def _step_retries(retries: int) -> dg.RetryPolicy | None:
+def step_retry(retries: int, attempt: int, error: Exception) -> dg.RetryRequested | dg.Failure:
     """A step whose requests used all their attempts is retried whole (it resumes from what is
-    stored) after 15 s, 30 s, ... with jitter."""
-    if retries <= 0:
-        return None
-    return dg.RetryPolicy(
+    stored) after 15 s, 30 s, ... with jitter, ``retries`` times; then it fails.
+
+    Raised by the asset itself rather than left to a RetryPolicy: a policy would also retry a
+    step that was interrupted (Ctrl-C, SIGTERM, a terminated run), which must stop instead."""
+    if attempt >= retries:
+        return dg.Failure(description=f"gave up after retries: {error}", allow_retries=False)
+    policy = dg.RetryPolicy(
         max_retries=retries, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+    )
+    return dg.RetryRequested(
+        max_retries=retries, seconds_to_wait=policy.calculate_delay(attempt + 1)
     )
 
 
 def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
+    step_retries = watchlist.exchange(exchange).step_retries
+
     @dg.asset(
         key=candle_asset_key(exchange),
         partitions_def=candle_partitions(exchange, watchlist.start),
@@ -91,7 +102,6 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
         deps=[instruments_asset_key(exchange)],
         group_name="candles",
         kinds={"ccxt", "sql"},
-        retry_policy=_step_retries(watchlist.exchange(exchange).step_retries),
         freshness_policy=dg.FreshnessPolicy.time_window(
             fail_window=timedelta(seconds=watchlist.freshness.fail_after_s),
             warn_window=timedelta(seconds=watchlist.freshness.warn_after_s),
@@ -106,8 +116,13 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
         candle_store: CandleStoreResource,
     ) -> dg.MaterializeResult:
         started = time.monotonic()
-        client, store = exchanges.client(exchange), candle_store.store()
-        backoff = exchanges.backoff(exchange)
+        stop = Stopper(lambda: run_is_stopping(context.instance, context.run.run_id))
+        client = exchanges.client(
+            exchange,
+            sleep=stop.sleep,
+            on_retry=lambda n, err, wait: context.log.info(f"retry {n} in {wait:.1f}s: {err}"),
+        )
+        store = candle_store.store()
         ranges = ranges_by_market(list(context.partition_keys))
         # run config bounds: fetch nothing before not_before, nothing from not_after on
         lo, hi = _day_ms(config.not_before) or 0, _day_ms(config.not_after) or 2**62
@@ -115,7 +130,7 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
         stale: set[str] = set()
         try:
             markets = client.load_markets()
-            now = exchange_now(client, backoff)
+            now = exchange_now(client)
             if not config.dry_run:  # a dry run leaves no trace, not even the clock reading
                 store.gaps.save_clock(exchange, now)
             for key, bounds in ranges.items():
@@ -136,8 +151,8 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
                     now,
                     dry_run=config.dry_run,
                     refetch=config.refetch or config.repair,
-                    backoff=backoff,
                     log=context.log.info,
+                    stop=stop,
                 )
                 if not config.repair and is_stale(
                     report.lag_s, market.timeframe.ms, watchlist.freshness.max_lag_timeframes
@@ -151,10 +166,15 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
                     f"{key}: {report.rows_written} rows written, {report.requests} requests, "
                     f"{report.present}/{report.expected} candles present"
                 )
+        except Stopped as e:
+            # the pages written so far are kept; the run ends CANCELED, and is not retried
+            context.log.warning(f"{exchange}: stopped on request after {client.requests} requests")
+            raise dg.DagsterExecutionInterruptedError() from e
         except (PermanentExchangeError, CandleContractError, WatchlistError) as e:
             raise dg.Failure(description=f"{exchange}: {e}", allow_retries=False) from e
-        except ExchangeDataError as e:
-            raise dg.Failure(description=f"{exchange}: gave up after retries: {e}") from e
+        except (ExchangeDataError, sa.exc.OperationalError, sa.exc.InterfaceError) as e:
+            # the exchange or the store kept failing: the step is retried whole, later
+            raise step_retry(step_retries, context.retry_number, e) from e
         seconds = time.monotonic() - started
         return dg.MaterializeResult(
             metadata=_metadata(reports, stale, client.requests, seconds, config.dry_run)

@@ -2,6 +2,12 @@
 UI launches, one ranged run per market and year, each followed by the gap check) and
 check-only runs, recorded in the Dagster instance (DAGSTER_HOME)."""
 
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -12,11 +18,14 @@ import dagster as dg
 from market_data.defs.candles.assets import candle_asset
 from market_data.defs.candles.checks import gap_check, gap_check_job
 from market_data.defs.candles.partitions import (
+    HOST_TAG,
+    INVOCATION_TAG,
     MONTHS_PER_RUN,
     SOURCE_TAG,
     market_partitions,
     range_tags,
 )
+from market_data.defs.runs import reap_dead_runs, this_host, wait_for_pool
 from market_data.domain.calendar import month_keys, ms_day
 from market_data.domain.watchlist import Market, Watchlist
 from market_data.store.candles import CandleStore
@@ -32,10 +41,7 @@ class RunPlan:
 
     @property
     def tags(self) -> dict[str, str]:
-        return {
-            **range_tags((self.market.key, self.months[0]), (self.market.key, self.months[-1])),
-            SOURCE_TAG: "cli",
-        }
+        return range_tags((self.market.key, self.months[0]), (self.market.key, self.months[-1]))
 
 
 def plan(
@@ -66,6 +72,79 @@ def newest_stored_day(store: CandleStore) -> Callable[[Market], date | None]:
     return newest
 
 
+class Interrupts:
+    """Ctrl-C and SIGTERM while the command runs: remembered (the signal handler only sets a
+    flag), so the main thread can ask the current run to stop, wait for it to end CANCELED
+    and exit; a second signal exits at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __enter__(self) -> Interrupts:
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum: int, _: object) -> None:
+        if self.signum is not None:
+            raise SystemExit(128 + signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or 0)
+
+
+class _Worker(threading.Thread):
+    """A run executed off the main thread: Dagster then leaves the signal handlers to us."""
+
+    def __init__(self, work: Callable[[], dg.ExecuteInProcessResult]) -> None:
+        super().__init__(daemon=True)
+        self.work = work
+        self.result: dg.ExecuteInProcessResult | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.work()
+        except BaseException as e:  # handed to the main thread
+            self.error = e
+
+
+def _cancel(instance: dg.DagsterInstance, invocation: str) -> None:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={INVOCATION_TAG: invocation}))
+    for run in runs:
+        if run.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING):
+            instance.report_run_canceling(run, message="Interrupted on the command line.")
+
+
+def failure_reasons(result: dg.ExecuteInProcessResult) -> list[str]:
+    """What failed, as the run's step failures say it (first line of each)."""
+    reasons = []
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        described = data.user_failure_data.description if data.user_failure_data else None
+        text = described or (data.error.message if data.error else "unknown error")
+        reasons.append(f"{event.step_key}: {text.strip().splitlines()[0]}")
+    return reasons
+
+
+@dataclass
+class Outcome:
+    ok: bool = True
+    #: the signal that interrupted the command, if one did
+    interrupted: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted is not None:
+            return 128 + self.interrupted
+        return 0 if self.ok else 1
+
+
 def execute(
     plans: list[RunPlan],
     watchlist: Watchlist,
@@ -73,48 +152,101 @@ def execute(
     instance: dg.DagsterInstance,
     echo: Callable[[str], None],
     config: dict[str, Any] | None = None,
-) -> bool:
-    """Run the plans in order; returns whether every run succeeded."""
-    ok = True
+) -> Outcome:
+    """Run the plans in order. Before each run, runs of this machine left STARTED by a process
+    that is gone are ended (their pool slots freed) and the exchange's pool is waited for.
+    Ctrl-C / SIGTERM cancel the run in progress (pages written are kept) and stop."""
+    outcome = Outcome()
     by_exchange: dict[str, dg.AssetsDefinition] = {}
-    for i, p in enumerate(plans, 1):
-        exchange = p.market.exchange
-        if exchange not in by_exchange:
-            by_exchange[exchange] = candle_asset(exchange, watchlist)
-        _ensure_partition(instance, p.market)
-        echo(f"[{i}/{len(plans)}] {exchange} {p.market.key} {p.months[0][:7]}..{p.months[-1][:7]}")
-        run_config = {
-            "not_before": p.not_before.isoformat(),
-            "not_after": p.not_after.isoformat() if p.not_after else None,
-            **(config or {}),
-        }
-        result = dg.materialize(
-            # the gap check follows every run that writes (a dry run records nothing)
-            [
-                by_exchange[exchange],
-                *([] if run_config.get("dry_run") else [gap_check(exchange, watchlist)]),
-            ],
-            instance=instance,
-            resources=resources,
-            tags=p.tags,
-            raise_on_error=False,
-            run_config={
-                "ops": {by_exchange[exchange].op.name: {"config": run_config}},
-                "loggers": {"console": {"config": {"log_level": "INFO"}}},
-            },
-        )
-        if not result.success:
-            ok = False
-            echo(f"      FAILED (run {result.run_id}): see the Dagster UI for its logs")
-            continue
-        meta = result.asset_materializations_for_node(by_exchange[exchange].op.name)[0].metadata
-        value = {k: v.value for k, v in meta.items()}
-        echo(
-            f"      {value['rows_written']} rows written, {value['candles_fetched']} fetched, "
-            f"{value['requests']} requests, {value['missing']} missing "
-            f"({value['seconds']:.1f}s, run {result.run_id[:8]})"
-        )
-    return ok
+    invocation = uuid.uuid4().hex
+    with Interrupts() as interrupts:
+        for i, p in enumerate(plans, 1):
+            exchange = p.market.exchange
+            if exchange not in by_exchange:
+                by_exchange[exchange] = candle_asset(exchange, watchlist)
+            reap_dead_runs(instance, echo)
+            wait_for_pool(instance, f"exchange:{exchange}", echo, _stoppable_sleep(interrupts))
+            if interrupts.signum is not None:
+                break
+            _ensure_partition(instance, p.market)
+            echo(
+                f"[{i}/{len(plans)}] {exchange} {p.market.key} {p.months[0][:7]}..{p.months[-1][:7]}"
+            )
+            run_config = {
+                "not_before": p.not_before.isoformat(),
+                "not_after": p.not_after.isoformat() if p.not_after else None,
+                **(config or {}),
+            }
+            asset = by_exchange[exchange]
+            worker = _Worker(
+                lambda asset=asset, run_config=run_config, p=p, exchange=exchange: dg.materialize(
+                    # the gap check follows every run that writes (a dry run records nothing)
+                    [
+                        asset,
+                        *([] if run_config.get("dry_run") else [gap_check(exchange, watchlist)]),
+                    ],
+                    instance=instance,
+                    resources=resources,
+                    tags={**p.tags, **cli_run_tags(invocation)},
+                    raise_on_error=False,
+                    run_config={
+                        "ops": {asset.op.name: {"config": run_config}},
+                        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+                    },
+                )
+            )
+            worker.start()
+            canceled = False
+            while worker.is_alive():
+                worker.join(0.2)
+                if interrupts.signum is not None and not canceled:
+                    echo("      interrupted: stopping the run (the pages written are kept)")
+                    _cancel(instance, invocation)
+                    canceled = True
+            if worker.error is not None:
+                raise worker.error
+            result = worker.result
+            assert result is not None
+            if interrupts.signum is not None:
+                echo(f"      CANCELED (run {result.run_id}); run the same command again to go on")
+                outcome.interrupted = interrupts.signum
+                break
+            if not result.success:
+                outcome.ok = False
+                echo(f"      FAILED (run {result.run_id}):")
+                for reason in failure_reasons(result):
+                    echo(f"        {reason}")
+                continue
+            meta = result.asset_materializations_for_node(asset.op.name)[0].metadata
+            value = {k: v.value for k, v in meta.items()}
+            echo(
+                f"      {value['rows_written']} rows written, {value['candles_fetched']} fetched, "
+                f"{value['requests']} requests, {value['missing']} missing "
+                f"({value['seconds']:.1f}s, run {result.run_id[:8]})"
+            )
+    if interrupts.signum is not None:
+        outcome.interrupted = interrupts.signum
+    return outcome
+
+
+def _stoppable_sleep(interrupts: Interrupts) -> Callable[[float], None]:
+    def sleep(seconds: float) -> None:
+        if interrupts.signum is not None:
+            raise SystemExit(interrupts.exit_code)
+        time.sleep(seconds)
+
+    return sleep
+
+
+def cli_run_tags(invocation: str) -> dict[str, str]:
+    """Tags of a command-line run: where its process runs (so a dead one can be found), no
+    automatic retry (the user reruns the command), and which invocation launched it."""
+    return {
+        SOURCE_TAG: "cli",
+        HOST_TAG: this_host(),
+        "dagster/max_retries": "0",
+        INVOCATION_TAG: invocation,
+    }
 
 
 def check_gaps(
@@ -135,7 +267,7 @@ def check_gaps(
     _ensure_partition(instance, market)
     tags = range_tags((market.key, months[0]), (market.key, months[-1]))
     result = defs.resolve_job_def(f"check_gaps_{exchange}").execute_in_process(
-        instance=instance, tags={**tags, SOURCE_TAG: "cli"}, raise_on_error=False
+        instance=instance, tags={**tags, **cli_run_tags(uuid.uuid4().hex)}, raise_on_error=False
     )
     evaluations = result.get_asset_check_evaluations()
     return evaluations[0] if evaluations else None

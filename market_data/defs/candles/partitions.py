@@ -29,6 +29,8 @@ FRESHNESS_TAG = "market_data/freshness"  # value: the exchange
 REASON_TAG = "market_data/reason"
 ATTEMPT_TAG = "market_data/attempt"
 SOURCE_TAG = "market_data/source"
+INVOCATION_TAG = "market_data/invocation"  # one command-line invocation's runs
+HOST_TAG = "market_data/host"  # the machine whose process runs it (see defs/runs.py)
 
 
 def market_partitions(exchange: str) -> dg.DynamicPartitionsDefinition:
