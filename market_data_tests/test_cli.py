@@ -127,15 +127,6 @@ def test_bad_input_gets_a_clear_error(env: dict[str, str], args: list[str], mess
     assert message in done.stderr
 
 
-def test_a_market_the_exchange_lacks_fails_the_run_with_the_reason(env: dict[str, str]) -> None:
-    done = cli(
-        env, "backfill", "--exchange", "binance", "--symbol", "NOPE/USDT", "--start", "2026-11-01"
-    )
-    assert done.returncode == 1
-    assert "FAILED" in done.stdout
-    assert "NOPE-USDT-SPOT (NOPE/USDT) is not listed on binance" in done.stderr
-
-
 def test_db_init_and_reset(env: dict[str, str]) -> None:
     first = cli(env, "db", "init")
     assert first.returncode == 0 and "applied 001_candles.sql" in first.stdout

@@ -17,7 +17,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"domain"},
     "defs": {"config", "domain", "exchanges", "pipeline", "store"},
     "definitions": {"config", "defs", "domain"},
-    "cli": {"config", "defs", "domain", "pipeline", "simulator", "store"},
+    "cli": {"config", "defs", "domain", "exchanges", "pipeline", "simulator", "store"},
     "sql": set(),
     "__init__": set(),
 }
