@@ -22,7 +22,7 @@ from market_data.domain.calendar import utc_text
 from market_data.domain.symbols import MalformedSymbolError, parse_symbol
 from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
 from market_data.domain.watchlist import Market, Watchlist, WatchlistError
-from market_data.exchanges.client import ExchangeClient
+from market_data.exchanges.client import SyncExchangeClient
 from market_data.exchanges.errors import ExchangeDataError
 from market_data.pipeline.ingest import unlisted
 from market_data.simulator.book import Clock
@@ -255,9 +255,9 @@ def backfill(
 
 def _check_listed(watchlist: Watchlist, exchange: str, markets: list[Market]) -> None:
     """Refuse markets the exchange does not list before anything is recorded for them."""
-    client = ExchangeClient.of(watchlist.exchange(exchange))
     try:
-        problems = unlisted(client, markets)
+        with SyncExchangeClient.of(watchlist.exchange(exchange)) as client:
+            problems = client.run(unlisted(client.client, markets))
     except ExchangeDataError as e:
         raise click.ClickException(f"cannot load the markets of {exchange}: {e}") from None
     if problems:

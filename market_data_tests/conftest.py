@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from market_data.exchanges.client import ExchangeClient
+from market_data.exchanges.client import SyncExchangeClient
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.server import RunningSimulator, Simulator
@@ -37,9 +37,10 @@ def sim() -> Iterator[RunningSimulator]:
 
 
 @pytest.fixture
-def client(sim: RunningSimulator) -> ExchangeClient:
+def client(sim: RunningSimulator) -> Iterator[SyncExchangeClient]:
     """A client that makes one request per call (no retries), so errors show as they come."""
-    return binance_client(sim.url, timeout_ms=5000, retry_attempts=1)
+    with binance_client(sim.url, timeout_ms=5000, retry_attempts=1) as client:
+        yield client
 
 
 def _server_answers(url: str) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from market_data.domain.watchlist import ExchangeSettings
-from market_data.exchanges.client import ExchangeClient
+from market_data.exchanges.client import SyncExchangeClient
 
 
 def free_port() -> int:
@@ -25,9 +25,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def binance_client(base_url: str | None = None, **settings: Any) -> ExchangeClient:
-    """A real ccxt Binance client, pointed at ``base_url`` (the simulator), unthrottled."""
-    return ExchangeClient.of(
+def binance_client(base_url: str | None = None, **settings: Any) -> SyncExchangeClient:
+    """A real ccxt Binance client, pointed at ``base_url`` (the simulator), unthrottled;
+    called one request at a time (close it when done)."""
+    return SyncExchangeClient.of(
         ExchangeSettings("binance", base_url, **{"rate_limit_ms": 0, **settings})
     )
 

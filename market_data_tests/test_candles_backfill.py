@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -80,9 +81,10 @@ def test_an_interrupted_backfill_fails_loudly_then_resumes_without_loss(
     failed = harness.run("ETH-USDT-SPOT:1m|2026-01-01")
     assert not failed.success
     failure = failed.get_step_failure_events()[0].step_failure_data.error
-    assert (
-        "gave up after retries: ETH/USDT 1m window 2026-01-04 11:20..2026-01-05 04:00"
-        in failure.message
+    # pages are fetched concurrently: the window named is one of those the exchange refused
+    assert re.search(
+        r"gave up after retries: 3 window\(s\) failed, the first: ETH/USDT 1m window 2026-01-",
+        failure.message,
     )
     assert "Server is currently overloaded" in failure.message
     kept = harness.stored("ETH-USDT-SPOT", "1m")
@@ -113,11 +115,20 @@ def test_rate_limits_and_bans_are_waited_out(harness: Harness, sim: RunningSimul
     assert len(harness.stored("ETH-USDT-SPOT", "1m")) == 31 * 1440
     stats = admin(sim.url, "stats")["requests"]["/api/v3/klines"]
     assert (stats["200"], stats["429"], stats["418"]) == (45 + 1, 2, 1)  # the minimum, each once
-    assert elapsed >= 1 + 1 + 2  # every wait honoured Retry-After (backoff alone is 0.05 s)
+    # pages are fetched concurrently: the two 429s came together and paused the client for
+    # 1 s, the 418 later for 2 s (the backoff alone is 0.05 s)
+    assert elapsed >= 1 + 2
+    timeline = [r for r in admin(sim.url, "timeline") if r["path"] == "/api/v3/klines"]
+    (ban,) = [r["t"] for r in timeline if r["status"] == 418]
+    after = [r for r in timeline if ban + 0.1 < r["t"] < ban + 1.9]
+    assert len(after) <= 16, after  # none but those already in flight when the ban came
 
 
-def test_a_weight_budget_is_respected(harness: Harness, sim: RunningSimulator) -> None:
-    # 26 weight per 1 s window: the markets (20), then 13 pages (2 each) a window.
+def test_an_unthrottled_client_slows_down_when_the_exchange_refuses(
+    harness: Harness, sim: RunningSimulator
+) -> None:
+    # The harness has no throttle and 16 requests in flight; the exchange allows 26 weight a
+    # second (13 pages), then 429, and bans for 1 s at the second overrun in a second.
     admin(
         sim.url,
         "faults",
@@ -128,7 +139,9 @@ def test_a_weight_budget_is_respected(harness: Harness, sim: RunningSimulator) -
     assert len(harness.stored("ETH-USDT-SPOT", "1m")) == 31 * 1440
     stats = admin(sim.url, "stats")["requests"]["/api/v3/klines"]
     assert stats["200"] == 45 + 1  # every page fetched once
-    assert stats.get("429", 0) + stats.get("418", 0) <= 25  # waits honoured, no hammering
+    # each refusal halves the requests in flight and pauses them all: a few refusals, not a
+    # refused request for every page
+    assert stats.get("429", 0) + stats.get("418", 0) <= 30, stats
 
 
 def test_nothing_is_expected_before_the_listing(harness: Harness) -> None:

@@ -17,7 +17,7 @@ from market_data.domain.calendar import month_keys
 from market_data.domain.catalog import Instrument, build_catalog, instrument_from_ccxt
 from market_data.domain.selection import resolve
 from market_data.domain.watchlist import parse_watchlist
-from market_data.exchanges.client import ExchangeClient
+from market_data.exchanges.client import SyncExchangeClient
 from market_data.simulator.markets import DELIVERY_261225
 from market_data.simulator.server import RunningSimulator
 from market_data_tests.candle_harness import Harness, watchlist
@@ -69,7 +69,7 @@ def test_one_listing_per_standard_name_by_the_documented_rule() -> None:
     assert catalog["ETH-USDT-SPOT"].exchange_symbol == "ETHUSDT2"
 
 
-def test_the_simulators_catalog(client: ExchangeClient) -> None:
+def test_the_simulators_catalog(client: SyncExchangeClient) -> None:
     catalog = build_catalog("binance", client.load_markets().values())
     assert {"BTC-USDT-PERP", "ETH-USDT-PERP", "SOL-USDT-PERP", "BTC-USDT-FUTURE_261225"} <= set(
         catalog

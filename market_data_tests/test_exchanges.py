@@ -3,13 +3,16 @@ Retry-After honoured, bans pause the client."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from market_data.exchanges.client import rewrite_urls
+from market_data.domain.watchlist import ExchangeSettings
+from market_data.exchanges.client import ExchangeClient, rewrite_urls
 from market_data.exchanges.errors import (
     BadSymbolError,
     ExchangeBannedError,
@@ -21,17 +24,31 @@ from market_data.simulator.server import RunningSimulator
 from market_data_tests.conftest import NOW_MS
 from market_data_tests.helpers import admin, binance_client
 
+START = 1_700_000_000_000
 
-def flaky(errors: list[Exception], result: str = "ok") -> tuple[Callable[[], str], list[int]]:
+
+def flaky(errors: list[Exception], result: str = "ok") -> tuple[Callable[[], Any], list[int]]:
     calls = []
 
-    def call() -> str:
+    async def call() -> str:
         calls.append(1)
         if errors:
             raise errors.pop(0)
         return result
 
     return call, calls
+
+
+def retried(
+    call: Callable[[], Any], backoff: Backoff | None = None, **kw: Any
+) -> tuple[Any, list[float]]:
+    """Run call_with_retry to its end; returns its result and the waits it slept."""
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    return asyncio.run(call_with_retry(call, backoff or Backoff(), sleep=sleep, **kw)), slept
 
 
 def test_rewrite_urls_keeps_paths() -> None:
@@ -59,46 +76,93 @@ def test_retry_after_is_honoured() -> None:
     call, calls = flaky(
         [RateLimitedError("429", retry_after=7), RateLimitedError("", retry_after=3)]
     )
-    slept: list[float] = []
-    assert call_with_retry(call, Backoff(base_s=0.1), sleep=slept.append) == "ok"
-    assert len(calls) == 3 and slept[0] == 7 and slept[1] == 3
+    paused: list[float] = []
+    result, slept = retried(call, Backoff(base_s=0.1), on_pause=paused.append)
+    assert result == "ok" and len(calls) == 3 and slept == [7, 3]
+    assert paused == [7, 3]  # a 429 pauses the whole client, not only this call
 
 
 def test_a_ban_pauses_the_client_until_it_ends(sim: RunningSimulator) -> None:
-    client = binance_client(sim.url)
-    admin(
-        sim.url, "faults", {"fail": [{"path": "/api/v3/time", "status": 418, "retry_after_s": 1}]}
-    )
-    started = time.monotonic()
-    assert client.fetch_time() == NOW_MS  # retried after the ban, not before
-    assert time.monotonic() - started >= 1.0
-    assert started + 1.0 <= client.paused_until <= time.monotonic()  # every call waited for it
+    rule = {"path": "/api/v3/time", "status": 418, "retry_after_s": 1}
+    admin(sim.url, "faults", {"fail": [rule]})
+    with binance_client(sim.url) as client:
+        started = time.monotonic()
+        assert client.fetch_time() == NOW_MS  # retried after the ban, not before
+        assert time.monotonic() - started >= 1.0
+        assert started + 1.0 <= client.paused_until <= time.monotonic()
     assert admin(sim.url, "stats")["requests"]["/api/v3/time"] == {"418": 1, "200": 1}
 
 
 def test_every_call_is_retried_loading_the_markets_too(sim: RunningSimulator) -> None:
-    client = binance_client(sim.url, retry_base_s=0.01)
     admin(sim.url, "faults", {"fail": [{"path": "/api/v3/exchangeInfo", "status": 503}]})
-    assert "BTC/USDT" in client.load_markets()
+    with binance_client(sim.url, retry_base_s=0.01) as client:
+        assert "BTC/USDT" in client.load_markets()
     assert admin(sim.url, "stats")["requests"]["/api/v3/exchangeInfo"] == {"503": 1, "200": 1}
+
+
+def _pages_concurrently(client: ExchangeClient, pages: int, in_flight: int) -> list[list]:
+    async def all_pages() -> list[list]:
+        gate = asyncio.Semaphore(in_flight)
+
+        async def one(i: int) -> list:
+            async with gate:
+                return await client.fetch_ohlcv("BTC/USDT", "1m", START + i * 60_000_000, 1000)
+
+        try:
+            return await asyncio.gather(*(one(i) for i in range(pages)))
+        finally:
+            await client.close()
+
+    return asyncio.run(all_pages())
+
+
+def test_a_ban_pauses_every_request_in_flight_or_to_come(sim: RunningSimulator) -> None:
+    rule = {"path": "/api/v3/klines", "status": 418, "skip": 2, "retry_after_s": 1}
+    admin(sim.url, "faults", {"fail": [rule]})
+    settings = ExchangeSettings("binance", sim.url, rate_limit_ms=0, retry_base_s=0.01)
+    got = _pages_concurrently(ExchangeClient.of(settings), pages=30, in_flight=4)
+    assert all(len(rows) == 1000 for rows in got)
+    klines = [r for r in admin(sim.url, "timeline") if r["path"] == "/api/v3/klines"]
+    (banned,) = [r["t"] for r in klines if r["status"] == 418]
+    # the 3 requests already in flight when the ban came back may arrive; nothing after them
+    # until the ban is over
+    during = [r for r in klines if banned < r["t"] < banned + 0.95]
+    assert len(during) <= 3, during
+    assert len(klines) == 31
+
+
+def test_the_throttle_keeps_many_requests_in_flight_under_the_weight_limit(
+    sim: RunningSimulator,
+) -> None:
+    # 40 weight per 2 s = 10 klines per second; ccxt's cost of a spot kline is 0.4 x rateLimit
+    admin(sim.url, "faults", {"weight_limit": 40, "weight_window_s": 2})
+    settings = ExchangeSettings("binance", sim.url, rate_limit_ms=260)  # 104 ms between starts
+    started = time.monotonic()
+    got = _pages_concurrently(ExchangeClient.of(settings), pages=30, in_flight=8)
+    assert len(got) == 30 and time.monotonic() - started >= 2.9
+    assert admin(sim.url, "stats")["requests"]["/api/v3/klines"] == {"200": 30}  # no 429
 
 
 def test_permanent_errors_are_not_retried() -> None:
     call, calls = flaky([BadSymbolError("nope")])
     with pytest.raises(BadSymbolError):
-        call_with_retry(call, sleep=lambda s: None)
+        retried(call)
     assert len(calls) == 1
 
 
 def test_exhausted_attempts_raise_the_last_error() -> None:
     call, calls = flaky([ExchangeUnavailableError(f"503 #{i}") for i in range(10)])
     slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
     with pytest.raises(ExchangeUnavailableError, match="503 #3"):
-        call_with_retry(call, Backoff(attempts=4, base_s=1, jitter=0), sleep=slept.append)
+        asyncio.run(call_with_retry(call, Backoff(attempts=4, base_s=1, jitter=0), sleep=sleep))
     assert len(calls) == 4 and slept == [1, 2, 4]
 
 
 def test_a_ban_longer_than_the_limit_fails_instead_of_sleeping() -> None:
     call, _ = flaky([ExchangeBannedError("418", retry_after=86_400)])
     with pytest.raises(ExchangeBannedError):
-        call_with_retry(call, Backoff(max_wait_s=900), sleep=lambda s: pytest.fail("slept"))
+        retried(call, Backoff(max_wait_s=900))

@@ -22,16 +22,16 @@ from market_data_tests.candle_harness import exchange_truth
 from market_data_tests.conftest import NOW_MS
 from market_data_tests.helpers import admin, cli, cli_env, cli_process, free_port
 
-NOV, JAN = 1_761_955_200_000, 1_767_225_600_000  # 2025-11-01, 2026-01-01
-PAGES = (JAN - NOV) // 60_000 // 1000 + 1  # 88 pages of 1000 1m candles
+START, JAN = 1_735_689_600_000, 1_767_225_600_000  # 2025-01-01, 2026-01-01
+PAGES = -(-(JAN - START) // 60_000 // 1000)  # 526 pages of 1000 1m candles
 BACKFILL = ("backfill", "--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1m",
-            "--start", "2025-11-01", "--end", "2026-01-01")  # fmt: skip
+            "--start", "2025-01-01", "--end", "2026-01-01")  # fmt: skip
 BTC = Series("binance", "BTC-USDT-SPOT", "1m")
 
 
 @pytest.fixture
 def env(tmp_path: Path, sim: RunningSimulator, store_url: str) -> dict[str, str]:
-    return cli_env(tmp_path, sim.url, store_url, ["BTC/USDT/1m"], start="2025-11-01")
+    return cli_env(tmp_path, sim.url, store_url, ["BTC/USDT/1m"], start="2025-01-01")
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def _runs(env: dict[str, str]) -> list[dg.DagsterRun]:
 def test_a_killed_backfill_does_not_wedge_the_exchange_and_a_plain_rerun_completes(
     env: dict[str, str], sim: RunningSimulator, store_url: str
 ) -> None:
-    admin(sim.url, "faults", {"latency_ms": 40})  # slow pages, so the kill lands mid-run
+    admin(sim.url, "faults", {"latency_ms": 200})  # slow pages, so the kill lands mid-run
     proc = cli_process(env, *BACKFILL)
     written = _wait_for_pages(store_url, PAGES * 3 // 10)  # ~30%
     proc.kill()  # kill -9: no cleanup of any kind
@@ -92,7 +92,7 @@ def test_a_killed_backfill_does_not_wedge_the_exchange_and_a_plain_rerun_complet
     assert f"run {killed.run_id[:8]} was left STARTED but its process" in rerun.stdout
     assert _klines_200(sim) - before == PAGES - written  # only the pages never written
     stored = CandleStore(store_url).read_candles(BTC, 0, 2**62).values.tolist()
-    assert stored == exchange_truth("BTCUSDT", Kind.SPOT, "1m", NOV, JAN, NOW_MS)
+    assert stored == exchange_truth("BTCUSDT", Kind.SPOT, "1m", START, JAN, NOW_MS)
     statuses = {r.run_id: r.status for r in _runs(env)}
     assert statuses.pop(killed.run_id) == dg.DagsterRunStatus.FAILURE
     assert list(statuses.values()) == [dg.DagsterRunStatus.SUCCESS]
@@ -104,7 +104,7 @@ def test_an_interrupt_cancels_the_run_keeps_its_pages_and_exits_non_zero(
 ) -> None:
     config = Path(env["MARKET_DATA_CONFIG"])  # step retries on: an interrupt must still stop
     config.write_text(config.read_text().replace("step_retries: 0", "step_retries: 2"))
-    admin(sim.url, "faults", {"latency_ms": 40})
+    admin(sim.url, "faults", {"latency_ms": 200})
     proc = cli_process(env, *BACKFILL)
     _wait_for_pages(store_url, 5)
     proc.send_signal(signum)

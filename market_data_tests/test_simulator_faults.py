@@ -7,7 +7,7 @@ import time
 import ccxt
 import pytest
 
-from market_data.exchanges.client import ExchangeClient
+from market_data.exchanges.client import SyncExchangeClient
 from market_data.exchanges.errors import (
     BadRequestError,
     BadSymbolError,
@@ -24,7 +24,7 @@ START = 1_700_000_000_000
 
 
 def test_weight_overrun_is_429_with_retry_after_then_418(
-    sim: RunningSimulator, client: ExchangeClient
+    sim: RunningSimulator, client: SyncExchangeClient
 ) -> None:
     client.load_markets()
     admin(
@@ -61,7 +61,7 @@ def test_futures_have_their_own_weight_budget(sim: RunningSimulator) -> None:
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_server_errors_are_temporary(
-    sim: RunningSimulator, client: ExchangeClient, status: int
+    sim: RunningSimulator, client: SyncExchangeClient, status: int
 ) -> None:
     client.load_markets()
     admin(sim.url, "faults", {"error_rate": 1.0, "error_status": status})
@@ -74,7 +74,7 @@ def test_server_errors_are_temporary(
 
 
 def test_fail_rule_fails_the_kth_request_then_recovers(
-    sim: RunningSimulator, client: ExchangeClient
+    sim: RunningSimulator, client: SyncExchangeClient
 ) -> None:
     client.load_markets()
     admin(
@@ -91,7 +91,7 @@ def test_fail_rule_fails_the_kth_request_then_recovers(
 
 @pytest.mark.parametrize("fault", ["truncate_rate", "malformed_rate"])
 def test_broken_bodies_are_temporary(
-    sim: RunningSimulator, client: ExchangeClient, fault: str
+    sim: RunningSimulator, client: SyncExchangeClient, fault: str
 ) -> None:
     client.load_markets()
     admin(sim.url, "faults", {fault: 1.0})
@@ -100,11 +100,11 @@ def test_broken_bodies_are_temporary(
 
 
 def test_latency_beyond_the_timeout_is_temporary(sim: RunningSimulator) -> None:
-    slow = binance_client(sim.url, timeout_ms=200, retry_attempts=1)
-    slow.load_markets()
-    admin(sim.url, "faults", {"latency_ms": 600})
-    with pytest.raises(ExchangeUnavailableError) as caught:
-        slow.fetch_time()
+    with binance_client(sim.url, timeout_ms=200, retry_attempts=1) as slow:
+        slow.load_markets()
+        admin(sim.url, "faults", {"latency_ms": 600})
+        with pytest.raises(ExchangeUnavailableError) as caught:
+            slow.fetch_time()
     assert isinstance(caught.value.__cause__, ccxt.RequestTimeout)
     assert str(caught.value).startswith("binance: timed out: ")  # the key word comes first
 
@@ -122,7 +122,7 @@ def test_retry_after_is_rounded_up_so_a_client_that_obeys_it_exactly_gets_in(
 
 
 def test_a_fail_rule_can_send_any_binance_error(
-    sim: RunningSimulator, client: ExchangeClient
+    sim: RunningSimulator, client: SyncExchangeClient
 ) -> None:
     client.load_markets()
     rule = {"path": "/api/v3/klines", "status": 400, "code": -1121, "msg": "Invalid symbol."}
@@ -186,12 +186,14 @@ def test_bad_input_gets_binances_error_body(
     assert (status, got) == (400, body)
 
 
-def test_error_codes_are_classified_from_the_body_against_any_host(client: ExchangeClient) -> None:
+def test_error_codes_are_classified_from_the_body_against_any_host(
+    client: SyncExchangeClient,
+) -> None:
     client.load_markets()
     with pytest.raises(BadSymbolError):
-        client._call("publicGetKlines", {"symbol": "NOPEUSDT", "interval": "1m"})
+        client.call("publicGetKlines", {"symbol": "NOPEUSDT", "interval": "1m"})
     with pytest.raises(BadRequestError):
-        client._call("publicGetKlines", {"symbol": "BTCUSDT", "interval": "7m"})
+        client.call("publicGetKlines", {"symbol": "BTCUSDT", "interval": "7m"})
     with pytest.raises(PermanentExchangeError):
         client.fetch_ohlcv("NOPE/USDT", "1m", START, 5)  # unknown to ccxt's market list
 

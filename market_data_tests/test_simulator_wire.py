@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from market_data.domain.timeframes import MINUTE_MS, SUPPORTED_TIMEFRAMES, Timeframe
-from market_data.exchanges.client import ExchangeClient
+from market_data.exchanges.client import SyncExchangeClient
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.generator import aggregate, minute_bars
@@ -34,7 +34,7 @@ def expected(market: SimMarket, tf: str, start: int, end: int) -> list[list[floa
     )
 
 
-def test_load_markets_lists_spot_perpetuals_and_a_dated_future(client: ExchangeClient) -> None:
+def test_load_markets_lists_spot_perpetuals_and_a_dated_future(client: SyncExchangeClient) -> None:
     markets = client.load_markets()
     spot = [m for m in markets.values() if m["spot"]]
     swaps = [m for m in markets.values() if m["swap"]]
@@ -48,24 +48,24 @@ def test_load_markets_lists_spot_perpetuals_and_a_dated_future(client: ExchangeC
     assert markets["BTC/USDT"]["precision"]["price"] == 0.01
 
 
-def test_fetch_ohlcv_equals_the_generator(client: ExchangeClient) -> None:
+def test_fetch_ohlcv_equals_the_generator(client: SyncExchangeClient) -> None:
     start = 1_700_000_000_000 - 1_700_000_000_000 % HOUR
     got = client.fetch_ohlcv("BTC/USDT", "1h", start, 48)
     assert got == expected(BTC, "1h", start, start + 48 * HOUR)
     assert len(got) == 48
 
 
-def test_fetch_time_is_the_exchange_clock(client: ExchangeClient) -> None:
+def test_fetch_time_is_the_exchange_clock(client: SyncExchangeClient) -> None:
     assert client.fetch_time() == NOW_MS
 
 
-def test_order_book_is_sorted_around_the_price(client: ExchangeClient) -> None:
-    book = client.exchange.fetch_order_book("BTC/USDT", 20)  # ccxt itself reads the book
+def test_order_book_is_sorted_around_the_price(client: SyncExchangeClient) -> None:
+    book = client.call("fetch_order_book", "BTC/USDT", 20)  # ccxt itself reads the book
     bids, asks = [b[0] for b in book["bids"]], [a[0] for a in book["asks"]]
     assert len(bids) == len(asks) == 20
     assert bids == sorted(bids, reverse=True) and asks == sorted(asks)
     assert bids[0] < asks[0] and asks[0] / bids[0] < 1.001
-    perp = client.exchange.fetch_order_book("BTC/USDT:USDT", 50)
+    perp = client.call("fetch_order_book", "BTC/USDT:USDT", 50)
     assert len(perp["bids"]) == 50
 
 
@@ -110,7 +110,7 @@ def test_start_and_end_time_are_inclusive_open_times(sim: RunningSimulator) -> N
 
 
 def test_request_from_time_zero_returns_the_first_candles_after_listing(
-    client: ExchangeClient,
+    client: SyncExchangeClient,
 ) -> None:
     newt = next(m for m in MARKETS if m.id == "NEWTUSDT")
     rows = client.fetch_ohlcv("NEWT/USDT", "1h", 0, 3)
@@ -121,7 +121,7 @@ def test_request_from_time_zero_returns_the_first_candles_after_listing(
 
 
 def test_the_candle_in_progress_is_returned_unclosed(
-    sim: RunningSimulator, client: ExchangeClient
+    sim: RunningSimulator, client: SyncExchangeClient
 ) -> None:
     rows = client.fetch_ohlcv("BTC/USDT", "1h", None, 2)
     current = NOW_MS - NOW_MS % HOUR
@@ -166,7 +166,7 @@ def test_every_timeframe_is_the_exact_aggregate_of_its_minutes(
         assert Decimal(candle[5]) == sum(Decimal(m[5]) for m in part), f"volume of candle {i}"
 
 
-def test_an_illiquid_pair_has_minutes_without_candles(client: ExchangeClient) -> None:
+def test_an_illiquid_pair_has_minutes_without_candles(client: SyncExchangeClient) -> None:
     start = 1_760_000_000_000 - 1_760_000_000_000 % HOUR
     rows = client.fetch_ohlcv("ZEN/BTC", "1m", start, 1000, until=start + 1000 * MINUTE_MS - 1)
     assert 500 < len(rows) < 800  # about a third of the minutes have no trade
@@ -175,7 +175,7 @@ def test_an_illiquid_pair_has_minutes_without_candles(client: ExchangeClient) ->
 
 
 def test_holes_leave_the_exchange_without_candles(
-    sim: RunningSimulator, client: ExchangeClient
+    sim: RunningSimulator, client: SyncExchangeClient
 ) -> None:
     start = 1_760_000_000_000 - 1_760_000_000_000 % HOUR
     admin(
@@ -226,8 +226,7 @@ def test_replay_serves_a_files_rows_value_identical(tmp_path: Path) -> None:
         "ts,open,high,low,close,volume\n" + "\n".join(",".join(map(str, r)) for r in rows)
     )
     sim = Simulator(Faults(), Clock(fixed_ms=NOW_MS), replay={"BTCUSDT": tmp_path / "btc.csv"})
-    with RunningSimulator(sim) as s:
-        c = binance_client(s.url)
+    with RunningSimulator(sim) as s, binance_client(s.url) as c:
         got = c.fetch_ohlcv("BTC/USDT", "1m", 0, 100)
         assert got == [[r[0], *(float(x) for x in r[1:])] for r in rows]
         five = c.fetch_ohlcv("BTC/USDT", "5m", 0, 10)
@@ -241,7 +240,7 @@ def test_replay_serves_a_files_rows_value_identical(tmp_path: Path) -> None:
 
 
 def test_counters_report_requests_by_path_and_status(
-    sim: RunningSimulator, client: ExchangeClient
+    sim: RunningSimulator, client: SyncExchangeClient
 ) -> None:
     client.fetch_ohlcv("BTC/USDT", "1m", 1_700_000_000_000, 100)
     http_get(sim.url, "/api/v3/klines", symbol="NOPE", interval="1m")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import pandas as pd
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from market_data.domain.candles import CandlePage
 from market_data.store.candles import CandleStore
 from market_data.store.schema import apply_schema, drop_all, statements
 from market_data.store.series import Series
@@ -20,18 +21,14 @@ def store(store_url: str) -> CandleStore:
     return CandleStore(store_url)
 
 
-def frame(n: int, start: int = 0, price: float = 100.0) -> pd.DataFrame:
-    ts = [start + i * 60_000 for i in range(n)]
-    return pd.DataFrame(
-        {
-            "ts": ts,
-            "open": price,
-            "high": price + 1,
-            "low": price - 1,
-            "close": price,
-            "volume": 2.5,
-        }
-    )
+def page(
+    n: int, start: int = 0, price: float = 100.0, window: tuple[int, int] | None = None
+) -> CandlePage:
+    """``n`` 1m candles from ``start``, covering ``window`` (default: just those candles)."""
+    ts = np.arange(start, start + n * 60_000, 60_000, dtype=np.int64)
+    values = np.tile([price, price + 1, price - 1, price, 2.5], (n, 1)).astype(np.float64)
+    lo, hi = window or (start, start + n * 60_000)
+    return CandlePage("BTC-USDT-SPOT:1m", 60_000, lo, hi, ts, values)
 
 
 def test_schema_files_apply_once_and_match_the_table_objects(store: CandleStore) -> None:
@@ -46,10 +43,10 @@ def test_schema_files_apply_once_and_match_the_table_objects(store: CandleStore)
 
 
 def test_upsert_is_idempotent_and_counts_only_changes(store: CandleStore) -> None:
-    assert store.write_page(SERIES, frame(1500), (0, 1500 * 60_000)) == 1500
-    assert store.write_page(SERIES, frame(1500), (0, 1500 * 60_000)) == 0
-    changed = frame(10, price=101.0)
-    assert store.write_page(SERIES, changed, None) == 10
+    assert store.write_page(SERIES, page(1500)) == 1500
+    assert store.write_page(SERIES, page(1500)) == 0
+    changed = page(10, price=101.0)
+    assert store.write_page(SERIES, changed) == 10
     stored = store.read_candles(SERIES, 0, 2**62)
     assert (
         len(stored) == 1500
@@ -61,15 +58,15 @@ def test_upsert_is_idempotent_and_counts_only_changes(store: CandleStore) -> Non
 
 
 def test_coverage_is_recorded_with_its_page_and_merged(store: CandleStore) -> None:
-    store.write_page(SERIES, frame(5), (0, 300_000))
-    store.write_page(SERIES, frame(0), (300_000, 600_000))  # fetched, and empty at the exchange
-    store.write_page(SERIES, frame(1, start=900_000), (900_000, 960_000))
+    store.write_page(SERIES, page(5))
+    store.write_page(SERIES, page(0, window=(300_000, 600_000)))  # fetched, empty at the exchange
+    store.write_page(SERIES, page(1, start=900_000))
     assert store.covered(SERIES, 0, 10**9) == [(0, 600_000), (900_000, 960_000)]
     assert store.covered(Series("binance", "ETH-USDT-SPOT", "1m"), 0, 10**9) == []
 
 
 def test_reset_drops_everything(store: CandleStore) -> None:
-    store.write_page(SERIES, frame(3), (0, 180_000))
+    store.write_page(SERIES, page(3))
     drop_all(store.engine)
     assert apply_schema(store.engine)  # applied again from scratch
     assert store.candle_stats(SERIES, 0, 2**62) == (0, None, None)
@@ -88,6 +85,27 @@ def test_a_throwaway_cluster_serves_the_store() -> None:
     """The path taken on a machine without a PostgreSQL server: initdb + pg_ctl."""
     with throwaway_cluster() as cluster:
         store = CandleStore(cluster.url)
-        assert store.write_page(SERIES, frame(3), (0, 180_000)) == 3
+        assert store.write_page(SERIES, page(3)) == 3
         assert store.read_candles(SERIES, 0, 2**62)["ts"].tolist() == [0, 60_000, 120_000]
         store.dispose()
+
+
+def test_a_batch_of_pages_of_several_series_is_one_transaction(store: CandleStore) -> None:
+    eth = Series("binance", "ETH-USDT-SPOT", "1m")
+    written = store.write_pages([(SERIES, page(5)), (eth, page(3)), (SERIES, page(2, 300_000))])
+    assert written == {SERIES: 7, eth: 3}
+    assert store.covered(SERIES, 0, 2**62) == [(0, 420_000)]
+    assert store.covered(eth, 0, 2**62) == [(0, 180_000)]
+
+
+def test_a_failed_batch_writes_neither_candles_nor_coverage(pg_database: str) -> None:
+    from market_data_tests.candle_harness import clear
+
+    clear(pg_database)
+    store = CandleStore(pg_database)
+    twice = page(2)
+    bad = CandlePage(twice.key, 60_000, 0, 120_000, np.array([0, 0]), twice.values)
+    with pytest.raises(sa.exc.DBAPIError):  # one row affected twice: PostgreSQL refuses
+        store.write_pages([(SERIES, page(1, 600_000)), (SERIES, bad)])
+    assert store.read_candles(SERIES, 0, 2**62).empty and store.covered(SERIES, 0, 2**62) == []
+    store.dispose()

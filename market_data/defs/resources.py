@@ -6,8 +6,7 @@ Assets, checks and ops take them as typed parameters named after their keys
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import asyncio
 from functools import cache
 
 import dagster as dg
@@ -15,8 +14,8 @@ from pydantic import Field
 
 from market_data.config import DATABASE_ENV, ensure_database_env
 from market_data.domain.watchlist import ExchangeSettings, Watchlist
-from market_data.exchanges.client import ExchangeClient
-from market_data.exchanges.retry import OnRetry
+from market_data.exchanges.client import ExchangeClient, SyncExchangeClient
+from market_data.exchanges.retry import OnRetry, Sleep
 from market_data.store.candles import CandleStore
 
 EXCHANGES_KEY = "exchanges"
@@ -56,13 +55,15 @@ class ExchangesResource(dg.ConfigurableResource):
         raise KeyError(f"exchange {name!r} is not configured")
 
     def client(
-        self,
-        name: str,
-        sleep: Callable[[float], None] = time.sleep,
-        on_retry: OnRetry | None = None,
+        self, name: str, sleep: Sleep = asyncio.sleep, on_retry: OnRetry | None = None
     ) -> ExchangeClient:
-        """A client whose every request is retried as the exchange's settings say."""
+        """A client (async: one rate budget for every request of a run) whose every request
+        is retried as the exchange's settings say."""
         return ExchangeClient.of(self.settings(name), sleep, on_retry)
+
+    def sync_client(self, name: str) -> SyncExchangeClient:
+        """The same, for one call at a time from plain code."""
+        return SyncExchangeClient.of(self.settings(name))
 
 
 @cache

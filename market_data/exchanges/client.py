@@ -1,26 +1,39 @@
-"""Build ccxt clients (optionally pointed at a local simulator) and call them safely."""
+"""ccxt clients (optionally pointed at a local simulator), called safely and concurrently.
+
+`ExchangeClient` wraps one ``ccxt.async_support`` exchange: many requests may be in flight
+at once, their starts spaced by ccxt's throttle (the exchange's own request costs), so one
+client is one rate budget. Every call is retried on temporary errors, a 429 or 418 pauses
+every request of the client, errors are mapped to the project's types, and requests are
+counted. `SyncExchangeClient` runs the same client on an event loop of its own, for code
+that makes one call at a time (the catalog, the command line, tests).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import time
-from collections.abc import Callable
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import ccxt
+import ccxt.async_support as ccxt_async
 
 from market_data.domain.watchlist import ExchangeSettings
 from market_data.exchanges.errors import (
+    ExchangeBannedError,
     ExchangeUnavailableError,
+    RateLimitedError,
     UnknownExchangeError,
-    mapped_errors,
+    classify,
 )
-from market_data.exchanges.retry import Backoff, OnRetry, call_with_retry
+from market_data.exchanges.retry import Backoff, Gate, OnRetry, Sleep, call_with_retry
+from market_data.exchanges.venues import venue
 
-#: Largest page of candles per request, by exchange (ccxt's cap where it has one).
-PAGE_LIMITS: dict[str, int] = {"binance": 1000}
-DEFAULT_PAGE_LIMIT = 500
+T = TypeVar("T")
 
 
 def rewrite_urls(urls: Any, base_url: str) -> Any:
@@ -42,59 +55,108 @@ def rewrite_urls(urls: Any, base_url: str) -> Any:
     return urls
 
 
-def build_exchange(settings: ExchangeSettings) -> ccxt.Exchange:
-    """A ccxt exchange by id; with a ``base_url`` every API URL points there instead."""
+def build_exchange(settings: ExchangeSettings) -> ccxt_async.Exchange:
+    """A ccxt (async) exchange by id; with a ``base_url`` every API URL points there."""
     name = settings.name
     if name not in ccxt.exchanges:
         raise UnknownExchangeError(f"unknown exchange {name!r}: ccxt has no exchange of that id")
     config: dict[str, Any] = {"enableRateLimit": True, "timeout": settings.timeout_ms}
     if settings.rate_limit_ms is not None:  # ccxt's throttle: rateLimit x cost between requests
         config["rateLimit"] = settings.rate_limit_ms
-    exchange: ccxt.Exchange = getattr(ccxt, name)(config)
+    exchange: ccxt_async.Exchange = getattr(ccxt_async, name)(config)
     if settings.base_url:
         exchange.urls["api"] = rewrite_urls(exchange.urls["api"], settings.base_url)
     return exchange
 
 
 @dataclass
-class ExchangeClient:
-    """The few calls the project makes: each retried on temporary errors (backoff, jitter,
-    Retry-After, bans), errors mapped, HTTP requests counted."""
+class Response:
+    """What came back for one call (its own, whatever else is in flight)."""
 
-    exchange: ccxt.Exchange
-    backoff: Backoff = field(default_factory=Backoff)
-    #: how a retry waits (the pipeline passes one that an interrupt cuts short)
-    sleep: Callable[[float], None] = time.sleep
-    on_retry: OnRetry | None = None
-    #: HTTP responses received (any status), counted by ccxt's on_rest_response hook
+    status: int | None = None
+    headers: Any = None
+    broken_body: str | None = None  # a body that is not a JSON document
     requests: int = 0
-    #: the exchange asked for a pause (418): no request before this monotonic time
-    paused_until: float = field(default=0.0)
-    #: HTTP status of the last response (None: no response, e.g. a timeout)
-    last_status: int | None = None
+
+
+_RESPONSE: contextvars.ContextVar[Response | None] = contextvars.ContextVar(
+    "market_data_response", default=None
+)
+
+
+@dataclass
+class Tally:
+    """Requests made on behalf of one thing (a market), whatever else is in flight."""
+
+    requests: int = 0
+
+
+_TALLY: contextvars.ContextVar[Tally | None] = contextvars.ContextVar(
+    "market_data_tally", default=None
+)
+
+
+@contextlib.contextmanager
+def counting(tally: Tally) -> Iterator[Tally]:
+    """Count into ``tally`` the requests made by this task inside the block."""
+    token = _TALLY.set(tally)
+    try:
+        yield tally
+    finally:
+        _TALLY.reset(token)
+
+
+def _looks_like_json(body: str) -> bool:
+    text = body.strip()
+    return bool(text) and (text[0], text[-1]) in (("[", "]"), ("{", "}"))
+
+
+@dataclass
+class ExchangeClient:
+    """The few calls the project makes; each may run concurrently with others."""
+
+    exchange: ccxt_async.Exchange
+    backoff: Backoff = field(default_factory=Backoff)
+    #: how a retry waits (the pipeline passes one that a stop cuts short)
+    sleep: Sleep = asyncio.sleep
+    on_retry: OnRetry | None = None
+    #: HTTP responses received (any status)
+    requests: int = 0
+    #: the exchange asked for a pause (429/418): no request starts before this monotonic time
+    paused_until: float = 0.0
+    #: requests in flight at once, at most (halved on a 429/418, then grown back)
+    max_in_flight: int = 16
 
     @classmethod
     def of(
         cls,
         settings: ExchangeSettings,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Sleep = asyncio.sleep,
         on_retry: OnRetry | None = None,
     ) -> ExchangeClient:
         """A client whose every request is retried as the exchange's settings say."""
         return cls(build_exchange(settings), Backoff.of(settings), sleep, on_retry)
 
     def __post_init__(self) -> None:
-        self.exchange.enableLastJsonResponse = True
+        self.gate = Gate(self.max_in_flight)
         parent = self.exchange.on_rest_response
 
-        def counted(
+        def observed(
             code: Any, reason: Any, url: Any, method: Any, headers: Any, body: Any, *rest: Any
         ) -> Any:
             self.requests += 1
-            self.last_status = int(code) if str(code).isdigit() else None
+            if (tally := _TALLY.get()) is not None:
+                tally.requests += 1
+            response = _RESPONSE.get()
+            if response is not None:  # the call this response belongs to (its own task)
+                response.requests += 1
+                response.status = int(code) if str(code).isdigit() else None
+                response.headers = headers
+                if isinstance(body, str) and not _looks_like_json(body):
+                    response.broken_body = body
             return parent(code, reason, url, method, headers, body, *rest)
 
-        self.exchange.on_rest_response = counted
+        self.exchange.on_rest_response = observed
 
     @property
     def id(self) -> str:
@@ -102,44 +164,120 @@ class ExchangeClient:
 
     @property
     def page_limit(self) -> int:
-        return PAGE_LIMITS.get(self.id, DEFAULT_PAGE_LIMIT)
+        return venue(self.id).page_limit
 
-    def _pause(self, seconds: float) -> None:
+    def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
-    def _call(self, method: str, *args: Any) -> Any:
-        return call_with_retry(
-            lambda: self._once(method, *args),
+    async def _call(self, method: str, *args: Any) -> Any:
+        return await call_with_retry(
+            lambda: self.once(method, *args),
             self.backoff,
             self.on_retry,
             self.sleep,
-            on_ban=self._pause,
+            on_pause=self.pause,
         )
 
-    def _once(self, method: str, *args: Any) -> Any:
-        wait = self.paused_until - time.monotonic()
-        if wait > 0:
-            self.sleep(wait)
-        self.last_status = None
-        with mapped_errors(self.exchange, lambda: self.last_status):
-            self.exchange.last_http_response = None
-            result = getattr(self.exchange, method)(*args)
-            body = self.exchange.last_http_response
-            if body and self.exchange.last_json_response is None:
-                # ccxt hands an unparsable body on as a string, which parses as "no candles".
-                raise ExchangeUnavailableError(
-                    f"{self.id}: response is not valid JSON: {body[:60]!r}"
-                )
+    async def once(self, method: str, *args: Any) -> Any:
+        """One attempt of ``method``; errors mapped to the project's types."""
+        async with self.gate:
+            while (wait := self.paused_until - time.monotonic()) > 0:
+                await self.sleep(wait)
+            response = Response()
+            token = _RESPONSE.set(response)
+            try:
+                result = await getattr(self.exchange, method)(*args)
+            except (ccxt.BaseError, ValueError) as e:
+                error = classify(self.id, e, response.headers, response.status)
+                if isinstance(error, RateLimitedError | ExchangeBannedError):
+                    self.gate.refused()
+                raise error from e
+            finally:
+                _RESPONSE.reset(token)
+            self.gate.answered()
+        if response.broken_body is not None:
+            # ccxt hands an unparsable body on as a string, which parses as "no candles".
+            raise ExchangeUnavailableError(
+                f"{self.id}: response is not valid JSON: {response.broken_body[:60]!r}"
+            )
         return result
 
-    def load_markets(self, reload: bool = False) -> dict[str, Any]:
-        return dict(self._call("load_markets", reload))
+    async def load_markets(
+        self, reload: bool = False, symbols: list[str] | None = None
+    ) -> dict[str, Any]:
+        """The exchange's markets; with ``symbols``, only the market types they need."""
+        if symbols is not None:
+            venue(self.id).restrict_types(self.exchange, symbols)
+        return dict(await self._call("load_markets", reload))
+
+    async def fetch_time(self) -> int:
+        return int(await self._call("fetch_time"))
+
+    async def fetch_ohlcv(
+        self, symbol: str, timeframe: str, since: int | None, limit: int, until: int | None = None
+    ) -> list[list[float]]:
+        params = {} if until is None else {"until": until}
+        return list(await self._call("fetch_ohlcv", symbol, timeframe, since, limit, params))
+
+    async def close(self) -> None:
+        await self.exchange.close()
+
+
+class SyncExchangeClient:
+    """An ExchangeClient driven from plain code, on an event loop of its own."""
+
+    def __init__(self, client: ExchangeClient) -> None:
+        self.client = client
+        self._loop = asyncio.new_event_loop()
+
+    @classmethod
+    def of(cls, settings: ExchangeSettings) -> SyncExchangeClient:
+        return cls(ExchangeClient.of(settings))
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine of this client's (e.g. ``unlisted(client.client, ...)``)."""
+        return self._loop.run_until_complete(work)
+
+    @property
+    def exchange(self) -> ccxt_async.Exchange:
+        return self.client.exchange
+
+    @property
+    def requests(self) -> int:
+        return self.client.requests
+
+    @property
+    def paused_until(self) -> float:
+        return self.client.paused_until
+
+    @property
+    def page_limit(self) -> int:
+        return self.client.page_limit
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Any ccxt method of the exchange, retried and mapped like the others."""
+        return self.run(self.client._call(method, *args))
+
+    def load_markets(
+        self, reload: bool = False, symbols: list[str] | None = None
+    ) -> dict[str, Any]:
+        return self.run(self.client.load_markets(reload, symbols))
 
     def fetch_time(self) -> int:
-        return int(self._call("fetch_time"))
+        return self.run(self.client.fetch_time())
 
     def fetch_ohlcv(
         self, symbol: str, timeframe: str, since: int | None, limit: int, until: int | None = None
     ) -> list[list[float]]:
-        params = {} if until is None else {"until": until}
-        return list(self._call("fetch_ohlcv", symbol, timeframe, since, limit, params))
+        return self.run(self.client.fetch_ohlcv(symbol, timeframe, since, limit, until))
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self.run(self.client.close())
+            self._loop.close()
+
+    def __enter__(self) -> SyncExchangeClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

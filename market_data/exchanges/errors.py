@@ -9,8 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import ccxt
@@ -150,17 +149,3 @@ def classify(
     if status and status.group(1).startswith("5"):
         return ExchangeUnavailableError(message, retry_after)
     return PermanentExchangeError(message)
-
-
-@contextmanager
-def mapped_errors(
-    exchange: ccxt.Exchange, http_status: Callable[[], int | None] = lambda: None
-) -> Iterator[None]:
-    """Re-raise ccxt errors (and broken bodies) as the project's types, with the cause kept;
-    ``http_status`` tells the status of the response that failed, if one came."""
-    try:
-        yield
-    except ExchangeDataError:
-        raise
-    except (ccxt.BaseError, ValueError) as e:
-        raise classify(exchange.id, e, exchange.last_response_headers, http_status()) from e

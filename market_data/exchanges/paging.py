@@ -4,6 +4,7 @@ ccxt's own ``paginate`` is not used: without ``until`` it silently fetches only 
 pages. Each window is requested with ``since`` = its start and ``until`` = its end - 1, so
 a page covers exactly its window whatever the exchange returns in it (holes, illiquid
 minutes), and the number of requests is the minimum, ceil(span / (limit x timeframe)).
+The windows of a range are known in advance, so they can be fetched concurrently.
 """
 
 from __future__ import annotations
@@ -31,21 +32,13 @@ def windows(start_ms: int, end_ms: int, timeframe_ms: int, limit: int) -> Iterat
         cursor += span
 
 
-def fetch_pages(
-    client: ExchangeClient,
-    symbol: str,
-    timeframe: str,
-    timeframe_ms: int,
-    start_ms: int,
-    end_ms: int,
-) -> Iterator[Page]:
-    """The pages of [start_ms, end_ms), each requested (and retried) as the client does."""
-    limit = client.page_limit
-    for lo, hi in windows(start_ms, end_ms, timeframe_ms, limit):
-        try:
-            rows = client.fetch_ohlcv(symbol, timeframe, lo, limit, until=hi - 1)
-        except ExchangeDataError as e:
-            raise e.with_context(
-                f"{symbol} {timeframe} window {utc_text(lo)}..{utc_text(hi)}"
-            ) from e
-        yield Page(lo, hi, rows)
+async def fetch_window(
+    client: ExchangeClient, symbol: str, timeframe: str, lo: int, hi: int
+) -> Page:
+    """The page of window [lo, hi), requested (and retried) as the client does; an error
+    names the window."""
+    try:
+        rows = await client.fetch_ohlcv(symbol, timeframe, lo, client.page_limit, until=hi - 1)
+    except ExchangeDataError as e:
+        raise e.with_context(f"{symbol} {timeframe} window {utc_text(lo)}..{utc_text(hi)}") from e
+    return Page(lo, hi, rows)

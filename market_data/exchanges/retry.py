@@ -1,22 +1,28 @@
 """Retrying one exchange call: exponential backoff with jitter, honouring Retry-After.
 
-Only temporary errors are retried; a 418 ban pauses the whole client (every later call
-waits) for the time the exchange asked. When attempts run out the last error is raised:
-nothing is skipped silently.
+Only temporary errors are retried; a 418 ban or a 429 pauses the whole client (every
+request of that exchange waits) for the time the exchange asked. When attempts run out the
+last error is raised: nothing is skipped silently.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from market_data.domain.watchlist import ExchangeSettings
-from market_data.exchanges.errors import ExchangeBannedError, TemporaryExchangeError
+from market_data.exchanges.errors import (
+    ExchangeBannedError,
+    RateLimitedError,
+    TemporaryExchangeError,
+)
 
 T = TypeVar("T")
+OnRetry = Callable[[int, TemporaryExchangeError, float], None]
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -38,30 +44,65 @@ class Backoff:
         return max(backoff, retry_after or 0.0)
 
 
-OnRetry = Callable[[int, TemporaryExchangeError, float], None]
-
-
-def call_with_retry(
-    call: Callable[[], T],
+async def call_with_retry(
+    call: Callable[[], Awaitable[T]],
     backoff: Backoff = Backoff(),
     on_retry: OnRetry | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
-    on_ban: Callable[[float], None] | None = None,
+    on_pause: Callable[[float], None] | None = None,
 ) -> T:
-    """``call()``, retried on temporary errors; a ban (418) is passed to ``on_ban`` with the
-    time it lasts, so the whole client pauses, not only this call."""
+    """``await call()``, retried on temporary errors. A rate limit (429) or ban (418) the
+    exchange answered with Retry-After is passed to ``on_pause``, so every request of the
+    client waits, not only this one."""
     rng = rng or random.Random()
     for attempt in range(1, backoff.attempts + 1):
         try:
-            return call()
+            return await call()
         except TemporaryExchangeError as e:
             wait = backoff.delay(attempt, e.retry_after, rng)
             if attempt == backoff.attempts or wait > backoff.max_wait_s:
                 raise
-            if isinstance(e, ExchangeBannedError) and on_ban is not None:
-                on_ban(wait)
+            if isinstance(e, ExchangeBannedError | RateLimitedError) and on_pause is not None:
+                on_pause(max(wait, e.retry_after or 0.0))
             if on_retry is not None:
                 on_retry(attempt, e, wait)
-            sleep(wait)
+            await sleep(wait)
     raise AssertionError("unreachable")
+
+
+class Gate:
+    """How many requests of a client may be in flight: at most ``limit``; halved by each
+    rate limit or ban (one 429 slows the whole exchange, not just one request), grown back
+    by one after ``GROW_AFTER`` times as many successes in a row as the current limit (AIMD,
+    as TCP does). The throttle keeps a well-configured client under the limit; this keeps a
+    client without one (or sharing the address with another) from hammering."""
+
+    GROW_AFTER = 4
+
+    def __init__(self, limit: int) -> None:
+        self.max = self.limit = max(1, limit)
+        self.active = 0
+        self._streak = 0
+        self._changed = asyncio.Condition()
+
+    async def __aenter__(self) -> Gate:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.active < self.limit)
+            self.active += 1
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        async with self._changed:
+            self.active -= 1
+            self._changed.notify_all()
+
+    def refused(self) -> None:
+        self.limit = max(1, self.limit // 2)
+        self._streak = 0
+
+    def answered(self) -> None:
+        self._streak += 1
+        if self._streak >= self.GROW_AFTER * self.limit and self.limit < self.max:
+            self.limit += 1
+            self._streak = 0

@@ -1,34 +1,49 @@
-"""Fetch a market's candles for some time ranges and write them page by page.
+"""Fetch markets' candles for some time ranges and write them, page by page, concurrently.
 
-It joins the exchange client and the store: what is already covered is skipped, each page
-is validated and written (with its coverage) as soon as it arrives, so a kill loses at most
-one page and a rerun fetches only what is missing.
+It joins the exchange client and the store. For every market: what is already covered is
+skipped, the rest is cut into windows of one page (known in advance). Then:
+
+    fetchers (as many requests at once as the client lets in flight, their starts spaced by
+    its throttle: one rate budget for every market of the run)
+      -> a bounded queue of pages (backpressure: memory stays bounded)
+        -> the writer: batches of pages, the contract checked once per batch, each batch
+           written with the coverage of its pages in one transaction, in a thread, while
+           the next pages are fetched.
+
+A kill loses at most the pages in flight or queued; a rerun fetches only what coverage
+lacks. A window that still fails after its retries stops the run: the pages already
+fetched are written first, then the error is raised (nothing is skipped silently).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from market_data.domain.calendar import utc_text
-from market_data.domain.candles import closed_only, to_frame, validate
+from market_data.domain.candles import CandlePage, page_from_rows, validate_pages
 from market_data.domain.catalog import instrument_from_ccxt
 from market_data.domain.expected import Listing, clip, expected_count, expected_window
 from market_data.domain.freshness import lag_seconds
 from market_data.domain.intervals import subtract_intervals
 from market_data.domain.timeframes import MINUTE_MS
-from market_data.domain.watchlist import Market
-from market_data.exchanges.client import ExchangeClient
-from market_data.exchanges.errors import BadSymbolError
-from market_data.exchanges.paging import fetch_pages
-from market_data.pipeline.stop import Stopper
+from market_data.domain.watchlist import GapSettings, Market
+from market_data.exchanges.client import ExchangeClient, Tally, counting
+from market_data.exchanges.errors import BadSymbolError, TemporaryExchangeError
+from market_data.exchanges.paging import fetch_window, windows
+from market_data.pipeline.gaps import plan_repair
+from market_data.pipeline.stop import Stopped, Stopper
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
 
 Log = Callable[[str], None]
 LOG_EVERY_S = 5.0  # progress lines while paging: at most one per this many seconds
+QUEUE_PAGES = 64  # fetched pages waiting for the writer, at most
+BATCH_PAGES = 32  # pages per write transaction, at most
+MAX_FAILED_WINDOWS = 3  # windows that used all their retries before the run stops fetching
 
 
 @dataclass
@@ -52,6 +67,16 @@ class MarketReport:
         return max(0, self.expected - self.present)
 
 
+@dataclass(frozen=True)
+class Job:
+    """One window of one market: one request."""
+
+    market: Market
+    series: Series
+    lo: int
+    hi: int
+
+
 def instrument(client: ExchangeClient, markets: dict[str, Any], market: Market) -> dict[str, Any]:
     """The exchange's listing of ``market`` (ccxt market dict), or a clear error."""
     found = markets.get(market.symbol.ccxt)
@@ -63,9 +88,9 @@ def instrument(client: ExchangeClient, markets: dict[str, Any], market: Market) 
     return found
 
 
-def unlisted(client: ExchangeClient, markets: list[Market]) -> list[str]:
+async def unlisted(client: ExchangeClient, markets: list[Market]) -> list[str]:
     """Why each of ``markets`` the exchange does not list cannot be fetched (empty: all listed)."""
-    listed = client.load_markets()
+    listed = await client.load_markets(symbols=[m.symbol.ccxt for m in markets])
     problems = []
     for market in markets:
         try:
@@ -75,7 +100,7 @@ def unlisted(client: ExchangeClient, markets: list[Market]) -> list[str]:
     return problems
 
 
-def discover_listing(
+async def discover_listing(
     client: ExchangeClient, store: CandleStore, market: Market, ccxt_market: dict[str, Any]
 ) -> Listing:
     """The market's first candle and, if it no longer trades, the end of its last one: each
@@ -86,73 +111,179 @@ def discover_listing(
     stored = store.instruments.get(market.exchange, inst.symbol)
     listed = stored.listed_at if stored else None
     if listed is None:
-        first = client.fetch_ohlcv(inst.ccxt_symbol, "1m", 0, 1)
+        first = await client.fetch_ohlcv(inst.ccxt_symbol, "1m", 0, 1)
         listed = int(first[0][0]) if first else None
         store.instruments.save_listing(inst, listed)
     delisted = stored.delisted_at if stored else None
     if delisted is None and inst.expiry is not None:
         delisted = inst.expiry
     if delisted is None and not inst.active:
-        last = client.fetch_ohlcv(inst.ccxt_symbol, "1m", None, 1)
+        last = await client.fetch_ohlcv(inst.ccxt_symbol, "1m", None, 1)
         if last:
             delisted = int(last[-1][0]) + MINUTE_MS
             store.instruments.save_delisting(market.exchange, inst.symbol, delisted)
     return Listing(listed, delisted, checked=True)
 
 
-def ingest_market(
+@dataclass
+class _Progress:
+    log: Log
+    total: int
+    done: int = 0
+    candles: int = 0
+    started: float = field(default_factory=time.monotonic)
+    next_log: float = 0.0
+
+    def page(self, n: int) -> None:
+        self.done += 1
+        self.candles += n
+        now = time.monotonic()
+        if now >= self.next_log or self.done == self.total:  # progress, not a flood
+            self.next_log = now + LOG_EVERY_S
+            rate = self.done / max(now - self.started, 1e-9)
+            self.log(f"{self.done}/{self.total} pages, {self.candles} candles ({rate:.1f} pages/s)")
+
+
+async def ingest(
     client: ExchangeClient,
     store: CandleStore,
-    market: Market,
-    ccxt_market: dict[str, Any],
-    ranges: list[tuple[int, int]],
+    ranges: dict[Market, list[tuple[int, int]]],
+    ccxt_markets: dict[str, Any],
     now_ms: int,
     *,
     dry_run: bool = False,
     refetch: bool = False,
     log: Log = lambda _: None,
     stop: Stopper | None = None,
-) -> MarketReport:
-    """Fetch and write the market's candles in ``ranges`` (clipped to where they are
-    expected), page by page; ``stop`` is checked before each page."""
+) -> dict[str, MarketReport]:
+    """Fetch and write the candles of every market in its ``ranges`` (clipped to where they
+    are expected). Returns a report per market key."""
     stop = stop or Stopper()
-    report = MarketReport(market.key)
-    before = client.requests
-    tf = market.timeframe
-    series = Series.of(market)
-    listing = discover_listing(client, store, market, ccxt_market)
-    report.bounds = clip(ranges, expected_window(market, listing, now_ms), tf)
-    for start, end in report.bounds:
-        todo = (
-            [(start, end)]
-            if refetch
-            else subtract_intervals(start, end, store.covered(series, start, end))
-        )
-        total = expected_count(todo, tf)
-        done, next_log = 0, 0.0
-        for s, e in todo:
-            stop.check()
-            for page in fetch_pages(client, market.symbol.ccxt, tf.code, tf.ms, s, e):
-                frame = validate(
-                    closed_only(to_frame(page.rows), tf.ms, now_ms),
-                    tf.ms,
-                    page.start_ms,
-                    page.end_ms,
-                    now_ms,
-                )
-                report.candles_fetched += len(frame)
-                if not dry_run:
-                    report.rows_written += store.write_page(
-                        series, frame, (page.start_ms, page.end_ms)
+    reports = {m.key: MarketReport(m.key) for m in ranges}
+    tallies = {m.key: Tally() for m in ranges}
+
+    async def listing(market: Market) -> Listing:
+        with counting(tallies[market.key]):
+            return await discover_listing(
+                client, store, market, instrument(client, ccxt_markets, market)
+            )
+
+    listings = await asyncio.gather(*(listing(m) for m in ranges))
+    jobs: list[Job] = []
+    for (market, wanted), known in zip(ranges.items(), listings, strict=True):
+        series, tf = Series.of(market), market.timeframe
+        report = reports[market.key]
+        report.bounds = clip(wanted, expected_window(market, known, now_ms), tf)
+        for start, end in report.bounds:
+            todo = (
+                [(start, end)]
+                if refetch
+                else subtract_intervals(start, end, store.covered(series, start, end))
+            )
+            for s, e in todo:
+                jobs += [
+                    Job(market, series, lo, hi)
+                    for lo, hi in windows(s, e, tf.ms, client.page_limit)
+                ]
+    if jobs:
+        log(f"{len(jobs)} page(s) to fetch for {len(ranges)} market(s)")
+        await _pipeline(client, store, jobs, reports, tallies, now_ms, dry_run, log, stop)
+    for market in ranges:
+        _finish(store, market, reports[market.key], now_ms)
+        reports[market.key].requests = tallies[market.key].requests
+    return reports
+
+
+async def _pipeline(
+    client: ExchangeClient,
+    store: CandleStore,
+    jobs: list[Job],
+    reports: dict[str, MarketReport],
+    tallies: dict[str, Tally],
+    now_ms: int,
+    dry_run: bool,
+    log: Log,
+    stop: Stopper,
+) -> None:
+    queue: asyncio.Queue[tuple[Series, CandlePage] | None] = asyncio.Queue(QUEUE_PAGES)
+    keys = {job.series: job.market.key for job in jobs}
+    todo: Iterator[Job] = iter(jobs)
+    progress = _Progress(log, len(jobs))
+    failed: list[TemporaryExchangeError] = []  # windows that used all their attempts
+
+    async def fetcher() -> None:
+        for job in todo:
+            tf = job.market.timeframe
+            try:
+                with counting(tallies[job.market.key]):
+                    page = await fetch_window(
+                        client, job.market.symbol.ccxt, tf.code, job.lo, job.hi
                     )
-                done += tf.count(page.start_ms, page.end_ms)
-                stop.check()
-                if time.monotonic() >= next_log or done == total:  # progress, not a flood
-                    next_log = time.monotonic() + LOG_EVERY_S
-                    log(
-                        f"{market.key}: {utc_text(page.start_ms)}..{utc_text(page.end_ms)} "
-                        f"{len(frame)} candles ({done}/{total} slots)"
-                    )
+            except TemporaryExchangeError as e:
+                # the other windows go on (the failed one stays missing, the run will fail);
+                # past a few such windows the exchange is down: stop
+                failed.append(e)
+                if len(failed) >= MAX_FAILED_WINDOWS:
+                    raise
+                continue
+            candles = page_from_rows(job.market.key, page.rows, tf.ms, job.lo, job.hi, now_ms)
+            await queue.put((job.series, candles))
+
+    def write(batch: list[tuple[Series, CandlePage]]) -> dict[Series, int]:
+        validate_pages([p for _, p in batch], now_ms)  # the contract, once per batch
+        return {} if dry_run else store.write_pages(batch)
+
+    async def writer() -> None:
+        while (item := await queue.get()) is not None:
+            batch = [item]
+            while len(batch) < BATCH_PAGES and not queue.empty():
+                more = queue.get_nowait()
+                if more is None:
+                    queue.put_nowait(None)  # seen again by the loop, after this batch
+                    break
+                batch.append(more)
+            written = await asyncio.to_thread(write, batch)
+            for _, page in batch:
+                reports[page.key].candles_fetched += len(page)
+                progress.page(len(page))
+            for series, n in written.items():
+                reports[keys[series]].rows_written += n
+
+    raised: BaseException | None = None
+    writing = asyncio.create_task(writer())
+    fetching = {asyncio.create_task(fetcher()) for _ in range(min(client.max_in_flight, len(jobs)))}
+    watching = asyncio.create_task(stop.watch())
+    try:
+        pending = set(fetching)
+        while pending:
+            done, pending = await asyncio.wait(
+                pending | {watching, writing}, return_when=asyncio.FIRST_COMPLETED
+            )
+            errors = [t.exception() for t in done & fetching if t.exception() is not None]
+            if errors or watching in done or writing in done:
+                raised = errors[0] if errors else None
+                break  # too many windows failed, a window cannot be fetched at all, a stop
+                # was asked for, or the writer failed
+            pending -= {watching, writing}
+    finally:
+        watching.cancel()
+        for task in fetching:
+            task.cancel()  # nothing more is fetched
+        await asyncio.gather(*fetching, return_exceptions=True)
+        if not writing.done():
+            await queue.put(None)  # what was fetched is written first
+        await writing  # raises the writer's error, if it had one
+    if raised is not None and not isinstance(raised, TemporaryExchangeError):
+        raise raised  # permanent: e.g. the exchange refuses the symbol
+    if failed:
+        raise failed[0].with_context(f"{len(failed)} window(s) failed, the first")
+    if stop.stopping():
+        raise Stopped(f"stopped on request after {progress.done} of {len(jobs)} page(s)")
+
+
+def _finish(store: CandleStore, market: Market, report: MarketReport, now_ms: int) -> None:
+    """Expected and present candles in the market's bounds, first/last, and its lag."""
+    tf, series = market.timeframe, Series.of(market)
     report.expected = expected_count(report.bounds, tf)
     for start, end in report.bounds:
         n, first, last = store.candle_stats(series, start, end)
@@ -161,10 +292,65 @@ def ingest_market(
             report.first_ts = first if report.first_ts is None else min(report.first_ts, first)
             report.last_ts = last if report.last_ts is None else max(report.last_ts, last)
     report.lag_s = lag_seconds(store.last_ts(series), tf.ms, now_ms)
-    report.requests = client.requests - before
-    return report
 
 
-def exchange_now(client: ExchangeClient) -> int:
+async def exchange_now(client: ExchangeClient) -> int:
     """The exchange's clock: candles are closed by it, not by ours."""
-    return client.fetch_time()
+    return await client.fetch_time()
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    dry_run: bool = False  # fetch and validate, write nothing (not even the clock reading)
+    refetch: bool = False  # fetch again what coverage says was fetched
+    not_before_ms: int = 0  # fetch nothing earlier
+    not_after_ms: int = 2**62  # fetch nothing from then on
+    repair: bool = False  # fetch only the open gaps
+    max_gaps: int | None = None  # with repair: at most this many gaps per market
+    gaps: GapSettings = field(default_factory=GapSettings)
+
+
+async def fetch_markets(
+    client: ExchangeClient,
+    store: CandleStore,
+    wanted: dict[Market, list[tuple[int, int]]],
+    options: FetchOptions = FetchOptions(),
+    log: Log = lambda _: None,
+    stop: Stopper | None = None,
+) -> dict[str, MarketReport]:
+    """One run's fetch: the markets' listings from the exchange (only the market types they
+    need), the exchange clock, then every market's ``wanted`` ranges (or, repairing, only
+    their open gaps) through one pipeline."""
+    ccxt_markets = await client.load_markets(symbols=[m.symbol.ccxt for m in wanted])
+    now = await exchange_now(client)
+    if not options.dry_run:  # a dry run leaves no trace, not even the clock reading
+        store.gaps.save_clock(client.id, now)
+    lo, hi = options.not_before_ms, options.not_after_ms
+    ranges: dict[Market, list[tuple[int, int]]] = {}
+    for market, bounds in wanted.items():
+        clipped = [(max(s, lo), min(e, hi)) for s, e in bounds if max(s, lo) < min(e, hi)]
+        if options.repair:
+            span = client.page_limit * market.timeframe.ms
+            clipped = plan_repair(store, market, clipped, options.gaps, span, options.max_gaps)
+            log(f"{market.key}: repairing {len(clipped)} range(s)")
+        ranges[market] = clipped
+    return await ingest(
+        client,
+        store,
+        ranges,
+        ccxt_markets,
+        now,
+        dry_run=options.dry_run,
+        refetch=options.refetch or options.repair,
+        log=log,
+        stop=stop,
+    )
+
+
+def describe(report: MarketReport) -> str:
+    """One line of a market's fetch."""
+    span = f"{utc_text(report.first_ts) or '-'}..{utc_text(report.last_ts) or '-'}"
+    return (
+        f"{report.key}: {report.rows_written} rows written, {report.requests} requests, "
+        f"{report.present}/{report.expected} candles present ({span})"
+    )

@@ -7,6 +7,7 @@ run ends within about a second, not after the exchange's ban.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,10 +37,15 @@ class Stopper:
         if self.stopping():
             raise Stopped("stopped on request")
 
-    def sleep(self, seconds: float) -> None:
+    async def sleep(self, seconds: float) -> None:
         """Sleep, but raise Stopped as soon as a stop is asked for."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             self.check()
-            time.sleep(min(left, self.every_s))
+            await asyncio.sleep(min(left, self.every_s))
         self.check()
+
+    async def watch(self) -> None:
+        """Return when a stop is asked for (a task to race the work against)."""
+        while not self.stopping():
+            await asyncio.sleep(self.every_s)

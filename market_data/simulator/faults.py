@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,12 +22,14 @@ class Hole(BaseModel):
 class FailRule(BaseModel):
     """Answer ``status`` to requests whose path starts with ``path``: after ``skip`` matching
     requests pass, the next ``count`` fail (``count`` < 0: all of them until cleared). A 429
-    or 418 comes with Binance's body and ``Retry-After: retry_after_s``. ``code`` and ``msg``
+    or 418 comes with Binance's body and ``Retry-After: retry_after_s``. ``query`` narrows the
+    rule to requests with those query parameters (e.g. one window's ``startTime``). ``code`` and ``msg``
     set the body's error code and message (any Binance error, e.g. -1121 "Invalid symbol.");
     by default a 429/418 says -1003 and anything else -1008 (server overloaded)."""
 
     model_config = ConfigDict(extra="forbid")
     path: str = "/"
+    query: dict[str, str] = {}
     status: int = 500
     skip: int = 0
     count: int = 1
@@ -113,10 +116,12 @@ class Injector:
         self.faults = faults
         self.seen = [0] * len(faults.fail)
 
-    def forced_failure(self, path: str) -> FailRule | None:
+    def forced_failure(self, path: str, query: Mapping[str, str]) -> FailRule | None:
         """The rule that fails this request, if one does (error_rate counts as one)."""
         for i, rule in enumerate(self.faults.fail):
             if not path.startswith(rule.path):
+                continue
+            if any(query.get(k) != v for k, v in rule.query.items()):
                 continue
             self.seen[i] += 1
             n = self.seen[i] - rule.skip

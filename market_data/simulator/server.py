@@ -2,6 +2,7 @@
 
 Admin endpoints (JSON):
   GET  /admin/stats            requests by path and status, candles served
+  GET  /admin/timeline         each request: arrival time, path, status, weight
   POST /admin/reset            zero the counters and rate-limit windows ({"faults": true}
                                also clears the faults)
   GET  /admin/faults           the fault settings;  POST merges the given keys into them
@@ -16,7 +17,7 @@ import asyncio
 import math
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,14 @@ JSON = "application/json;charset=UTF-8"
 class Stats:
     requests: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     candles_served: int = 0
+    #: (arrival time, path, status, weight) of the latest requests (GET /admin/timeline)
+    timeline: deque[tuple[float, str, int, int]] = field(
+        default_factory=lambda: deque(maxlen=100_000)
+    )
+
+    def count(self, path: str, status: int, weight: int) -> None:
+        self.requests[path][status] += 1
+        self.timeline.append((time.time(), path, status, weight))
 
     def as_json(self) -> dict[str, Any]:
         by_path = {p: {str(s): n for s, n in c.items()} for p, c in sorted(self.requests.items())}
@@ -96,9 +105,8 @@ class Simulator:
         delay = self.injector.delay_s()
         if delay:
             await asyncio.sleep(delay)
-        status, used, retry_after = self.limiter.admit(
-            self.faults, futures, weight(endpoint, params, futures)
-        )
+        cost = weight(endpoint, params, futures)
+        status, used, retry_after = self.limiter.admit(self.faults, futures, cost)
         headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
         try:
             if status != 200:
@@ -108,7 +116,7 @@ class Simulator:
                 raise too_many_requests(
                     self.faults.weight_limit or (2400 if futures else 6000), banned
                 )
-            forced = self.injector.forced_failure(path)
+            forced = self.injector.forced_failure(path, params)
             if forced is not None and forced.status in (418, 429):
                 headers["Retry-After"] = str(forced.retry_after_s)
                 until = int(time.time() * 1000) + forced.retry_after_s * 1000
@@ -124,15 +132,19 @@ class Simulator:
                 endpoint, params, futures, self.clock.now_ms(), self.faults.holes
             )
         except BinanceError as e:
-            self.stats.requests[path][e.status] += 1
+            self.stats.count(path, e.status, cost)
             return self._reply(e.status, e.body(), headers)
-        self.stats.requests[path][200] += 1
+        self.stats.count(path, 200, cost)
         self.stats.candles_served += candles
         return self._reply(200, body, headers)
 
     # -- admin -------------------------------------------------------------------------
     async def admin_stats(self, _: web.Request) -> web.Response:
         return web.json_response(self.stats.as_json())
+
+    async def admin_timeline(self, _: web.Request) -> web.Response:
+        rows = [{"t": t, "path": p, "status": s, "weight": w} for t, p, s, w in self.stats.timeline]
+        return web.json_response(rows)
 
     async def admin_reset(self, request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else {}
@@ -172,6 +184,7 @@ class Simulator:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/admin/stats", self.admin_stats)
+        app.router.add_get("/admin/timeline", self.admin_timeline)
         app.router.add_post("/admin/reset", self.admin_reset)
         app.router.add_route("*", "/admin/faults", self.admin_faults)
         app.router.add_route("*", "/admin/clock", self.admin_clock)

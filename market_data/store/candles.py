@@ -3,27 +3,66 @@
 from __future__ import annotations
 
 import time
+from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from market_data.domain.candles import CandlePage
 from market_data.domain.intervals import merge_intervals
 from market_data.store.gaps import GapStore
 from market_data.store.instruments import InstrumentStore
 from market_data.store.schema import apply_schema, normalise_url
 from market_data.store.series import Series
-from market_data.store.tables import (
-    KEY_COLUMNS,
-    VALUE_COLUMNS,
-    candles,
-    candles_in,
-    fetch_coverage,
-)
+from market_data.store.tables import KEY_COLUMNS, VALUE_COLUMNS, candles, fetch_coverage
 
 COLUMNS = ("ts", *VALUE_COLUMNS)
+
+
+_ALL = [*KEY_COLUMNS, *VALUE_COLUMNS]
+
+
+# The PostgreSQL bulk path: a session-local table the rows are COPYed into (emptied at each
+# commit), merged from there. Names are module constants, never input.
+_CANDLES_IN = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS candles_in (ts BIGINT, open DOUBLE PRECISION, "
+    "high DOUBLE PRECISION, low DOUBLE PRECISION, close DOUBLE PRECISION, "
+    "volume DOUBLE PRECISION) ON COMMIT DELETE ROWS"
+)
+_COPY_IN = f"COPY candles_in ({', '.join(COLUMNS)}) FROM STDIN WITH (FORMAT BINARY)"
+_copied = sa.table("candles_in", *(sa.column(c) for c in COLUMNS))
+
+# PostgreSQL's binary COPY row: a field count, then each field as its length and its value,
+# all big-endian; ts as int8, the five values as float8.
+_ROW = np.dtype(
+    [("fields", ">i2"), ("ts_len", ">i4"), ("ts", ">i8")]
+    + [(f, t) for c in VALUE_COLUMNS for f, t in ((f"{c}_len", ">i4"), (c, ">f8"))]
+)
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+_TRAILER = b"\xff\xff"
+
+
+def copy_binary(ts: np.ndarray, values: np.ndarray) -> bytes:
+    """Rows (ts, open, high, low, close, volume) in PostgreSQL's binary COPY format."""
+    rows = np.empty(len(ts), dtype=_ROW)
+    rows["fields"] = len(COLUMNS)
+    rows["ts_len"] = 8
+    rows["ts"] = ts
+    for i, c in enumerate(VALUE_COLUMNS):
+        rows[f"{c}_len"] = 8
+        rows[c] = values[:, i]
+    return _HEADER + rows.tobytes() + _TRAILER
+
+
+def _copied_source() -> sa.Select:
+    """SELECT :exchange, :symbol, :timeframe, ts, open, ... FROM candles_in."""
+    head = [sa.bindparam(c, type_=sa.String) for c in ("exchange", "symbol", "timeframe")]
+    return sa.select(*head, *(_copied.c[c] for c in COLUMNS))
 
 
 def _candle_upsert(dialect: Any, source: sa.Select | None = None) -> sa.Insert:
@@ -53,8 +92,12 @@ class CandleStore:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._dialect = postgresql if self.dialect == "postgresql" else sqlite
-        self._upsert_rows = _candle_upsert(self._dialect)
-        self._merge_copied = _candle_upsert(postgresql, sa.select(*candles_in.c))
+        if self.dialect == "postgresql":
+            self._merge_copied = _candle_upsert(postgresql, _copied_source())
+        else:  # compiled once, executed with the driver's own executemany
+            self._upsert_sql = str(
+                _candle_upsert(sqlite).compile(dialect=self.engine.dialect, column_keys=_ALL)
+            )
         cover = self._dialect.insert(fetch_coverage)
         self._cover = cover.on_conflict_do_update(
             index_elements=["exchange", "symbol", "timeframe", "start_ts"],
@@ -73,45 +116,51 @@ class CandleStore:
         self.engine.dispose()
 
     # -- writes ------------------------------------------------------------------------
-    def write_page(
-        self, series: Series, frame: pd.DataFrame, covered: tuple[int, int] | None
-    ) -> int:
-        """Upsert a page of candles and, in the same transaction, record the interval it
-        covered. Returns the rows inserted or changed."""
+    def write_pages(self, pages: Sequence[tuple[Series, CandlePage]]) -> dict[Series, int]:
+        """Upsert pages of candles and record the window each covered, all in one
+        transaction (a page is never stored without its coverage, nor the reverse). Returns
+        the rows inserted or changed, per series."""
+        by_series: dict[Series, list[CandlePage]] = defaultdict(list)
+        for series, page in pages:
+            by_series[series].append(page)
+        now = int(time.time() * 1000)
+        written: dict[Series, int] = {}
         with self.engine.begin() as conn:
-            written = self._upsert(conn, series, frame) if len(frame) else 0
-            if covered is not None:
-                conn.execute(
-                    self._cover,
+            for series, group in by_series.items():
+                written[series] = self._upsert(conn, series, group)
+            conn.execute(
+                self._cover,
+                [
                     series.params(
-                        start_ts=covered[0],
-                        end_ts=covered[1],
-                        candles=len(frame),
-                        fetched_at=int(time.time() * 1000),
-                    ),
-                )
+                        start_ts=p.start_ms, end_ts=p.end_ms, candles=len(p), fetched_at=now
+                    )
+                    for series, p in pages
+                ],
+            )
         return written
 
-    def _rows(self, series: Series, frame: pd.DataFrame) -> list[dict[str, object]]:
-        cols = [frame[c].tolist() for c in COLUMNS]
-        return [
-            series.params(**dict(zip(COLUMNS, row, strict=True))) for row in zip(*cols, strict=True)
-        ]
+    def write_page(self, series: Series, page: CandlePage) -> int:
+        """One page with its coverage (see write_pages)."""
+        return self.write_pages([(series, page)]).get(series, 0)
 
-    def _upsert(self, conn: sa.Connection, series: Series, frame: pd.DataFrame) -> int:
-        if self.dialect != "postgresql":
-            return conn.execute(self._upsert_rows, self._rows(series, frame)).rowcount
-        # COPY into a temporary table, then one INSERT .. SELECT .. ON CONFLICT.
-        conn.execute(sa.schema.CreateTable(candles_in, if_not_exists=True))
-        raw = conn.connection.driver_connection  # psycopg 3, inside this transaction
+    def _upsert(self, conn: sa.Connection, series: Series, pages: list[CandlePage]) -> int:
+        ts = np.concatenate([p.ts for p in pages])
+        if not len(ts):
+            return 0
+        values = np.concatenate([p.values for p in pages])
+        if self.dialect == "postgresql":
+            # binary COPY of the series' rows into a temporary table (built with numpy, no
+            # per-row Python), then one INSERT .. SELECT .. ON CONFLICT into candles
+            conn.exec_driver_sql(_CANDLES_IN)
+            raw = conn.connection.driver_connection  # psycopg 3, inside this transaction
+            with raw.cursor() as cur, cur.copy(_COPY_IN) as copy:
+                copy.write(copy_binary(ts, values))
+            written = conn.execute(self._merge_copied, series.params()).rowcount
+            conn.exec_driver_sql("TRUNCATE candles_in")  # the next series of this batch
+            return written
         head = (series.exchange, series.symbol, series.timeframe)
-        cols = [frame[c].tolist() for c in COLUMNS]
-        with raw.cursor() as cur, cur.copy(_COPY_SQL) as copy:
-            for row in zip(*cols, strict=True):
-                copy.write_row(head + row)
-        written = conn.execute(self._merge_copied).rowcount
-        conn.execute(candles_in.delete())
-        return written
+        rows = [head + row for row in zip(ts.tolist(), *values.T.tolist(), strict=True)]
+        return conn.exec_driver_sql(self._upsert_sql, rows).rowcount
 
     # -- reads -------------------------------------------------------------------------
     def covered(self, series: Series, start: int, end: int) -> list[tuple[int, int]]:
@@ -150,10 +199,6 @@ class CandleStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return pd.DataFrame(rows, columns=list(COLUMNS)).astype({"ts": "int64"})
-
-
-# psycopg's COPY statement: table and column names are module constants, never input.
-_COPY_SQL = f"COPY candles_in ({', '.join((*KEY_COLUMNS, *VALUE_COLUMNS))}) FROM STDIN"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _: object) -> None:

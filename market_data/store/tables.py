@@ -82,13 +82,5 @@ exchange_clock = sa.Table(
     sa.Column("read_at", sa.BigInteger, nullable=False),
 )
 
-#: The PostgreSQL bulk path copies into this session-local twin of candles, then merges.
-candles_in = sa.Table(
-    "candles_in",
-    sa.MetaData(),
-    *(sa.Column(c.name, c.type) for c in candles.columns),
-    prefixes=["TEMPORARY"],
-)
-
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
 KEY_COLUMNS = ("exchange", "symbol", "timeframe", "ts")

@@ -1,5 +1,6 @@
 """The candle asset factory: one asset per exchange, e.g. ``candles/binance``."""
 
+import asyncio
 import time
 from datetime import date, timedelta
 
@@ -16,8 +17,7 @@ from market_data.domain.candles import CandleContractError
 from market_data.domain.freshness import is_stale
 from market_data.domain.watchlist import Watchlist, WatchlistError
 from market_data.exchanges.errors import ExchangeDataError, PermanentExchangeError
-from market_data.pipeline.gaps import plan_repair
-from market_data.pipeline.ingest import MarketReport, exchange_now, ingest_market, instrument
+from market_data.pipeline.ingest import FetchOptions, MarketReport, describe, fetch_markets
 from market_data.pipeline.stop import Stopped, Stopper
 
 
@@ -117,67 +117,60 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         started = time.monotonic()
         stop = Stopper(lambda: run_is_stopping(context.instance, context.run.run_id))
-        client = exchanges.client(
-            exchange,
-            sleep=stop.sleep,
-            on_retry=lambda n, err, wait: context.log.info(f"retry {n} in {wait:.1f}s: {err}"),
+        wanted = {
+            watchlist.market_or_default(exchange, key): bounds
+            for key, bounds in ranges_by_market(list(context.partition_keys)).items()
+        }
+        options = FetchOptions(
+            dry_run=config.dry_run,
+            refetch=config.refetch,
+            not_before_ms=_day_ms(config.not_before) or 0,
+            not_after_ms=_day_ms(config.not_after) or 2**62,
+            repair=config.repair,
+            max_gaps=config.max_gaps,
+            gaps=watchlist.gaps,
         )
         store = candle_store.store()
-        ranges = ranges_by_market(list(context.partition_keys))
-        # run config bounds: fetch nothing before not_before, nothing from not_after on
-        lo, hi = _day_ms(config.not_before) or 0, _day_ms(config.not_after) or 2**62
-        reports: list[MarketReport] = []
-        stale: set[str] = set()
+        requests = 0
+
+        async def fetch() -> dict[str, MarketReport]:
+            nonlocal requests
+            client = exchanges.client(
+                exchange,
+                sleep=stop.sleep,
+                on_retry=lambda n, err, wait: context.log.info(f"retry {n} in {wait:.1f}s: {err}"),
+            )
+            try:
+                return await fetch_markets(client, store, wanted, options, context.log.info, stop)
+            finally:
+                requests = client.requests
+                await client.close()
+
         try:
-            markets = client.load_markets()
-            now = exchange_now(client)
-            if not config.dry_run:  # a dry run leaves no trace, not even the clock reading
-                store.gaps.save_clock(exchange, now)
-            for key, bounds in ranges.items():
-                market = watchlist.market_or_default(exchange, key)
-                clipped = [(max(s, lo), min(e, hi)) for s, e in bounds if max(s, lo) < min(e, hi)]
-                if config.repair:
-                    span = client.page_limit * market.timeframe.ms
-                    clipped = plan_repair(
-                        store, market, clipped, watchlist.gaps, span, config.max_gaps
-                    )
-                    context.log.info(f"{key}: repairing {len(clipped)} range(s)")
-                report = ingest_market(
-                    client,
-                    store,
-                    market,
-                    instrument(client, markets, market),
-                    clipped,
-                    now,
-                    dry_run=config.dry_run,
-                    refetch=config.refetch or config.repair,
-                    log=context.log.info,
-                    stop=stop,
-                )
-                if not config.repair and is_stale(
-                    report.lag_s, market.timeframe.ms, watchlist.freshness.max_lag_timeframes
-                ):
-                    stale.add(key)
-                    context.log.warning(
-                        f"{key}: stale, newest candle closed {report.lag_s:.0f}s before the exchange clock"
-                    )
-                reports.append(report)
-                context.log.info(
-                    f"{key}: {report.rows_written} rows written, {report.requests} requests, "
-                    f"{report.present}/{report.expected} candles present"
-                )
+            reports = asyncio.run(fetch())
         except Stopped as e:
             # the pages written so far are kept; the run ends CANCELED, and is not retried
-            context.log.warning(f"{exchange}: stopped on request after {client.requests} requests")
+            context.log.warning(f"{exchange}: {e}")
             raise dg.DagsterExecutionInterruptedError() from e
         except (PermanentExchangeError, CandleContractError, WatchlistError) as e:
             raise dg.Failure(description=f"{exchange}: {e}", allow_retries=False) from e
         except (ExchangeDataError, sa.exc.OperationalError, sa.exc.InterfaceError) as e:
             # the exchange or the store kept failing: the step is retried whole, later
             raise step_retry(step_retries, context.retry_number, e) from e
+        stale: set[str] = set()
+        for market, report in ((m, reports[m.key]) for m in wanted):
+            context.log.info(describe(report))
+            if not config.repair and is_stale(
+                report.lag_s, market.timeframe.ms, watchlist.freshness.max_lag_timeframes
+            ):
+                stale.add(market.key)
+                context.log.warning(
+                    f"{market.key}: stale, newest candle closed {report.lag_s:.0f}s "
+                    "before the exchange clock"
+                )
         seconds = time.monotonic() - started
         return dg.MaterializeResult(
-            metadata=_metadata(reports, stale, client.requests, seconds, config.dry_run)
+            metadata=_metadata(list(reports.values()), stale, requests, seconds, config.dry_run)
         )
 
     return candles

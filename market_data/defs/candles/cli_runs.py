@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -58,7 +58,8 @@ def plan(
         first = start
         if resume_from is not None:
             first = max(start, resume_from(market) or start)
-        months = month_keys(first, min(end, today) if end else today)
+        # --end is exclusive: a run for the month it falls on only if that month has days in
+        months = month_keys(first, min(end - timedelta(days=1), today) if end else today)
         for i in range(0, len(months), MONTHS_PER_RUN):
             plans.append(RunPlan(market, months[i : i + MONTHS_PER_RUN], first, end))
     return plans

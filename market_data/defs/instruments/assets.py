@@ -33,9 +33,9 @@ def instruments_asset(exchange: str) -> dg.AssetsDefinition:
         exchanges: ExchangesResource,
         candle_store: CandleStoreResource,
     ) -> dg.MaterializeResult:
-        client = exchanges.client(exchange)
         try:
-            markets = client.load_markets(reload=True)
+            with exchanges.sync_client(exchange) as client:
+                markets = client.load_markets(reload=True)
         except ExchangeDataError as e:
             raise dg.Failure(description=f"{exchange}: could not load markets: {e}") from e
         catalog = build_catalog(exchange, markets.values())
