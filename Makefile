@@ -67,8 +67,11 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/simulator_pages.py
 	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/vs_freqtrade.py
+	$(BIN)/python bench/budget.py
 	$(BIN)/python bench/gaps.py
 	$(BIN)/python bench/freshness.py
+	$(BIN)/python bench/starvation.py
 
 clean:
 	rm -rf $(VENV) .dagster .dagster-prod .market_data

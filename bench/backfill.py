@@ -1,7 +1,7 @@
 """One market, one year of 1m candles (525,600) from the simulator into PostgreSQL, 3 ways:
 
   (a) the Dagster backfill: one ranged run of the candle asset over 12 month partitions
-  (b) the same fetch code (ingest_market) writing with COPY, no Dagster
+  (b) the same fetch code (pipeline.ingest.fetch_markets), no Dagster
   (c) the old-script style: sequential fetch, one upsert statement per row (SQLAlchemy)
 
 Each way runs in its own process (for its peak RSS) against its own fresh database; the
@@ -13,6 +13,7 @@ simulator runs as a separate process. Targets: requests = the minimum; (a) withi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import resource
@@ -43,16 +44,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def upsert_row_by_row(store: Any, series: Any, frame: Any) -> int:
+def upsert_row_by_row(store: Any, series: Any, page: Any) -> int:
     """One INSERT .. ON CONFLICT statement per candle, as the old scripts did."""
     from sqlalchemy.dialects import postgresql
 
     from market_data.store.tables import VALUE_COLUMNS, candles
 
     written = 0
+    columns = ("ts", *VALUE_COLUMNS)
     with store.engine.begin() as conn:
-        for row in frame.itertuples(index=False):
-            stmt = postgresql.insert(candles).values(**series.params(**row._asdict()))
+        for row in zip(page.ts.tolist(), *page.values.T.tolist(), strict=True):
+            stmt = postgresql.insert(candles).values(
+                **series.params(**dict(zip(columns, row, strict=True)))
+            )
             stmt = stmt.on_conflict_do_update(
                 index_elements=["exchange", "symbol", "timeframe", "ts"],
                 set_={c: stmt.excluded[c] for c in VALUE_COLUMNS},
@@ -87,12 +91,13 @@ def way(name: str, sim_url: str, db_url: str) -> dict:
     """Runs in a child process; returns its figures."""
     warnings.simplefilter("ignore")
     import dagster as dg
+    import numpy as np
 
     from market_data.definitions import build_definitions
-    from market_data.domain.candles import closed_only, to_frame, validate
-    from market_data.exchanges.client import ExchangeClient
-    from market_data.exchanges.paging import fetch_pages
-    from market_data.pipeline.ingest import exchange_now, ingest_market
+    from market_data.domain.candles import page_from_table, validate_pages
+    from market_data.exchanges.client import ExchangeClient, SyncExchangeClient
+    from market_data.exchanges.paging import windows
+    from market_data.pipeline.ingest import fetch_markets
     from market_data.store.candles import CandleStore
     from market_data.store.series import Series
 
@@ -112,25 +117,27 @@ def way(name: str, sim_url: str, db_url: str) -> dict:
         }
         result = dg.materialize([asset], instance=instance, tags=tags)
         assert result.success
-    else:
-        client = ExchangeClient.of(wl.exchange("binance"))
-        markets = client.load_markets()
-        now = exchange_now(client)
-        if name == "b":
-            ingest_market(
-                client, store, market, markets[market.symbol.ccxt], [(YEAR_START, YEAR_END)], now
-            )
-        else:
+    elif name == "b":
+
+        async def fetch() -> None:
+            client = ExchangeClient.of(wl.exchange("binance"))
+            try:
+                await fetch_markets(client, store, {market: [(YEAR_START, YEAR_END)]})
+            finally:
+                await client.close()
+
+        asyncio.run(fetch())
+    else:  # one request at a time, one statement per candle
+        with SyncExchangeClient.of(wl.exchange("binance")) as client:
+            client.load_markets()
+            now = client.fetch_time()
             series = Series.of(market)
-            for page in fetch_pages(client, "BTC/USDT", "1m", 60_000, YEAR_START, YEAR_END):
-                frame = validate(
-                    closed_only(to_frame(page.rows), 60_000, now),
-                    60_000,
-                    page.start_ms,
-                    page.end_ms,
-                    now,
-                )
-                upsert_row_by_row(store, series, frame)
+            for lo, hi in windows(YEAR_START, YEAR_END, 60_000, 1000):
+                rows = client.fetch_ohlcv("BTC/USDT", "1m", lo, 1000, until=hi - 1)
+                table = np.asarray(rows, dtype=np.float64).reshape(-1, 6)
+                page = page_from_table(market.key, table, 60_000, lo, hi, now)
+                validate_pages([page], now)
+                upsert_row_by_row(store, series, page)
     seconds = time.perf_counter() - t0
     stored = store.candle_stats(Series.of(market), 0, 2**62)[0]
     return {

@@ -15,7 +15,7 @@ import time
 from datetime import date
 
 import sqlalchemy as sa
-from scratch_db import scratch_database  # bench/, on sys.path when run as a script
+from common import scratch_database  # bench/, on sys.path when run as a script
 
 from market_data.domain.expected import ALL_TIME
 from market_data.domain.symbols import parse_symbol

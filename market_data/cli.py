@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import sys
+import traceback
 import warnings
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -31,6 +35,27 @@ from market_data.simulator.replay import ReplayFileError
 from market_data.simulator.server import Simulator, serve_forever
 from market_data.store.candles import CandleStore
 from market_data.store.schema import apply_schema, drop_all
+
+
+def entry() -> None:
+    """The console script: the command, then an immediate exit. Everything is committed and
+    flushed by then; skipping the interpreter's teardown (freeing Dagster's and ccxt's module
+    graphs) saves about two seconds a command."""
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
 
 
 class _Main(click.Group):

@@ -98,6 +98,17 @@ def test_a_batch_of_pages_of_several_series_is_one_transaction(store: CandleStor
     assert store.covered(eth, 0, 2**62) == [(0, 180_000)]
 
 
+@pytest.mark.parametrize("new", [True, False])
+def test_new_windows_are_appended_and_stored_ones_merged(store: CandleStore, new: bool) -> None:
+    # "new" (never fetched) lets PostgreSQL COPY straight into candles; a candle that is there
+    # after all falls back to the merge, so the result is the same either way
+    assert store.write_pages([(SERIES, page(5))], new=new) == {SERIES: 5}
+    assert store.write_pages([(SERIES, page(10, price=101.0))], new=new) == {SERIES: 10}
+    stored = store.read_candles(SERIES, 0, 2**62)
+    assert len(stored) == 10 and set(stored["close"]) == {101.0}
+    assert store.write_pages([(SERIES, page(10, price=101.0))], new=new) == {SERIES: 0}
+
+
 def test_a_failed_batch_writes_neither_candles_nor_coverage(pg_database: str) -> None:
     from market_data_tests.candle_harness import clear
 

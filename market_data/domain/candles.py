@@ -47,22 +47,12 @@ class CandlePage:
         return int(self.ts.shape[0])
 
 
-def page_from_rows(
-    key: str,
-    rows: Sequence[Sequence[float]],
-    timeframe_ms: int,
-    start_ms: int,
-    end_ms: int,
-    now_ms: int,
+def page_from_table(
+    key: str, table: np.ndarray, timeframe_ms: int, start_ms: int, end_ms: int, now_ms: int
 ) -> CandlePage:
-    """ccxt OHLCV rows ([ms, o, h, l, c, v]) as a page of closed candles: a candle whose close
-    time (open + timeframe) is after ``now_ms`` is dropped, by time, never by position (the
-    last row is not always the open one)."""
-    try:
-        table = np.asarray([row[:6] for row in rows], dtype=np.float64).reshape(-1, 6)
-    except (TypeError, ValueError) as e:
-        bad = pd.DataFrame([list(row) for row in rows if None in row][:10])
-        raise CandleContractError(f"{key}: a candle has an empty or non-numeric field", bad) from e
+    """Candles ((n, 6): open time, open, high, low, close, volume) as a page of closed ones: a
+    candle whose close time (open + timeframe) is after ``now_ms`` is dropped, by time, never
+    by position (the last row is not always the open one)."""
     ts = table[:, 0].astype(np.int64)
     closed = ts + timeframe_ms <= now_ms
     return CandlePage(key, timeframe_ms, start_ms, end_ms, ts[closed], table[closed, 1:])

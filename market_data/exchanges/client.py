@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import ccxt
 import ccxt.async_support as ccxt_async
+import numpy as np
 
 from market_data.domain.watchlist import ExchangeSettings
 from market_data.exchanges.errors import (
@@ -60,7 +61,13 @@ def build_exchange(settings: ExchangeSettings) -> ccxt_async.Exchange:
     name = settings.name
     if name not in ccxt.exchanges:
         raise UnknownExchangeError(f"unknown exchange {name!r}: ccxt has no exchange of that id")
-    config: dict[str, Any] = {"enableRateLimit": True, "timeout": settings.timeout_ms}
+    config: dict[str, Any] = {
+        "enableRateLimit": True,
+        "timeout": settings.timeout_ms,
+        # ccxt's throttle looks at its queue every millisecond while requests wait in it;
+        # every 5 ms keeps its spacing (tokens accrue by elapsed time) at a fifth of the CPU
+        "tokenBucket": {"delay": 0.005},
+    }
     if settings.rate_limit_ms is not None:  # ccxt's throttle: rateLimit x cost between requests
         config["rateLimit"] = settings.rate_limit_ms
     exchange: ccxt_async.Exchange = getattr(ccxt_async, name)(config)
@@ -218,6 +225,21 @@ class ExchangeClient:
     ) -> list[list[float]]:
         params = {} if until is None else {"until": until}
         return list(await self._call("fetch_ohlcv", symbol, timeframe, since, limit, params))
+
+    async def fetch_candles(
+        self, symbol: str, timeframe: str, since: int, limit: int, until: int
+    ) -> np.ndarray:
+        """Candles opening in [since, until] as an (n, 6) array: open time, open, high, low,
+        close, volume. Through the venue's klines endpoint directly where the venue table has
+        it, else ccxt's fetch_ohlcv."""
+        raw = venue(self.id).raw_klines
+        if raw is None:
+            rows = await self.fetch_ohlcv(symbol, timeframe, since, limit, until)
+            return np.asarray(rows, dtype=np.float64).reshape(-1, 6) if rows else np.empty((0, 6))
+        if not self.exchange.markets:
+            await self.load_markets(symbols=[symbol])
+        method, params = raw.request(self.exchange, symbol, timeframe, since, limit, until)
+        return raw.table(await self._call(method, params))
 
     async def close(self) -> None:
         await self.exchange.close()

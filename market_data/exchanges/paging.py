@@ -12,7 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
+
 from market_data.domain.calendar import utc_text
+from market_data.domain.candles import CandleContractError
 from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.errors import ExchangeDataError
 
@@ -21,7 +25,7 @@ from market_data.exchanges.errors import ExchangeDataError
 class Page:
     start_ms: int  # the window [start_ms, end_ms) this page covers
     end_ms: int
-    rows: list[list[float]]
+    table: np.ndarray  # (n, 6): open time, open, high, low, close, volume
 
 
 def windows(start_ms: int, end_ms: int, timeframe_ms: int, limit: int) -> Iterator[tuple[int, int]]:
@@ -38,7 +42,16 @@ async def fetch_window(
     """The page of window [lo, hi), requested (and retried) as the client does; an error
     names the window."""
     try:
-        rows = await client.fetch_ohlcv(symbol, timeframe, lo, client.page_limit, until=hi - 1)
+        table = await client.fetch_candles(symbol, timeframe, lo, client.page_limit, hi - 1)
     except ExchangeDataError as e:
-        raise e.with_context(f"{symbol} {timeframe} window {utc_text(lo)}..{utc_text(hi)}") from e
-    return Page(lo, hi, rows)
+        raise e.with_context(_where(symbol, timeframe, lo, hi)) from e
+    except (TypeError, ValueError) as e:  # a null or non-numeric value: the exchange's data
+        raise CandleContractError(
+            f"{_where(symbol, timeframe, lo, hi)}: a candle has a missing or non-numeric value ({e})",
+            pd.DataFrame(),
+        ) from e
+    return Page(lo, hi, table)
+
+
+def _where(symbol: str, timeframe: str, lo: int, hi: int) -> str:
+    return f"{symbol} {timeframe} window {utc_text(lo)}..{utc_text(hi)}"

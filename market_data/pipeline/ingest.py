@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from market_data.domain.calendar import utc_text
-from market_data.domain.candles import CandlePage, page_from_rows, validate_pages
+from market_data.domain.candles import CandlePage, page_from_table, validate_pages
 from market_data.domain.catalog import instrument_from_ccxt
 from market_data.domain.expected import Listing, clip, expected_count, expected_window
 from market_data.domain.freshness import lag_seconds
@@ -187,7 +187,7 @@ async def ingest(
                 ]
     if jobs:
         log(f"{len(jobs)} page(s) to fetch for {len(ranges)} market(s)")
-        await _pipeline(client, store, jobs, reports, tallies, now_ms, dry_run, log, stop)
+        await _pipeline(client, store, jobs, reports, tallies, now_ms, dry_run, refetch, log, stop)
     for market in ranges:
         _finish(store, market, reports[market.key], now_ms)
         reports[market.key].requests = tallies[market.key].requests
@@ -202,6 +202,7 @@ async def _pipeline(
     tallies: dict[str, Tally],
     now_ms: int,
     dry_run: bool,
+    refetch: bool,
     log: Log,
     stop: Stopper,
 ) -> None:
@@ -226,12 +227,12 @@ async def _pipeline(
                 if len(failed) >= MAX_FAILED_WINDOWS:
                     raise
                 continue
-            candles = page_from_rows(job.market.key, page.rows, tf.ms, job.lo, job.hi, now_ms)
+            candles = page_from_table(job.market.key, page.table, tf.ms, job.lo, job.hi, now_ms)
             await queue.put((job.series, candles))
 
     def write(batch: list[tuple[Series, CandlePage]]) -> dict[Series, int]:
         validate_pages([p for _, p in batch], now_ms)  # the contract, once per batch
-        return {} if dry_run else store.write_pages(batch)
+        return {} if dry_run else store.write_pages(batch, new=not refetch)
 
     async def writer() -> None:
         while (item := await queue.get()) is not None:

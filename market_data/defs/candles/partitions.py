@@ -31,6 +31,10 @@ ATTEMPT_TAG = "market_data/attempt"
 SOURCE_TAG = "market_data/source"
 INVOCATION_TAG = "market_data/invocation"  # one command-line invocation's runs
 HOST_TAG = "market_data/host"  # the machine whose process runs it (see defs/runs.py)
+#: Dagster's run priority: higher runs leave the run queue first and take a pool slot before
+#: queued steps of lower ones. Freshness and repairs go before backfills.
+PRIORITY_TAG = "dagster/priority"
+URGENT = {PRIORITY_TAG: "10"}
 
 
 def market_partitions(exchange: str) -> dg.DynamicPartitionsDefinition:

@@ -11,6 +11,7 @@ from market_data.defs.candles.partitions import (
     FRESHNESS_TAG,
     MONTHS_PER_RUN,
     REASON_TAG,
+    URGENT,
     market_partitions,
     markets_of_run,
     partition_key_at,
@@ -163,10 +164,7 @@ def gap_repair_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
                     asset_selection=[candle_asset_key(exchange)],
                     asset_check_keys=[gap_check_key(exchange)],
                     run_config={"ops": {op_name: {"config": {"repair": True}}}},
-                    tags={
-                        REASON_TAG: "gap repair",
-                        ATTEMPT_TAG: str(attempts + 1),
-                    },
+                    tags={REASON_TAG: "gap repair", ATTEMPT_TAG: str(attempts + 1), **URGENT},
                 )
             )
         if requests:
@@ -196,6 +194,7 @@ def freshness_requests(
             tags={
                 **range_tags((market_keys[0], m.isoformat()), (market_keys[-1], m.isoformat())),
                 FRESHNESS_TAG: exchange,
+                **URGENT,
             },
         )
         for m in months

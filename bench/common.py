@@ -1,0 +1,74 @@
+"""What the benchmarks share: a PostgreSQL database of their own, free ports, the simulator
+as a process of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+SERVER = os.environ.get("DATABASE_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """Yields the URL of a new database on SERVER (DATABASE_URL, else 127.0.0.1:5432)."""
+    admin = sa.create_engine(SERVER, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield SERVER.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def admin(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """The simulator's admin endpoints: GET without a body, POST with one."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{url}/admin/{path}", data=data, method="POST" if data else "GET")  # noqa: S310
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (loopback)
+        return json.loads(resp.read())
+
+
+@contextmanager
+def simulator(fixed_clock: str) -> Iterator[str]:
+    """`market-data simulate` as a process of its own (its CPU is not the client's); yields
+    its URL, stops it with SIGTERM."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("market-data")
+    proc = subprocess.Popen(
+        [str(exe), "simulate", "--port", str(port), "--fixed-clock", fixed_clock],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                admin(url, "stats")
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
