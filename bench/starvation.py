@@ -42,9 +42,8 @@ LOCATION = {"repositoryName": "__repository__", "repositoryLocationName": "marke
 
 def gql(url: str, query: str, **variables: Any) -> dict[str, Any]:
     body = json.dumps({"query": query, "variables": variables}).encode()
-    req = urllib.request.Request(
-        f"{url}/graphql", data=body, headers={"Content-Type": "application/json"}
-    )  # noqa: S310
+    headers = {"Content-Type": "application/json"}
+    req = urllib.request.Request(f"{url}/graphql", data=body, headers=headers)  # noqa: S310
     with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310 (loopback)
         payload = json.loads(r.read())
     assert "errors" not in payload, payload
