@@ -123,7 +123,9 @@ def main() -> None:
                     for k in keys
                 ]  # fmt: skip
 
-            print("waiting for the first freshness run to bring the month in progress up", flush=True)
+            print(
+                "waiting for the first freshness run to bring the month in progress up", flush=True
+            )
             while max(lags()) > 120:
                 time.sleep(5)
             partitions = [f"{k}|2025-{m:02d}-01" for k in keys for m in range(1, 13)]
