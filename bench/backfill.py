@@ -20,28 +20,16 @@ import resource
 import subprocess
 import sys
 import time
-import urllib.request
-import uuid
 import warnings
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
+from common import admin, scratch_database, simulator  # bench/, on sys.path
 
 YEAR_START, YEAR_END = 1_735_689_600_000, 1_767_225_600_000  # 2025-01-01 .. 2026-01-01
 NOW = "2026-01-02T00:00Z"
 CANDLES = (YEAR_END - YEAR_START) // 60_000
 MINIMUM_PAGES = -(-CANDLES // 1000)
-SERVER = os.environ.get("DATABASE_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def upsert_row_by_row(store: Any, series: Any, page: Any) -> int:
@@ -63,13 +51,6 @@ def upsert_row_by_row(store: Any, series: Any, page: Any) -> int:
             )
             written += conn.execute(stmt).rowcount
     return written
-
-
-def _admin(url: str, path: str, body: dict | None = None) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"{url}/admin/{path}", data=data, method="POST" if data else "GET")  # noqa: S310
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
-        return json.loads(resp.read())
 
 
 def _watchlist(sim_url: str) -> Any:
@@ -152,28 +133,11 @@ def main() -> None:
     if len(sys.argv) == 4:  # child: way, simulator URL, database URL
         print(json.dumps(way(*sys.argv[1:])))
         return
-    port = _free_port()
-    sim_url = f"http://127.0.0.1:{port}"
-    exe = Path(sys.executable).with_name("market-data")
-    sim = subprocess.Popen(
-        [str(exe), "simulate", "--port", str(port), "--fixed-clock", NOW], stdout=subprocess.DEVNULL
-    )
-    admin = sa.create_engine(SERVER, isolation_level="AUTOCOMMIT")
     figures = []
-    try:
-        for _ in range(100):
-            try:
-                _admin(sim_url, "stats")
-                break
-            except OSError:
-                time.sleep(0.1)
+    with simulator(NOW) as sim_url:
         for name in ("a", "b", "c"):
-            db = f"md_bench_{uuid.uuid4().hex[:8]}"
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
-            try:
-                _admin(sim_url, "reset", {})
-                db_url = SERVER.rsplit("/", 1)[0] + f"/{db}"
+            with scratch_database("md_bench") as db_url:
+                admin(sim_url, "reset", {})
                 out = subprocess.run(
                     [sys.executable, __file__, name, sim_url, db_url],
                     check=True,
@@ -181,16 +145,10 @@ def main() -> None:
                     text=True,
                 ).stdout
                 row = json.loads(out.strip().splitlines()[-1])
-                stats = _admin(sim_url, "stats")["requests"].get("/api/v3/klines", {})
+                stats = admin(sim_url, "stats")["requests"].get("/api/v3/klines", {})
                 row["page_requests"] = sum(stats.values())
                 figures.append(row)
                 print(f"({name}) done in {row['seconds']:.1f}s", file=sys.stderr)
-            finally:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-    finally:
-        sim.terminate()
-        sim.wait(10)
     labels = {
         "a": "(a) Dagster backfill",
         "b": "(b) fetch + COPY, no Dagster",

@@ -67,7 +67,7 @@ def _run(url: str, latency_ms: int, rate_limit_ms: float | None) -> None:
         sensor = defs.resolve_sensor_def("freshness")
 
         def tick() -> tuple[int, int, float]:
-            with dg.build_sensor_context(instance=instance) as ctx:
+            with dg.build_sensor_context(instance=instance, resources=defs.resources) as ctx:
                 requests = sensor(ctx).run_requests
             before = sim.stats.as_json()["total_requests"]
             t0 = time.perf_counter()

@@ -83,7 +83,7 @@ def test_an_interrupted_backfill_fails_loudly_then_resumes_without_loss(
     failure = failed.get_step_failure_events()[0].step_failure_data.error
     # pages are fetched concurrently: the window named is one of those the exchange refused
     assert re.search(
-        r"gave up after retries: 3 window\(s\) failed, the first: ETH/USDT 1m window 2026-01-",
+        r"gave up after retries: \d window\(s\) failed, the first: ETH/USDT 1m window 2026-01-",
         failure.message,
     )
     assert "Server is currently overloaded" in failure.message
@@ -115,9 +115,9 @@ def test_rate_limits_and_bans_are_waited_out(harness: Harness, sim: RunningSimul
     assert len(harness.stored("ETH-USDT-SPOT", "1m")) == 31 * 1440
     stats = admin(sim.url, "stats")["requests"]["/api/v3/klines"]
     assert (stats["200"], stats["429"], stats["418"]) == (45 + 1, 2, 1)  # the minimum, each once
-    # pages are fetched concurrently: the two 429s came together and paused the client for
-    # 1 s, the 418 later for 2 s (the backoff alone is 0.05 s)
-    assert elapsed >= 1 + 2
+    # pages are fetched concurrently: the 429s and the 418 may come back together, so the
+    # pauses overlap; the run lasted at least the longest (the backoff alone is 0.05 s)
+    assert elapsed >= 2
     timeline = [r for r in admin(sim.url, "timeline") if r["path"] == "/api/v3/klines"]
     (ban,) = [r["t"] for r in timeline if r["status"] == 418]
     after = [r for r in timeline if ban + 0.1 < r["t"] < ban + 1.9]

@@ -218,6 +218,11 @@ def deployment(
         subprocess.run(
             [str(BIN / "market-data"), "db", "init"], env=env, check=True, capture_output=True
         )
+        # the exchange's (frozen) clock as a run would have read it: the freshness sensor takes
+        # the month in progress from it, whichever test runs first
+        store = CandleStore(candles_url, create=False)
+        store.gaps.save_clock("binance", NOW_MS)
+        store.dispose()
         keys = ["BTC-USDT-SPOT:1h", "ETH-USDT-SPOT:1m", "SOL-USDT-SPOT:1m"]
         code = f"import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions('markets_binance', {keys!r})"
         subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)

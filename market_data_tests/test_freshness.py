@@ -10,6 +10,7 @@ import dagster as dg
 
 from market_data.defs.candles.partitions import RANGE_END, RANGE_START
 from market_data.defs.candles.sensors import FRESHNESS_TAG, freshness_requests, freshness_sensor
+from market_data.defs.resources import STORE_KEY, CandleStoreResource
 from market_data.simulator.server import RunningSimulator
 from market_data_tests.candle_harness import Harness, watchlist
 from market_data_tests.conftest import NOW_MS
@@ -70,12 +71,17 @@ def test_a_market_that_falls_behind_is_flagged(sim: RunningSimulator, tmp_path: 
     assert meta["stale_markets"] == "ETH-USDT-SPOT:1m" and meta["max_lag_seconds"] > 3000
 
 
-def test_overlapping_ticks_never_run_twice_at_once(sim: RunningSimulator) -> None:
+def test_overlapping_ticks_never_run_twice_at_once(sim: RunningSimulator, tmp_path: Path) -> None:
     wl = watchlist(sim.url, ["BTC/USDT/1h"])
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("markets_binance", ["BTC-USDT-SPOT:1h"])
-    with dg.build_sensor_context(instance=instance) as ctx:
-        assert len(freshness_sensor(wl)(ctx).run_requests) >= 1
+    resources = {STORE_KEY: CandleStoreResource(database_url=f"sqlite:///{tmp_path}/s.sqlite")}
+    store = resources[STORE_KEY].store()
+    store.gaps.save_clock("binance", NOW_MS)  # the exchange's clock, as a run read it
+    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+        (request,) = freshness_sensor(wl)(ctx).run_requests
+    # the month in progress is the exchange's (2026-11), whatever our own clock says
+    assert request.tags[RANGE_START] == "BTC-USDT-SPOT:1h|2026-11-01"
     instance.add_run(
         dg.DagsterRun(
             job_name="__ASSET_JOB",
@@ -84,5 +90,5 @@ def test_overlapping_ticks_never_run_twice_at_once(sim: RunningSimulator) -> Non
             tags={FRESHNESS_TAG: "binance"},
         )
     )
-    with dg.build_sensor_context(instance=instance) as ctx:
+    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
         assert isinstance(freshness_sensor(wl)(ctx), dg.SkipReason)

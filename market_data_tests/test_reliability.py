@@ -84,6 +84,7 @@ def test_a_killed_backfill_does_not_wedge_the_exchange_and_a_plain_rerun_complet
     (killed,) = _runs(env)
     assert killed.status == dg.DagsterRunStatus.STARTED  # left behind, holding the pool slot
     admin(sim.url, "faults", {"latency_ms": 0})
+    time.sleep(0.5)  # requests the killed process had in flight are answered (and counted)
     before = _klines_200(sim)
 
     rerun = cli(env, *BACKFILL)  # the same command, no manual clean-up

@@ -207,20 +207,25 @@ def freshness_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         minimum_interval_seconds=watchlist.freshness.interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
         asset_selection=[candle_asset_key(ex.name) for ex in watchlist.exchanges],
-        description="Brings the month in progress of every market up to its last closed candle: "
-        f"every {watchlist.freshness.interval_s}s, one ranged run per exchange (skipped while "
-        "the previous one is still queued or running).",
+        description="Brings the month in progress (by the exchange's clock) of every market up "
+        f"to its last closed candle: every {watchlist.freshness.interval_s}s, one ranged run per "
+        "exchange (skipped while the previous one is still queued or running).",
     )
-    def sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    def sensor(
+        context: dg.SensorEvaluationContext, candle_store: CandleStoreResource
+    ) -> dg.SensorResult | dg.SkipReason:
         running = context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS))
         busy = {r.tags[FRESHNESS_TAG] for r in running if FRESHNESS_TAG in r.tags}
-        now = datetime.now(UTC)
+        store = candle_store.store()
         requests = []
         for ex in watchlist.exchanges:
             if ex.name in busy:
                 context.log.info(f"{ex.name}: the previous freshness run is still in flight")
                 continue
             keys = list(context.instance.get_dynamic_partitions(market_partitions(ex.name).name))
+            # the month in progress is the exchange's (its clock as the last run read it)
+            clock = store.gaps.clock(ex.name)
+            now = datetime.fromtimestamp(clock / 1000, UTC) if clock else datetime.now(UTC)
             requests += freshness_requests(
                 ex.name, keys, now, watchlist.freshness.final_fetch_hours
             )
