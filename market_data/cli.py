@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 import traceback
-import warnings
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,27 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from tabulate import tabulate
 
+from market_data.api.app import Sources
+from market_data.api.server import serve
 from market_data.config import database_url, load_watchlist
-from market_data.defs.candles.cli_runs import check_gaps, execute, newest_stored_day, plan
-from market_data.defs.reports.status import collect_status
+from market_data.defs.candles.checks import counts_of
+from market_data.defs.candles.cli_runs import (
+    check_gaps,
+    execute,
+    newest_stored_day,
+    plan,
+    repair_plan,
+)
+from market_data.defs.reports.status import DagsterActivity, dagster_status
 from market_data.defs.resources import build_resources
 from market_data.domain.calendar import utc_text
+from market_data.domain.gaps import GapCounts
 from market_data.domain.symbols import MalformedSymbolError, parse_symbol
 from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
 from market_data.domain.watchlist import Market, Watchlist, WatchlistError
 from market_data.exchanges.client import SyncExchangeClient
 from market_data.exchanges.errors import ExchangeDataError
+from market_data.pipeline.gaps import months_to_repair
 from market_data.pipeline.ingest import unlisted
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
@@ -75,9 +85,6 @@ def _first_line(error: BaseException) -> str:
 @click.group(cls=_Main)
 def main() -> None:
     """Crypto candle history, complete and fresh, with Dagster."""
-    # Dagster flags its beta/preview parameters (backfill_policy, pool) on every load.
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
 def _faults(raw: str | None) -> Faults:
@@ -315,16 +322,16 @@ def gaps_detect(exchange: str, symbols: tuple[str, ...], timeframes: tuple[str, 
     res = build_resources(watchlist)
     failed = False
     for market in markets:
-        result = check_gaps(market, watchlist, res, dg.DagsterInstance.get())
-        if result is None:
+        results = check_gaps(market, watchlist, res, dg.DagsterInstance.get())
+        if not results:
             raise click.ClickException(f"{market.key}: the gap check did not run")
-        meta = {k: v.value for k, v in result.metadata.items()}
-        state = "ok" if result.passed else "GAPS"
+        counts = sum((counts_of(r) for r in results), GapCounts())
+        bad = [str(r.partition)[-10:-3] for r in results if not r.passed]
         click.echo(
-            f"{state:4} {exchange} {market.key}: {meta['open_gaps']} open gap(s), "
-            f"{meta['missing_candles']} missing, {meta['exchange_empty_candles']} exchange-empty"
+            f"{'GAPS' if bad else 'ok':4} {exchange} {market.key}: {counts.describe()}"
+            + (f" (in {', '.join(bad)})" if bad else "")
         )
-        failed |= not result.passed
+        failed |= bool(bad)
     if failed:
         raise SystemExit(1)
 
@@ -341,9 +348,16 @@ def gaps_repair(
     watchlist, markets = _markets(exchange, symbols, timeframes, None)
     res = build_resources(watchlist)
     instance = dg.DagsterInstance.get()
+    store = _store(create=False)
+    plans = []
     for market in markets:  # the check first, so the gaps are known
         check_gaps(market, watchlist, res, instance)
-    plans = plan(markets, min(m.start for m in markets), None)
+        months = months_to_repair(store, market, watchlist.gaps)
+        if not months:
+            click.echo(f"{exchange} {market.key}: no open gap with repair attempts left")
+        plans += repair_plan(market, months)
+    if not plans:
+        return
     outcome = execute(
         plans, watchlist, res, instance, click.echo, {"repair": True, "max_gaps": max_gaps}
     )
@@ -352,10 +366,13 @@ def gaps_repair(
 
 @gaps.command("list")
 @click.option("--open", "only_open", is_flag=True, help="only gaps still open")
-@click.option("--limit", default=200, show_default=True)
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(min=1))
 def gaps_list(only_open: bool, limit: int) -> None:
-    """The candle_gaps table."""
-    rows = _store().gaps.all_gaps(only_open, limit)
+    """The candle_gaps table (kind: missing = never fetched, empty = fetched, the exchange
+    returned nothing; status: open, repaired, exchange_empty = empty confirmed)."""
+    rows = _store().gaps.all_gaps(only_open, limit + 1)
+    truncated = len(rows) > limit
+    rows = rows[:limit]
 
     def iso(ms: int | None) -> str:
         return utc_text(ms) or ""
@@ -377,15 +394,18 @@ def gaps_list(only_open: bool, limit: int) -> None:
         "repaired",
     ]
     click.echo(tabulate(table, headers=headers) if table else "no gaps")
+    if truncated:
+        click.echo(f"(the first {limit} gaps only: --limit N shows more)")
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status(as_json: bool) -> None:
-    """Per market: candles, expected, missing, exchange-empty, lag, open gaps, last run;
-    the database's reachability and latency."""
+    """Per market: candles, expected, absent, open gaps (missing: never fetched; empty: the
+    exchange returned nothing, unconfirmed), exchange-empty, lag, last run; the database's
+    reachability and latency. The same report as reports/status and `GET /ingestion/status`."""
     watchlist = load_watchlist()
-    report = collect_status(
+    report = dagster_status(
         CandleStore(database_url(), create=False), dg.DagsterInstance.get(), watchlist
     )
     if as_json:
@@ -397,23 +417,8 @@ def status(as_json: bool) -> None:
             else f"UNREACHABLE ({report.database_error})"
         )
         click.echo(f"database: {db}")
-        rows = [[m.exchange, m.market, m.first_candle, m.last_candle, m.rows, m.expected, m.missing,
-                 m.exchange_empty, m.open_gaps, "" if m.lag_s is None else f"{m.lag_s:.0f}" + (" STALE" if m.stale else ""),
-                 m.last_materialization] for m in report.markets]  # fmt: skip
-        headers = [
-            "exchange",
-            "market",
-            "first",
-            "last",
-            "rows",
-            "expected",
-            "missing",
-            "empty",
-            "gaps",
-            "lag s",
-            "last run",
-        ]
-        click.echo(tabulate(rows, headers=headers) if rows else "no markets yet")
+        rows = report.rows()
+        click.echo(tabulate(rows, headers=report.headers()) if rows else "no markets yet")
         for exchange, counts in report.runs_24h.items():
             click.echo(
                 f"runs in the last 24 h on {exchange}: "
@@ -421,6 +426,29 @@ def status(as_json: bool) -> None:
             )
     if not report.database_ok:
         raise SystemExit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(1, 65535))
+def api(host: str, port: int) -> None:
+    """Serve the HTTP status API: GET /health, /ingestion/status, /gaps, /metrics (the same
+    numbers as `market-data status`). Ctrl-C or SIGTERM stops it."""
+    url = database_url()
+    try:
+        store = CandleStore(url, create=False)  # the store may be down: /health then says so
+    except sa.exc.ArgumentError:
+        raise click.ClickException(
+            f"DATABASE_URL is not a database URL: {_redacted(url)}"
+        ) from None
+    sources = Sources(
+        store,
+        DagsterActivity(dg.DagsterInstance.get()),
+        load_watchlist(),
+        database_url=url,
+    )
+    click.echo(f"status API on http://{host}:{port} (store {_redacted(url)})")
+    serve(sources, host, port)
 
 
 @main.command()

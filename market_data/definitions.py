@@ -6,7 +6,7 @@ import dagster as dg
 
 from market_data.config import load_watchlist
 from market_data.defs.candles.assets import candle_asset
-from market_data.defs.candles.checks import gap_check, gap_check_job
+from market_data.defs.candles.checks import fresh_check, gap_check, gap_check_job
 from market_data.defs.candles.schedules import gap_sweep_schedule
 from market_data.defs.candles.sensors import freshness_sensor, gap_repair_sensor, watchlist_sensor
 from market_data.defs.instruments.assets import instruments_asset
@@ -24,7 +24,11 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
             *(candle_asset(ex.name, watchlist) for ex in watchlist.exchanges),
             status_asset(watchlist),
         ],
-        asset_checks=[gap_check(ex.name, watchlist) for ex in watchlist.exchanges],
+        asset_checks=[
+            check(ex.name, watchlist)
+            for ex in watchlist.exchanges
+            for check in (gap_check, fresh_check)
+        ],
         jobs=[gap_check_job(ex.name, watchlist) for ex in watchlist.exchanges],
         schedules=[
             instruments_refresh_schedule(),

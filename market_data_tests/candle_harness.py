@@ -13,7 +13,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from market_data.defs.candles.assets import candle_asset
-from market_data.defs.candles.checks import gap_check, gap_check_job
+from market_data.defs.candles.checks import fresh_check, gap_check, gap_check_job
 from market_data.defs.candles.partitions import RANGE_END, RANGE_START
 from market_data.defs.resources import STORE_KEY, CandleStoreResource, build_resources
 from market_data.domain.timeframes import Timeframe
@@ -43,6 +43,7 @@ class Harness:
     def __post_init__(self) -> None:
         self.asset = candle_asset("binance", self.wl)
         self.check = gap_check("binance", self.wl)
+        self.fresh = fresh_check("binance", self.wl)
         self.resources = build_resources(self.wl) | {
             STORE_KEY: CandleStoreResource(database_url=self.store_url)
         }
@@ -67,7 +68,7 @@ class Harness:
             }
         run_config = {"ops": {self.asset.op.name: {"config": config}}} if config else None
         return dg.materialize(
-            [self.asset, self.check],
+            [self.asset, self.check, self.fresh],
             instance=self.instance,
             resources=self.resources,
             raise_on_error=False,
@@ -82,19 +83,41 @@ class Harness:
             resources=self.resources,
         )  # fmt: skip
         job = defs.resolve_job_def("check_gaps_binance")
-        tags = {
-            RANGE_START: partition,
-            RANGE_END: partition,
-        }
-        result = job.execute_in_process(instance=self.instance, tags=tags)
-        return result.get_asset_check_evaluations()[0]
+        result = job.execute_in_process(instance=self.instance, partition_key=partition)
+        (evaluation,) = self.evaluations(result, "no_gaps")
+        return evaluation
+
+    @staticmethod
+    def evaluations(result: dg.ExecuteInProcessResult, check: str) -> list[dg.AssetCheckEvaluation]:
+        """The run's results of ``check``, one per partition it covered."""
+        return [e for e in result.get_asset_check_evaluations() if e.check_name == check]
 
     def check_result(self, result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
-        return result.get_asset_check_evaluations()[0]  # fmt: skip
+        """The gap check's result of a single-partition run."""
+        (evaluation,) = self.evaluations(result, "no_gaps")
+        return evaluation
+
+    def partitions(self, result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+        """Each partition's materialization metadata."""
+        mats = result.asset_materializations_for_node(self.asset.op.name)
+        return {str(m.partition): {k: v.value for k, v in m.metadata.items()} for m in mats}
 
     def metadata(self, result: dg.ExecuteInProcessResult) -> dict[str, Any]:
-        mats = result.asset_materializations_for_node(self.asset.op.name)
-        return {k: v.value for k, v in mats[0].metadata.items()}
+        """The run's figures: the partitions' summed, lag and staleness over its markets."""
+        parts = list(self.partitions(result).values())
+        out: dict[str, Any] = {
+            k: sum(p[k] for p in parts)
+            for k in ("rows_written", "candles_fetched", "expected", "present", "missing")
+        }
+        out["dry_run"] = all(p["dry_run"] for p in parts)
+        lags = [p["lag_seconds"] for p in parts if "lag_seconds" in p]
+        if lags:
+            out["max_lag_seconds"] = max(lags)
+        stale = sorted(
+            {k.split("|")[0] for k, p in self.partitions(result).items() if p.get("stale")}
+        )
+        out["stale_markets"] = ", ".join(stale) or "none"
+        return out
 
     def stored(self, symbol: str, timeframe: str) -> list[list[float]]:
         frame = self.store.read_candles(Series("binance", symbol, timeframe), 0, 2**62)

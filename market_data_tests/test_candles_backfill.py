@@ -144,6 +144,28 @@ def test_an_unthrottled_client_slows_down_when_the_exchange_refuses(
     assert stats.get("429", 0) + stats.get("418", 0) <= 30, stats
 
 
+def test_a_ranged_run_gives_each_partition_its_own_figures_and_check(
+    harness: Harness,
+) -> None:
+    result = harness.run("BTC-USDT-SPOT:1h|2026-09-01", "BTC-USDT-SPOT:1h|2026-10-01")
+    assert result.success
+    parts = harness.partitions(result)
+    sep, octo = parts["BTC-USDT-SPOT:1h|2026-09-01"], parts["BTC-USDT-SPOT:1h|2026-10-01"]
+    assert (sep["expected"], sep["present"], sep["rows_written"]) == (30 * 24, 30 * 24, 30 * 24)
+    assert (octo["expected"], octo["present"], octo["rows_written"]) == (31 * 24, 31 * 24, 31 * 24)
+    assert sep["last_candle"] == (OCT - HOUR) / 1000 and octo["first_candle"] == OCT / 1000
+    assert sep["run_requests"] == octo["run_requests"]  # the run's own figures, labelled so
+    # one gap-check result per partition, each about that partition's materialization
+    checks = {e.partition: e for e in harness.evaluations(result, "no_gaps")}
+    assert set(checks) == set(parts) and all(e.passed for e in checks.values())
+    for pk, e in checks.items():
+        latest = harness.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=harness.asset.key, asset_partitions=[pk]), limit=1
+        ).records[0]
+        assert e.target_materialization_data.storage_id == latest.storage_id
+    assert {e.partition for e in harness.evaluations(result, "fresh")} == set(parts)
+
+
 def test_nothing_is_expected_before_the_listing(harness: Harness) -> None:
     newt = next(m for m in MARKETS if m.id == "NEWTUSDT")
     result = harness.run("NEWT-USDT-SPOT:1h|2026-10-01")

@@ -11,11 +11,14 @@ import dagster as dg
 import pytest
 
 from market_data.defs.candles.partitions import RANGE_START
+from market_data.domain.gaps import Hole
 from market_data.simulator.server import RunningSimulator
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
 from market_data_tests.conftest import NOW_MS
 from market_data_tests.helpers import cli, cli_env
+
+JAN_MS = 1_767_225_600_000  # 2026-01-01
 
 
 @pytest.fixture
@@ -152,18 +155,38 @@ def test_gaps_detect_list_and_repair(env: dict[str, str], sim: RunningSimulator)
     assert backfill_btc(env, "2026-01-01").returncode == 0
     detect = cli(env, "gaps", "detect", "--exchange", "binance", "--symbol", "BTC/USDT")
     assert detect.returncode == 1, detect.stderr
+    # fetched, and the exchange returned nothing: "empty", not "missing"
     assert (
-        "GAPS binance BTC-USDT-SPOT:1h: 1 open gap(s), 3 missing, 0 exchange-empty" in detect.stdout
+        "GAPS binance BTC-USDT-SPOT:1h: 1 open gap(s): 0 missing, 3 empty (unconfirmed); "
+        "0 exchange-empty (in 2026-11)" in detect.stdout
     )
     listed = cli(env, "gaps", "list", "--open")
     assert "BTC-USDT-SPOT  1h    2026-11-01 05:00  2026-11-01 08:00  empty   open" in listed.stdout
+    assert "first 1 gaps only" not in listed.stdout
     repaired = cli(
         env, "gaps", "repair", "--exchange", "binance", "--symbol", "BTC/USDT", "--max-gaps", "1"
     )
     assert repaired.returncode == 0, repaired.stderr
+    # one run, over the one month with a gap (not a run per year since January)
+    assert "[1/1] binance BTC-USDT-SPOT:1h 2026-11..2026-11" in repaired.stdout, repaired.stdout
     store = CandleStore(env["DATABASE_URL"])
     (row,) = store.gaps.all_gaps()
     assert row["attempts"] == 1 and row["status"] == "open"  # still empty at the exchange
+
+
+def test_gaps_list_says_when_it_truncates(env: dict[str, str]) -> None:
+    assert cli(env, "db", "init").returncode == 0
+    store = CandleStore(env["DATABASE_URL"])
+    series = Series("binance", "BTC-USDT-SPOT", "1h")
+    hour = 3_600_000
+    holes = [Hole(1_790_000_000_000 + i * 3 * hour, 1_790_000_000_000 + (i * 3 + 1) * hour, "missing") for i in range(5)]  # fmt: skip
+    store.gaps.record(series, 0, 2**62, holes, 3)
+    listed = cli(env, "gaps", "list", "--limit", "3")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("BTC-USDT-SPOT") == 3
+    assert "(the first 3 gaps only: --limit N shows more)" in listed.stdout
+    everything = cli(env, "gaps", "list", "--limit", "5")
+    assert everything.stdout.count("BTC-USDT-SPOT") == 5 and "gaps only" not in everything.stdout
 
 
 def test_status_reports_every_market(env: dict[str, str]) -> None:
@@ -175,6 +198,8 @@ def test_status_reports_every_market(env: dict[str, str]) -> None:
     (btc,) = report["markets"]
     hours = (NOW_MS - NOW_MS % 3_600_000 - 1_793_491_200_000) // 3_600_000
     assert btc["market"] == "BTC-USDT-SPOT:1h" and btc["rows"] == hours and btc["missing"] == 0
+    # the watchlist starts in January: what --start left out is absent, not a gap found
+    assert btc["absent"] == btc["expected"] - hours == (1_793_491_200_000 - JAN_MS) // 3_600_000
     assert btc["first_candle"] == "2026-11-01 00:00" and btc["open_gaps"] == 0
     assert btc["lag_s"] < 3600 and not btc["stale"]
     assert btc["last_materialization"] is not None

@@ -56,6 +56,27 @@ def test_ticks_keep_every_market_up_to_date(sim: RunningSimulator, tmp_path: Pat
     assert len({r[0] for r in stored}) == len(stored) == (NOW_MS + 600_000 - NOV) // 60_000
 
 
+def test_each_market_of_a_freshness_run_has_its_own_state(
+    sim: RunningSimulator, tmp_path: Path
+) -> None:
+    h = Harness(watchlist(sim.url, ["BTC/USDT/1h", "ETH/USDT/1m"]), f"sqlite:///{tmp_path}/f.sqlite",
+                dg.DagsterInstance.ephemeral())  # fmt: skip
+    # ETH trades no more for the last hour: it falls behind, BTC does not
+    hole = {"symbol": "ETHUSDT", "start_ms": NOW_MS - 3_600_000, "end_ms": NOW_MS + 1}
+    admin(sim.url, "faults", {"holes": [hole]})
+    result = h.run("BTC-USDT-SPOT:1h|2026-11-01", "ETH-USDT-SPOT:1m|2026-11-01")
+    assert result.success
+    fresh = {e.partition: e for e in h.evaluations(result, "fresh")}
+    btc, eth = fresh["BTC-USDT-SPOT:1h|2026-11-01"], fresh["ETH-USDT-SPOT:1m|2026-11-01"]
+    assert btc.passed and not eth.passed and eth.severity == dg.AssetCheckSeverity.WARN
+    assert eth.metadata["lag_seconds"].value > 3000 > btc.metadata["lag_seconds"].value
+    # each partition's materialization carries its own market's figures, not the run's
+    parts = h.partitions(result)
+    assert parts["ETH-USDT-SPOT:1m|2026-11-01"]["stale"] is True
+    assert parts["BTC-USDT-SPOT:1h|2026-11-01"]["stale"] is False
+    assert parts["BTC-USDT-SPOT:1h|2026-11-01"]["expected"] == (NOW_MS - NOV) // 3_600_000
+
+
 def test_a_market_that_falls_behind_is_flagged(sim: RunningSimulator, tmp_path: Path) -> None:
     h = Harness(
         watchlist(sim.url, ["ETH/USDT/1m"]),

@@ -177,9 +177,11 @@ def test_the_sweep_checks_all_history(h: Harness, sim: RunningSimulator) -> None
     assert result.success
     totals = result.output_for_node("sweep_gaps")
     # Before October nothing was fetched; in November the exchange-side hole (2 hours).
-    assert (
-        totals["open_gaps"] == 2
-        and totals["missing_candles"] == (1_790_812_800_000 - JAN) // 3_600_000 + 2
+    # One vocabulary: never fetched is "missing", fetched but not returned is "empty".
+    assert (totals["open_gaps"], totals["missing"], totals["empty"]) == (
+        2,
+        (1_790_812_800_000 - JAN) // 3_600_000,
+        2,
     )
     assert [(g["gap_start"], g["kind"], g["status"]) for g in gap_rows(h)] == [
         (JAN, "missing", "open"),

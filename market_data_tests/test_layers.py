@@ -16,8 +16,9 @@ ALLOWED: dict[str, set[str]] = {
     "pipeline": {"domain", "exchanges", "store"},
     "config": {"domain"},
     "defs": {"config", "domain", "exchanges", "pipeline", "store"},
+    "api": {"domain", "pipeline", "store"},
     "definitions": {"config", "defs", "domain"},
-    "cli": {"config", "defs", "domain", "exchanges", "pipeline", "simulator", "store"},
+    "cli": {"api", "config", "defs", "domain", "exchanges", "pipeline", "simulator", "store"},
     "sql": set(),
     "__init__": set(),
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import numpy as np
+
 
 def day_ms(day: date) -> int:
     """Epoch milliseconds of ``day`` at 00:00 UTC."""
@@ -55,3 +57,24 @@ def utc_text(ms: int | float | None) -> str | None:
     if ms is None:
         return None
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def month_keys_between(lo_ms: int, hi_ms: int) -> list[str]:
+    """Month keys of every month that [lo_ms, hi_ms) touches."""
+    if hi_ms <= lo_ms:
+        return []
+    return month_keys(ms_day(lo_ms), ms_day(hi_ms - 1))
+
+
+def count_by_month(ts: np.ndarray) -> dict[str, int]:
+    """How many of the (sorted or not) epoch-ms times ``ts`` fall in each month."""
+    if not len(ts):
+        return {}
+    out = {}
+    ordered = np.sort(ts)
+    for key in month_keys_between(int(ordered[0]), int(ordered[-1]) + 1):
+        lo, hi = month_bounds(key)
+        n = int(np.searchsorted(ordered, hi) - np.searchsorted(ordered, lo))
+        if n:
+            out[key] = n
+    return out

@@ -1,8 +1,14 @@
 """Gap math (pure): holes in a candle series, classified by fetch coverage.
 
-A hole is a run of expected open times (on the timeframe grid) without a candle. Its kind:
-``missing`` where no fetch covered it (never fetched, or the fetch failed), ``empty`` where
-a fetch covered it and the exchange returned nothing (illiquid minutes, outages).
+One vocabulary, used by the check, the command line, the status report and the API:
+
+- a *gap* is a run of expected open times (on the timeframe grid) without a candle;
+- its *kind* is ``missing`` where no fetch covered it (never fetched, or the fetch failed),
+  or ``empty`` where a fetch covered it and the exchange returned nothing (illiquid minutes,
+  outages) but that is not yet confirmed;
+- its *status* is ``open`` (to repair; the check fails), ``repaired``, or ``exchange_empty``
+  (empty confirmed by ``max_attempts`` fetches: explained, the check passes with a warning);
+- *absent* candles are expected ones not stored, whatever the reason.
 """
 
 from __future__ import annotations
@@ -12,6 +18,51 @@ from dataclasses import dataclass
 
 MISSING, EMPTY = "missing", "empty"
 OPEN, REPAIRED, EXCHANGE_EMPTY = "open", "repaired", "exchange_empty"
+
+
+@dataclass(frozen=True)
+class GapCounts:
+    """Gaps and the candles in them, by kind and status."""
+
+    open_gaps: int = 0
+    #: candles in open gaps of kind ``missing``
+    missing: int = 0
+    #: candles in open gaps of kind ``empty`` (not yet confirmed)
+    empty: int = 0
+    #: candles in gaps confirmed ``exchange_empty``
+    exchange_empty: int = 0
+
+    @classmethod
+    def of(cls, gaps: Iterable[tuple[int, int, str, str]], timeframe_ms: int) -> GapCounts:
+        """From (start, end, kind, status) of gaps that are open or exchange-empty."""
+        n, by = 0, {MISSING: 0, EMPTY: 0, EXCHANGE_EMPTY: 0}
+        for start, end, kind, status in gaps:
+            candles = (end - start) // timeframe_ms
+            if status == OPEN:
+                n += 1
+                by[kind] += candles
+            elif status == EXCHANGE_EMPTY:
+                by[EXCHANGE_EMPTY] += candles
+        return cls(n, by[MISSING], by[EMPTY], by[EXCHANGE_EMPTY])
+
+    def __add__(self, other: GapCounts) -> GapCounts:
+        return GapCounts(
+            self.open_gaps + other.open_gaps,
+            self.missing + other.missing,
+            self.empty + other.empty,
+            self.exchange_empty + other.exchange_empty,
+        )
+
+    @property
+    def open_candles(self) -> int:
+        return self.missing + self.empty
+
+    def describe(self) -> str:
+        """``2 open gap(s): 3 missing, 717 empty (unconfirmed); 10 exchange-empty``"""
+        text = f"{self.open_gaps} open gap(s)"
+        if self.open_gaps:
+            text += f": {self.missing} missing, {self.empty} empty (unconfirmed)"
+        return text + f"; {self.exchange_empty} exchange-empty"
 
 
 @dataclass(frozen=True)

@@ -70,3 +70,18 @@ def parse_symbol(text: str) -> Symbol:
         f"malformed pair {text!r}: expected BASE/QUOTE (ccxt, e.g. BTC/USDT or BTC/USDT:USDT) "
         "or a standard name (BTC-USDT-SPOT, BTC-USDT-PERP, BTC-USDT-FUTURE_261225)"
     )
+
+
+def symbol_matches(text: str, symbol: Symbol) -> bool:
+    """Whether ``text`` names ``symbol``: its ccxt or standard name, or a compact pair as
+    older tools and exchange APIs write it (BTCUSDT, btc-usdt, XBTUSDT), which names the
+    pair in any kind (spot, perpetual, futures)."""
+    try:
+        return parse_symbol(text).standard == symbol.standard
+    except MalformedSymbolError:
+        pass
+    compact = re.sub(r"[^A-Z0-9]", "", text.upper())
+    for alias, code in ASSET_ALIASES.items():
+        if compact.startswith(alias):
+            compact = code + compact[len(alias) :]
+    return compact == symbol.base + symbol.quote

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from market_data.domain.calendar import month_keys_between
 from market_data.domain.expected import clip, expected_window
-from market_data.domain.gaps import EXCHANGE_EMPTY, OPEN, repair_ranges, retry_due
+from market_data.domain.gaps import EXCHANGE_EMPTY, OPEN, GapCounts, repair_ranges, retry_due
 from market_data.domain.watchlist import GapSettings, Market
 from market_data.store.candles import CandleStore
 from market_data.store.gaps import GapRow
@@ -20,13 +21,18 @@ class MarketGaps:
     exchange_empty: list[GapRow] = field(default_factory=list)
     timeframe_ms: int = 60_000
 
-    @property
-    def missing_candles(self) -> int:
-        return sum((g.end - g.start) // self.timeframe_ms for g in self.open)
-
-    @property
-    def empty_candles(self) -> int:
-        return sum((g.end - g.start) // self.timeframe_ms for g in self.exchange_empty)
+    def counts(self, lo: int | None = None, hi: int | None = None) -> GapCounts:
+        """Its gaps counted, or only their parts in [lo, hi) (a gap can span months)."""
+        lo = -(2**62) if lo is None else lo
+        hi = 2**62 if hi is None else hi
+        return GapCounts.of(
+            (
+                (max(g.start, lo), min(g.end, hi), g.kind, g.status)
+                for g in self.open + self.exchange_empty
+                if g.start < hi and g.end > lo
+            ),
+            self.timeframe_ms,
+        )
 
 
 def expected_ranges(
@@ -68,6 +74,15 @@ def plan_repair(
     rows = rows[:max_gaps] if max_gaps else rows
     store.gaps.mark_attempt(series, [g["gap_start"] for g in rows])
     return repair_ranges(((g["gap_start"], g["gap_end"]) for g in rows), page_span_ms)
+
+
+def months_to_repair(store: CandleStore, market: Market, settings: GapSettings) -> list[str]:
+    """Month keys of the market's open gaps that have repair attempts left, in order."""
+    months: set[str] = set()
+    for g in store.gaps.open_gaps(Series.of(market)):
+        if g["attempts"] < settings.max_attempts:
+            months.update(month_keys_between(g["gap_start"], g["gap_end"]))
+    return sorted(months)
 
 
 def due_gaps(store: CandleStore, settings: GapSettings, now_ms: int) -> list[dict]:

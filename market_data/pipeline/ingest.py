@@ -23,7 +23,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from market_data.domain.calendar import utc_text
+import numpy as np
+
+from market_data.domain.calendar import count_by_month, month_bounds, month_keys_between, utc_text
 from market_data.domain.candles import CandlePage, page_from_table, validate_pages
 from market_data.domain.catalog import instrument_from_ccxt
 from market_data.domain.expected import Listing, clip, expected_count, expected_window
@@ -47,24 +49,42 @@ MAX_FAILED_WINDOWS = 3  # windows that used all their retries before the run sto
 
 
 @dataclass
-class MarketReport:
-    """What one market's fetch did; becomes materialization metadata."""
+class Figures:
+    """Candles fetched, written, expected and present in a span (a month, or a market's run)."""
 
-    key: str
-    requests: int = 0
     candles_fetched: int = 0
     rows_written: int = 0
     expected: int = 0
     present: int = 0
     first_ts: int | None = None
     last_ts: int | None = None
-    bounds: list[tuple[int, int]] = field(default_factory=list)
-    #: seconds from the newest stored candle's close to the exchange clock (None: no candle)
-    lag_s: float | None = None
 
     @property
     def missing(self) -> int:
         return max(0, self.expected - self.present)
+
+    def add_present(self, n: int, first: int | None, last: int | None) -> None:
+        self.present += n
+        if first is not None and last is not None:
+            self.first_ts = first if self.first_ts is None else min(self.first_ts, first)
+            self.last_ts = last if self.last_ts is None else max(self.last_ts, last)
+
+
+@dataclass
+class MarketReport(Figures):
+    """What one market's fetch did, in all and per month; becomes materialization metadata
+    (per partition: the market's month)."""
+
+    key: str = ""
+    requests: int = 0
+    bounds: list[tuple[int, int]] = field(default_factory=list)
+    #: per month key (YYYY-MM-01)
+    months: dict[str, Figures] = field(default_factory=dict)
+    #: seconds from the newest stored candle's close to the exchange clock (None: no candle)
+    lag_s: float | None = None
+
+    def month(self, key: str) -> Figures:
+        return self.months.setdefault(key, Figures())
 
 
 @dataclass(frozen=True)
@@ -159,7 +179,7 @@ async def ingest(
     """Fetch and write the candles of every market in its ``ranges`` (clipped to where they
     are expected). Returns a report per market key."""
     stop = stop or Stopper()
-    reports = {m.key: MarketReport(m.key) for m in ranges}
+    reports = {m.key: MarketReport(key=m.key) for m in ranges}
     tallies = {m.key: Tally() for m in ranges}
 
     async def listing(market: Market) -> Listing:
@@ -173,6 +193,9 @@ async def ingest(
     for (market, wanted), known in zip(ranges.items(), listings, strict=True):
         series, tf = Series.of(market), market.timeframe
         report = reports[market.key]
+        for lo, hi in wanted:  # every month asked for has figures, if only zeros
+            for key in month_keys_between(lo, hi):
+                report.month(key)
         report.bounds = clip(wanted, expected_window(market, known, now_ms), tf)
         for start, end in report.bounds:
             todo = (
@@ -230,7 +253,7 @@ async def _pipeline(
             candles = page_from_table(job.market.key, page.table, tf.ms, job.lo, job.hi, now_ms)
             await queue.put((job.series, candles))
 
-    def write(batch: list[tuple[Series, CandlePage]]) -> dict[Series, int]:
+    def write(batch: list[tuple[Series, CandlePage]]) -> dict[Series, np.ndarray]:
         validate_pages([p for _, p in batch], now_ms)  # the contract, once per batch
         return {} if dry_run else store.write_pages(batch, new=not refetch)
 
@@ -245,10 +268,16 @@ async def _pipeline(
                 batch.append(more)
             written = await asyncio.to_thread(write, batch)
             for _, page in batch:
-                reports[page.key].candles_fetched += len(page)
+                report = reports[page.key]
+                report.candles_fetched += len(page)
+                for month, n in count_by_month(page.ts).items():
+                    report.month(month).candles_fetched += n
                 progress.page(len(page))
-            for series, n in written.items():
-                reports[keys[series]].rows_written += n
+            for series, ts in written.items():
+                report = reports[keys[series]]
+                report.rows_written += len(ts)
+                for month, n in count_by_month(ts).items():
+                    report.month(month).rows_written += n
 
     raised: BaseException | None = None
     writing = asyncio.create_task(writer())
@@ -283,15 +312,20 @@ async def _pipeline(
 
 
 def _finish(store: CandleStore, market: Market, report: MarketReport, now_ms: int) -> None:
-    """Expected and present candles in the market's bounds, first/last, and its lag."""
+    """Expected and present candles in the market's bounds, per month and in all, first and
+    last candle, and the market's lag."""
     tf, series = market.timeframe, Series.of(market)
-    report.expected = expected_count(report.bounds, tf)
     for start, end in report.bounds:
-        n, first, last = store.candle_stats(series, start, end)
-        report.present += n
-        if first is not None:
-            report.first_ts = first if report.first_ts is None else min(report.first_ts, first)
-            report.last_ts = last if report.last_ts is None else max(report.last_ts, last)
+        for key in month_keys_between(start, end):
+            report.month(key)
+    for key, figures in report.months.items():
+        lo, hi = month_bounds(key)
+        parts = [(max(s, lo), min(e, hi)) for s, e in report.bounds if max(s, lo) < min(e, hi)]
+        figures.expected = expected_count(parts, tf)
+        for start, end in parts:
+            figures.add_present(*store.candle_stats(series, start, end))
+        report.expected += figures.expected
+        report.add_present(figures.present, figures.first_ts, figures.last_ts)
     report.lag_s = lag_seconds(store.last_ts(series), tf.ms, now_ms)
 
 
@@ -311,17 +345,26 @@ class FetchOptions:
     gaps: GapSettings = field(default_factory=GapSettings)
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """A run's fetch: the exchange clock it read, and a report per market key."""
+
+    now_ms: int
+    markets: dict[str, MarketReport]
+
+
 async def fetch_markets(
     client: ExchangeClient,
     store: CandleStore,
     wanted: dict[Market, list[tuple[int, int]]],
-    options: FetchOptions = FetchOptions(),
+    options: FetchOptions | None = None,
     log: Log = lambda _: None,
     stop: Stopper | None = None,
-) -> dict[str, MarketReport]:
+) -> Fetched:
     """One run's fetch: the markets' listings from the exchange (only the market types they
     need), the exchange clock, then every market's ``wanted`` ranges (or, repairing, only
     their open gaps) through one pipeline."""
+    options = options or FetchOptions()
     ccxt_markets = await client.load_markets(symbols=[m.symbol.ccxt for m in wanted])
     now = await exchange_now(client)
     if not options.dry_run:  # a dry run leaves no trace, not even the clock reading
@@ -335,7 +378,7 @@ async def fetch_markets(
             clipped = plan_repair(store, market, clipped, options.gaps, span, options.max_gaps)
             log(f"{market.key}: repairing {len(clipped)} range(s)")
         ranges[market] = clipped
-    return await ingest(
+    reports = await ingest(
         client,
         store,
         ranges,
@@ -346,6 +389,11 @@ async def fetch_markets(
         log=log,
         stop=stop,
     )
+    for market, bounds in wanted.items():  # every month of the run has figures
+        for lo, hi in bounds:
+            for key in month_keys_between(lo, hi):
+                reports[market.key].month(key)
+    return Fetched(now, reports)
 
 
 def describe(report: MarketReport) -> str:

@@ -103,11 +103,12 @@ class CandleStore:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._dialect = postgresql if self.dialect == "postgresql" else sqlite
         if self.dialect == "postgresql":
-            self._merge_copied = _candle_upsert(postgresql, _copied_source())
-        else:  # compiled once, executed with the driver's own executemany
-            self._upsert_sql = str(
-                _candle_upsert(sqlite).compile(dialect=self.engine.dialect, column_keys=_ALL)
+            self._merge_copied = _candle_upsert(postgresql, _copied_source()).returning(
+                candles.c.ts
             )
+        else:  # compiled once, executed with the driver's own executemany
+            upsert = _candle_upsert(sqlite).returning(candles.c.ts)
+            self._upsert_sql = str(upsert.compile(dialect=self.engine.dialect, column_keys=_ALL))
         cover = self._dialect.insert(fetch_coverage)
         self._cover = cover.on_conflict_do_update(
             index_elements=["exchange", "symbol", "timeframe", "start_ts"],
@@ -128,17 +129,18 @@ class CandleStore:
     # -- writes ------------------------------------------------------------------------
     def write_pages(
         self, pages: Sequence[tuple[Series, CandlePage]], new: bool = False
-    ) -> dict[Series, int]:
+    ) -> dict[Series, np.ndarray]:
         """Upsert pages of candles and record the window each covered, all in one
         transaction (a page is never stored without its coverage, nor the reverse). Returns
-        the rows inserted or changed, per series. ``new``: the windows were never fetched,
+        the open times of the rows inserted or changed, per series (a re-fetch of what is
+        stored already writes nothing, and says so). ``new``: the windows were never fetched,
         so on PostgreSQL the rows are first COPYed straight into candles (a third of the
         database's work); a row that is there after all falls back to the upsert."""
         by_series: dict[Series, list[CandlePage]] = defaultdict(list)
         for series, page in pages:
             by_series[series].append(page)
         now = int(time.time() * 1000)
-        written: dict[Series, int] = {}
+        written: dict[Series, np.ndarray] = {}
         with self.engine.begin() as conn:
             for series, group in by_series.items():
                 written[series] = self._upsert(conn, series, group, new)
@@ -154,15 +156,15 @@ class CandleStore:
         return written
 
     def write_page(self, series: Series, page: CandlePage) -> int:
-        """One page with its coverage (see write_pages)."""
-        return self.write_pages([(series, page)]).get(series, 0)
+        """One page with its coverage (see write_pages); the rows inserted or changed."""
+        return len(self.write_pages([(series, page)]).get(series, ()))
 
     def _upsert(
         self, conn: sa.Connection, series: Series, pages: list[CandlePage], new: bool
-    ) -> int:
+    ) -> np.ndarray:
         ts = np.concatenate([p.ts for p in pages])
         if not len(ts):
-            return 0
+            return ts
         values = np.concatenate([p.values for p in pages])
         if self.dialect == "postgresql" and new:
             try:
@@ -170,7 +172,7 @@ class CandleStore:
                     raw = conn.connection.driver_connection
                     with raw.cursor() as cur, cur.copy(_COPY_NEW) as copy:
                         copy.write(copy_binary(ts, values, head=_head(series)))
-                    return len(ts)
+                    return ts
             except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
                 pass  # some of these candles are stored already: merge them
         if self.dialect == "postgresql":
@@ -180,11 +182,18 @@ class CandleStore:
             raw = conn.connection.driver_connection  # psycopg 3, inside this transaction
             with raw.cursor() as cur, cur.copy(_COPY_IN) as copy:
                 copy.write(copy_binary(ts, values))
-            written = conn.execute(self._merge_copied, series.params()).rowcount
+            written = conn.execute(self._merge_copied, series.params()).scalars().all()
             conn.exec_driver_sql("TRUNCATE candles_in")  # the next series of this batch
-            return written
-        rows = [_head(series) + row for row in zip(ts.tolist(), *values.T.tolist(), strict=True)]
-        return conn.exec_driver_sql(self._upsert_sql, rows).rowcount
+            return np.asarray(written, dtype=np.int64)
+        # SQLite: the driver's own statement per row, each saying whether it wrote
+        rows = zip(ts.tolist(), *values.T.tolist(), strict=True)
+        cursor = conn.connection.driver_connection.cursor()
+        written = []
+        for row in rows:
+            cursor.execute(self._upsert_sql, _head(series) + row)
+            written += cursor.fetchall()
+        cursor.close()
+        return np.asarray([w[0] for w in written], dtype=np.int64)
 
     # -- reads -------------------------------------------------------------------------
     def covered(self, series: Series, start: int, end: int) -> list[tuple[int, int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,11 +15,13 @@ from market_data.domain.gaps import (
     EXCHANGE_EMPTY,
     OPEN,
     REPAIRED,
+    GapCounts,
     Hole,
     classify,
     holes_from_breaks,
 )
 from market_data.domain.intervals import merge_intervals
+from market_data.domain.timeframes import Timeframe
 from market_data.store.series import Series
 from market_data.store.tables import candle_gaps, candles, exchange_clock, fetch_coverage
 
@@ -163,31 +166,48 @@ class GapStore:
                 ).mappings()
             ]
 
-    def all_gaps(self, only_open: bool = False, limit: int = 1000) -> list[dict[str, Any]]:
+    def all_gaps(
+        self,
+        only_open: bool = False,
+        limit: int = 1000,
+        *,
+        status: str | None = None,
+        exchange: str | None = None,
+        symbols: list[str] | None = None,
+        timeframe: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows of candle_gaps, in series and time order, optionally only those of a status,
+        an exchange, some symbols (standard names) or a timeframe."""
         g = candle_gaps.c
         q = sa.select(candle_gaps)
-        if only_open:
-            q = q.where(g.status == OPEN)
+        if only_open or status is not None:
+            q = q.where(g.status == (status or OPEN))
+        if exchange is not None:
+            q = q.where(g.exchange == exchange)
+        if symbols is not None:
+            q = q.where(g.symbol.in_(symbols))
+        if timeframe is not None:
+            q = q.where(g.timeframe == timeframe)
         q = q.order_by(g.exchange, g.symbol, g.timeframe, g.gap_start).limit(limit)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
-    def totals(self, exchange: str) -> dict[tuple[str, str, str], tuple[int, int]]:
-        """(symbol, timeframe, status) -> (gaps, total span in ms) of an exchange."""
+    def totals(self, exchange: str) -> dict[tuple[str, str], GapCounts]:
+        """(symbol, timeframe) -> its open and exchange-empty gaps, counted, of an exchange."""
         g = candle_gaps.c
         query = (
-            sa.select(
-                g.symbol,
-                g.timeframe,
-                g.status,
-                sa.func.count(),
-                sa.func.sum(g.gap_end - g.gap_start),
-            )
-            .where(g.exchange == exchange)
-            .group_by(g.symbol, g.timeframe, g.status)
+            sa.select(g.symbol, g.timeframe, g.gap_start, g.gap_end, g.kind, g.status)
+            .where(g.exchange == exchange, g.status != REPAIRED)
+            .order_by(g.symbol, g.timeframe)
         )
+        out: dict[tuple[str, str], GapCounts] = {}
         with self.engine.connect() as conn:
-            return {(s, tf, st): (int(n), int(span)) for s, tf, st, n, span in conn.execute(query)}
+            rows = conn.execute(query).all()
+        for (symbol, tf), group in itertools.groupby(rows, key=lambda r: (r[0], r[1])):
+            out[(symbol, tf)] = GapCounts.of(
+                ((r[2], r[3], r[4], r[5]) for r in group), Timeframe.parse(tf).ms
+            )
+        return out
 
     def mark_attempt(self, series: Series, starts: list[int]) -> None:
         if not starts:

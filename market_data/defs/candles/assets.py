@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from market_data.defs.candles.partitions import MONTHS_PER_RUN, candle_partitions, ranges_by_market
+from market_data.defs.candles.results import partition_metadata
 from market_data.defs.instruments.assets import instruments_asset_key
 from market_data.defs.resources import CandleStoreResource, ExchangesResource
 from market_data.defs.runs import run_is_stopping
@@ -17,7 +18,7 @@ from market_data.domain.candles import CandleContractError
 from market_data.domain.freshness import is_stale
 from market_data.domain.watchlist import Watchlist, WatchlistError
 from market_data.exchanges.errors import ExchangeDataError, PermanentExchangeError
-from market_data.pipeline.ingest import FetchOptions, MarketReport, describe, fetch_markets
+from market_data.pipeline.ingest import Fetched, FetchOptions, describe, fetch_markets
 from market_data.pipeline.stop import Stopped, Stopper
 
 
@@ -38,43 +39,6 @@ def _day_ms(text: str | None) -> int | None:
     return day_ms(date.fromisoformat(text)) if text else None
 
 
-def _metadata(
-    reports: list[MarketReport], stale: set[str], requests: int, seconds: float, dry_run: bool
-) -> dict[str, dg.MetadataValue]:
-    firsts = [r.first_ts for r in reports if r.first_ts is not None]
-    lasts = [r.last_ts for r in reports if r.last_ts is not None]
-    cells = [
-        (
-            r.key, r.rows_written, r.candles_fetched, r.requests, r.expected, r.present, r.missing,
-            "" if r.lag_s is None else f"{r.lag_s:.0f}" + (" STALE" if r.key in stale else ""),
-        )
-        for r in reports
-    ]  # fmt: skip
-    rows = "\n".join("| " + " | ".join(map(str, c)) + " |" for c in cells)
-    meta: dict[str, dg.MetadataValue] = {
-        "rows_written": dg.MetadataValue.int(sum(r.rows_written for r in reports)),
-        "candles_fetched": dg.MetadataValue.int(sum(r.candles_fetched for r in reports)),
-        "requests": dg.MetadataValue.int(requests),
-        "expected": dg.MetadataValue.int(sum(r.expected for r in reports)),
-        "present": dg.MetadataValue.int(sum(r.present for r in reports)),
-        "missing": dg.MetadataValue.int(sum(r.missing for r in reports)),
-        "seconds": dg.MetadataValue.float(round(seconds, 3)),
-        "dry_run": dg.MetadataValue.bool(dry_run),
-        "markets": dg.MetadataValue.md(
-            "| market | rows written | fetched | requests | expected | present | missing | lag s |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- |\n" + rows
-        ),
-    }
-    lags = [r.lag_s for r in reports if r.lag_s is not None]
-    if lags:
-        meta["max_lag_seconds"] = dg.MetadataValue.float(round(max(lags), 1))
-    meta["stale_markets"] = dg.MetadataValue.text(", ".join(sorted(stale)) or "none")
-    if firsts:
-        meta["first_candle"] = dg.MetadataValue.timestamp(min(firsts) / 1000)
-        meta["last_candle"] = dg.MetadataValue.timestamp(max(lasts) / 1000)
-    return meta
-
-
 def step_retry(retries: int, attempt: int, error: Exception) -> dg.RetryRequested | dg.Failure:
     """A step whose requests used all their attempts is retried whole (it resumes from what is
     stored) after 15 s, 30 s, ... with jitter, ``retries`` times; then it fails.
@@ -93,10 +57,11 @@ def step_retry(retries: int, attempt: int, error: Exception) -> dg.RetryRequeste
 
 def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
     step_retries = watchlist.exchange(exchange).step_retries
+    key, partitions = candle_asset_key(exchange), candle_partitions(exchange, watchlist.start)
 
     @dg.asset(
-        key=candle_asset_key(exchange),
-        partitions_def=candle_partitions(exchange, watchlist.start),
+        key=key,
+        partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MONTHS_PER_RUN),
         pool=f"exchange:{exchange}",
         deps=[instruments_asset_key(exchange)],
@@ -107,7 +72,7 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
             warn_window=timedelta(seconds=watchlist.freshness.warn_after_s),
         ),
         description=f"Closed OHLCV candles from {exchange}, per market (symbol:timeframe) and "
-        "month, written to the candle store page by page.",
+        "month, written to the candle store as they arrive.",
     )
     def candles(
         context: dg.AssetExecutionContext,
@@ -133,7 +98,7 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
         store = candle_store.store()
         requests = 0
 
-        async def fetch() -> dict[str, MarketReport]:
+        async def fetch() -> Fetched:
             nonlocal requests
             client = exchanges.client(
                 exchange,
@@ -147,7 +112,7 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
                 await client.close()
 
         try:
-            reports = asyncio.run(fetch())
+            fetched = asyncio.run(fetch())
         except Stopped as e:
             # the pages written so far are kept; the run ends CANCELED, and is not retried
             context.log.warning(f"{exchange}: {e}")
@@ -157,20 +122,28 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
         except (ExchangeDataError, sa.exc.OperationalError, sa.exc.InterfaceError) as e:
             # the exchange or the store kept failing: the step is retried whole, later
             raise step_retry(step_retries, context.retry_number, e) from e
-        stale: set[str] = set()
-        for market, report in ((m, reports[m.key]) for m in wanted):
+        for market in wanted:
+            report = fetched.markets[market.key]
             context.log.info(describe(report))
             if not config.repair and is_stale(
                 report.lag_s, market.timeframe.ms, watchlist.freshness.max_lag_timeframes
             ):
-                stale.add(market.key)
                 context.log.warning(
                     f"{market.key}: stale, newest candle closed {report.lag_s:.0f}s "
                     "before the exchange clock"
                 )
-        seconds = time.monotonic() - started
-        return dg.MaterializeResult(
-            metadata=_metadata(list(reports.values()), stale, requests, seconds, config.dry_run)
+        # each partition's materialization carries that market-month's own figures
+        for pk in context.partition_keys:
+            context.add_asset_metadata(
+                partition_metadata(pk, fetched, watchlist, exchange), partition_key=pk
+            )
+        return dg.MaterializeResult(  # the run's own figures, the same on every partition
+            metadata={
+                "dry_run": dg.MetadataValue.bool(config.dry_run),
+                "run_requests": dg.MetadataValue.int(requests),
+                "run_markets": dg.MetadataValue.int(len(fetched.markets)),
+                "run_seconds": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+            }
         )
 
     return candles

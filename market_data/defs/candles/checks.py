@@ -1,16 +1,32 @@
-"""The gap check on each candle asset: per partition, every expected candle is present or
-explained. It records what it finds in candle_gaps; the gap_repair sensor acts on it."""
+"""The gap check on each candle asset: per partition (market x month), every expected candle
+is present or explained. It records what it finds in candle_gaps; the gap_repair sensor acts
+on it.
 
-from typing import Any
+Whoever runs it (the check after a materialization, the check-only job launched from the UI
+for chosen partitions, the daily sweep), the result is one evaluation per partition,
+recorded in the run (evaluations.py), so the UI shows each partition Passed or Failed.
+"""
+
+from collections.abc import Iterable
 
 import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset_key
-from market_data.defs.candles.partitions import candle_partitions, ranges_by_market
+from market_data.defs.candles.evaluations import evaluation, latest_materializations
+from market_data.defs.candles.partitions import (
+    candle_partitions,
+    ranges_by_market,
+    split_partition_key,
+)
 from market_data.defs.resources import CandleStoreResource
-from market_data.domain.calendar import utc_text
+from market_data.domain.calendar import month_bounds, month_key_of, utc_text
+from market_data.domain.freshness import is_stale, lag_seconds
+from market_data.domain.gaps import GapCounts
 from market_data.domain.watchlist import Watchlist
 from market_data.pipeline.gaps import MarketGaps, detect
+from market_data.store.candles import CandleStore
+from market_data.store.gaps import GapRow
+from market_data.store.series import Series
 
 CHECK_NAME = "no_gaps"
 SHOWN = 10
@@ -20,14 +36,82 @@ def gap_check_key(exchange: str) -> dg.AssetCheckKey:
     return dg.AssetCheckKey(candle_asset_key(exchange), CHECK_NAME)
 
 
-def _table(found: list[MarketGaps]) -> str:
-    lines = ["| market | from | to (excl.) | kind | attempts |", "| --- | --- | --- | --- | --- |"]
-    rows = [(m.key, g) for m in found for g in m.open][:SHOWN]
+def _in(rows: list[GapRow], lo: int, hi: int) -> list[GapRow]:
+    """Gap rows clipped to [lo, hi) (a gap can span months)."""
+    return [
+        GapRow(max(g.start, lo), min(g.end, hi), g.kind, g.status, g.attempts, g.last_attempt_at)
+        for g in rows
+        if g.start < hi and g.end > lo
+    ]
+
+
+def _table(rows: list[GapRow]) -> str:
+    lines = ["| from | to (excl.) | kind | attempts |", "| --- | --- | --- | --- |"]
     lines += [
-        f"| {k} | {utc_text(g.start)} | {utc_text(g.end)} | {g.kind} | {g.attempts} |"
-        for k, g in rows
+        f"| {utc_text(g.start)} | {utc_text(g.end)} | {g.kind} | {g.attempts} |"
+        for g in rows[:SHOWN]
     ]
     return "\n".join(lines)
+
+
+def gap_metadata(counts: GapCounts) -> dict[str, dg.MetadataValue]:
+    """The gap vocabulary (domain/gaps.py) as check metadata."""
+    return {
+        "open_gaps": dg.MetadataValue.int(counts.open_gaps),
+        "missing_candles": dg.MetadataValue.int(counts.missing),
+        "empty_candles": dg.MetadataValue.int(counts.empty),
+        "exchange_empty_candles": dg.MetadataValue.int(counts.exchange_empty),
+    }
+
+
+def counts_of(result: dg.AssetCheckEvaluation) -> GapCounts:
+    """The gap counts a no_gaps result carries (gap_metadata read back)."""
+    meta = {k: v.value for k, v in result.metadata.items()}
+    return GapCounts(
+        meta["open_gaps"], meta["missing_candles"], meta["empty_candles"],
+        meta["exchange_empty_candles"],
+    )  # fmt: skip
+
+
+def partition_evaluation(
+    check_key: dg.AssetCheckKey, pk: str, found: MarketGaps, targets: dict
+) -> dg.AssetCheckEvaluation:
+    """The gap check's result for one partition, from the gaps found in its market."""
+    lo, hi = month_bounds(split_partition_key(pk)[1])
+    counts = found.counts(lo, hi)
+    metadata = gap_metadata(counts)
+    if counts.open_gaps:
+        metadata["first_gaps"] = dg.MetadataValue.md(_table(_in(found.open, lo, hi)))
+        description = counts.describe()
+    elif counts.exchange_empty:
+        description = f"warning: {counts.describe()}"
+    else:
+        description = "complete"
+    return evaluation(
+        check_key, pk, not counts.open_gaps, targets=targets, description=description,
+        metadata=metadata,
+    )  # fmt: skip
+
+
+def gap_evaluations(
+    store: CandleStore,
+    instance: dg.DagsterInstance,
+    watchlist: Watchlist,
+    exchange: str,
+    partition_keys: Iterable[str],
+) -> list[dg.AssetCheckEvaluation]:
+    """Detect (and record) the gaps of these partitions; one evaluation for each."""
+    keys = [str(k) for k in partition_keys]
+    check_key = gap_check_key(exchange)
+    targets = latest_materializations(instance, check_key.asset_key, keys)
+    found = {
+        market_key: detect(store, watchlist.market_or_default(exchange, market_key), ranges, watchlist.gaps)
+        for market_key, ranges in ranges_by_market(keys).items()
+    }  # fmt: skip
+    return [
+        partition_evaluation(check_key, pk, found[split_partition_key(pk)[0]], targets)
+        for pk in keys
+    ]
 
 
 def gap_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
@@ -36,51 +120,112 @@ def gap_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
         name=CHECK_NAME,
         partitions_def=candle_partitions(exchange, watchlist.start),
         description="Every expected candle (on the grid, after listing, before the newest known "
-        "candle and any delisting) is stored, or the exchange has none there.",
+        "candle and any delisting) is stored, or the exchange has none there. One result per "
+        "partition: Failed with the gaps, or passing (with a warning where the exchange has no "
+        "candle).",
     )
-    def no_gaps(
-        context: dg.AssetCheckExecutionContext, candle_store: CandleStoreResource
-    ) -> dg.AssetCheckResult:
-        store = candle_store.store()
-        found = [
-            detect(store, watchlist.market_or_default(exchange, key), ranges, watchlist.gaps)
-            for key, ranges in ranges_by_market(list(context.partition_keys)).items()
-        ]
-        open_gaps = sum(len(m.open) for m in found)
-        missing = sum(m.missing_candles for m in found)
-        empty = sum(m.empty_candles for m in found)
-        metadata = {
-            "open_gaps": dg.MetadataValue.int(open_gaps),
-            "missing_candles": dg.MetadataValue.int(missing),
-            "exchange_empty_intervals": dg.MetadataValue.int(
-                sum(len(m.exchange_empty) for m in found)
-            ),
-            "exchange_empty_candles": dg.MetadataValue.int(empty),
-        }
-        if open_gaps:
-            metadata["first_gaps"] = dg.MetadataValue.md(_table(found))
-            return dg.AssetCheckResult(
-                passed=False,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description=f"{open_gaps} gap(s), {missing} candle(s) missing",
-                metadata=metadata,
-            )
-        note = (
-            f"warning: {empty} candle(s) the exchange does not have (exchange-empty)"
-            if empty
-            else "complete"
-        )
-        metadata["note"] = dg.MetadataValue.text(note)
-        return dg.AssetCheckResult(passed=True, description=note, metadata=metadata)
+    def no_gaps(context: dg.AssetCheckExecutionContext, candle_store: CandleStoreResource) -> None:
+        op = context.op_execution_context
+        for e in gap_evaluations(
+            candle_store.store(), context.instance, watchlist, exchange, op.partition_keys
+        ):
+            op.log_event(e)
 
     return no_gaps
 
 
-def gap_check_job(exchange: str, watchlist: Watchlist) -> Any:
-    """The gap check alone, on demand (a partition or a range of one market)."""
-    return dg.define_asset_job(
-        f"check_gaps_{exchange}",
-        selection=dg.AssetSelection.checks(gap_check_key(exchange)),
+def gap_check_job(exchange: str, watchlist: Watchlist) -> dg.JobDefinition:
+    """The gap check alone, on demand, for partitions chosen in the Launchpad (one, a range of
+    one market, or a backfill of the job over any set): nothing is fetched."""
+
+    @dg.op(name=f"check_gaps_{exchange}_partitions")
+    def check_partitions(context: dg.OpExecutionContext, candle_store: CandleStoreResource) -> None:
+        evaluations = gap_evaluations(
+            candle_store.store(), context.instance, watchlist, exchange, context.partition_keys
+        )
+        for e in evaluations:
+            context.log_event(e)
+        failed = [e.partition for e in evaluations if not e.passed]
+        context.log.info(f"{len(evaluations)} partition(s) checked, {len(failed)} with gaps")
+
+    @dg.job(
+        name=f"check_gaps_{exchange}",
         partitions_def=candle_partitions(exchange, watchlist.start),
-        description=f"Run the gap check of candles/{exchange} without fetching anything.",
+        description=f"Run the gap check of candles/{exchange} on the chosen partitions, without "
+        "fetching anything.",
     )
+    def job() -> None:
+        check_partitions()
+
+    return job
+
+
+FRESH_CHECK = "fresh"
+
+
+def fresh_check_key(exchange: str) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(candle_asset_key(exchange), FRESH_CHECK)
+
+
+def fresh_evaluations(
+    store: CandleStore,
+    instance: dg.DagsterInstance,
+    watchlist: Watchlist,
+    exchange: str,
+    partition_keys: Iterable[str],
+) -> list[dg.AssetCheckEvaluation]:
+    """Per partition: in the month in progress (by the exchange clock as the last run read
+    it), the market's lag against ``max_lag_timeframes``; a past month is complete."""
+    keys = [str(k) for k in partition_keys]
+    check_key = fresh_check_key(exchange)
+    targets = latest_materializations(instance, check_key.asset_key, keys)
+    clock = store.gaps.clock(exchange)
+    current = month_key_of(clock) if clock is not None else None
+    limit = watchlist.freshness.max_lag_timeframes
+    out = []
+    for pk in keys:
+        market_key, month = split_partition_key(pk)
+        market = watchlist.market_or_default(exchange, market_key)
+        metadata: dict[str, dg.MetadataValue] = {
+            "max_lag_timeframes": dg.MetadataValue.float(limit)
+        }
+        stale = False
+        if month != current:
+            description = "a past month: complete, nothing newer to come"
+        else:
+            lag = lag_seconds(store.last_ts(Series.of(market)), market.timeframe.ms, clock)
+            stale = is_stale(lag, market.timeframe.ms, limit)
+            if lag is None:
+                description = "no candle yet"
+            else:
+                metadata["lag_seconds"] = dg.MetadataValue.float(round(lag, 1))
+                description = f"newest candle closed {lag:.0f} s before the exchange clock" + (
+                    f": more than {limit:g} timeframes behind" if stale else ""
+                )
+        out.append(
+            evaluation(
+                check_key, pk, not stale, targets=targets, severity=dg.AssetCheckSeverity.WARN,
+                description=description, metadata=metadata,
+            )
+        )  # fmt: skip
+    return out
+
+
+def fresh_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=candle_asset_key(exchange),
+        name=FRESH_CHECK,
+        partitions_def=candle_partitions(exchange, watchlist.start),
+        description="Each market's newest candle is at most max_lag_timeframes "
+        f"({watchlist.freshness.max_lag_timeframes:g}) timeframes behind the exchange clock, in "
+        "the month in progress (a past month is complete); one result per partition, a "
+        "warning when stale. Every freshness run evaluates it.",
+    )
+    def fresh(context: dg.AssetCheckExecutionContext, candle_store: CandleStoreResource) -> None:
+        op = context.op_execution_context
+        for e in fresh_evaluations(
+            candle_store.store(), context.instance, watchlist, exchange, op.partition_keys
+        ):
+            op.log_event(e)
+
+    return fresh

@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset
-from market_data.defs.candles.checks import gap_check, gap_check_job
+from market_data.defs.candles.checks import fresh_check, gap_check, gap_check_job
 from market_data.defs.candles.partitions import (
     HOST_TAG,
     INVOCATION_TAG,
@@ -26,7 +26,7 @@ from market_data.defs.candles.partitions import (
     range_tags,
 )
 from market_data.defs.runs import reap_dead_runs, this_host, wait_for_pool
-from market_data.domain.calendar import month_keys, ms_day
+from market_data.domain.calendar import month_keys, ms_day, next_month
 from market_data.domain.watchlist import Market, Watchlist
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
@@ -62,6 +62,21 @@ def plan(
         months = month_keys(first, min(end - timedelta(days=1), today) if end else today)
         for i in range(0, len(months), MONTHS_PER_RUN):
             plans.append(RunPlan(market, months[i : i + MONTHS_PER_RUN], first, end))
+    return plans
+
+
+def repair_plan(market: Market, months: list[str]) -> list[RunPlan]:
+    """Runs over only ``months`` (those with open gaps): each run a stretch of consecutive
+    months, at most MONTHS_PER_RUN long."""
+    plans: list[RunPlan] = []
+    stretch: list[str] = []
+    for month in [*months, ""]:
+        follows = stretch and month == next_month(date.fromisoformat(stretch[-1])).isoformat()
+        if stretch and (not follows or len(stretch) == MONTHS_PER_RUN):
+            plans.append(RunPlan(market, stretch, date.fromisoformat(stretch[0]), None))
+            stretch = []
+        if month:
+            stretch.append(month)
     return plans
 
 
@@ -120,6 +135,25 @@ def _cancel(instance: dg.DagsterInstance, invocation: str) -> None:
     for run in runs:
         if run.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING):
             instance.report_run_canceling(run, message="Interrupted on the command line.")
+
+
+def summary(result: dg.ExecuteInProcessResult, asset: dg.AssetsDefinition) -> str:
+    """One line of a run: its partitions' figures summed, and its own."""
+    parts = [
+        {k: v.value for k, v in m.metadata.items()}
+        for m in result.asset_materializations_for_node(asset.op.name)
+    ]
+    total = {k: sum(p[k] for p in parts) for k in ("rows_written", "candles_fetched", "missing")}
+    run = parts[0] if parts else {"run_requests": 0, "run_seconds": 0.0}
+    return (
+        f"{total['rows_written']} rows written, {total['candles_fetched']} fetched, "
+        f"{run['run_requests']} requests, {total['missing']} missing ({run['run_seconds']:.1f}s)"
+    )
+
+
+def checks(exchange: str, watchlist: Watchlist) -> list[dg.AssetChecksDefinition]:
+    """The checks that follow every run that writes (a dry run records nothing)."""
+    return [gap_check(exchange, watchlist), fresh_check(exchange, watchlist)]
 
 
 def failure_reasons(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -218,13 +252,7 @@ def execute(
                 for reason in failure_reasons(result):
                     echo(f"        {reason}")
                 continue
-            meta = result.asset_materializations_for_node(asset.op.name)[0].metadata
-            value = {k: v.value for k, v in meta.items()}
-            echo(
-                f"      {value['rows_written']} rows written, {value['candles_fetched']} fetched, "
-                f"{value['requests']} requests, {value['missing']} missing "
-                f"({value['seconds']:.1f}s, run {result.run_id[:8]})"
-            )
+            echo(f"      {summary(result, asset)} (run {result.run_id[:8]})")
     if interrupts.signum is not None:
         outcome.interrupted = interrupts.signum
     return outcome
@@ -255,8 +283,9 @@ def check_gaps(
     watchlist: Watchlist,
     resources: dict[str, dg.ConfigurableResource],
     instance: dg.DagsterInstance,
-) -> dg.AssetCheckEvaluation | None:
-    """The gap check over every month of one market: a check-only Dagster run."""
+) -> list[dg.AssetCheckEvaluation]:
+    """The gap check over every month of one market: a check-only Dagster run, one
+    evaluation per month."""
     exchange = market.exchange
     months = month_keys(market.start, datetime.now(UTC).date())
     defs = dg.Definitions(
@@ -270,8 +299,7 @@ def check_gaps(
     result = defs.resolve_job_def(f"check_gaps_{exchange}").execute_in_process(
         instance=instance, tags={**tags, **cli_run_tags(uuid.uuid4().hex)}, raise_on_error=False
     )
-    evaluations = result.get_asset_check_evaluations()
-    return evaluations[0] if evaluations else None
+    return result.get_asset_check_evaluations()
 
 
 def _ensure_partition(instance: dg.DagsterInstance, market: Market) -> None:

@@ -1,13 +1,19 @@
-"""The daily gap sweep: the whole history of every market, checked; the repair sensor then
-repairs what it finds."""
+"""The daily gap sweep: the whole history of every market, checked (one gap-check result per
+partition, so the UI shows each month's state); the repair sensor then repairs what it
+finds."""
 
 import time
+from dataclasses import asdict
 
 import dagster as dg
 
-from market_data.defs.candles.partitions import market_partitions
+from market_data.defs.candles.checks import gap_check_key, gap_metadata, partition_evaluation
+from market_data.defs.candles.evaluations import latest_materializations
+from market_data.defs.candles.partitions import market_partitions, partition_key
 from market_data.defs.resources import CandleStoreResource
+from market_data.domain.calendar import day_ms, month_keys_between
 from market_data.domain.expected import ALL_TIME
+from market_data.domain.gaps import GapCounts
 from market_data.domain.watchlist import Watchlist
 from market_data.pipeline.gaps import detect
 
@@ -17,24 +23,31 @@ def gap_sweep_job(watchlist: Watchlist) -> dg.JobDefinition:
     def sweep_gaps(context: dg.OpExecutionContext, candle_store: CandleStoreResource) -> dict:
         store = candle_store.store()
         started = time.monotonic()
-        totals = {"markets": 0, "open_gaps": 0, "missing_candles": 0, "exchange_empty_candles": 0}
+        markets, counts = 0, GapCounts()
         for ex in watchlist.exchanges:
             for key in context.instance.get_dynamic_partitions(market_partitions(ex.name).name):
                 market = watchlist.market_or_default(ex.name, key)
                 found = detect(store, market, ALL_TIME, watchlist.gaps)
-                totals["markets"] += 1
-                totals["open_gaps"] += len(found.open)
-                totals["missing_candles"] += found.missing_candles
-                totals["exchange_empty_candles"] += found.empty_candles
+                # every partition of the market's history, each its own result
+                until = store.gaps.clock(ex.name) or int(time.time() * 1000)
+                since = max(market.start_ms, day_ms(watchlist.start))
+                keys = [partition_key(key, m) for m in month_keys_between(since, until + 1)]
+                check_key = gap_check_key(ex.name)
+                targets = latest_materializations(context.instance, check_key.asset_key, keys)
+                for pk in keys:
+                    context.log_event(partition_evaluation(check_key, pk, found, targets))
+                markets += 1
+                counts += found.counts()
                 if found.open:
-                    context.log.warning(
-                        f"{ex.name} {key}: {len(found.open)} open gap(s), {found.missing_candles} missing"
-                    )
-        totals["seconds"] = round(time.monotonic() - started, 3)
+                    context.log.warning(f"{ex.name} {key}: {found.counts().describe()}")
         context.add_output_metadata(
-            {k: dg.MetadataValue.float(float(v)) for k, v in totals.items()}
+            {
+                "markets": dg.MetadataValue.int(markets),
+                **gap_metadata(counts),
+                "seconds": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+            }
         )
-        return totals
+        return {"markets": markets, **asdict(counts)}
 
     @dg.job(name="gap_sweep", description="Checks the whole history of every market for gaps.")
     def job() -> None:

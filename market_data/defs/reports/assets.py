@@ -3,7 +3,7 @@
 import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset_key
-from market_data.defs.reports.status import collect_status
+from market_data.defs.reports.status import dagster_status
 from market_data.defs.resources import CandleStoreResource
 from market_data.domain.watchlist import Watchlist
 
@@ -16,13 +16,14 @@ def status_asset(watchlist: Watchlist) -> dg.AssetsDefinition:
         group_name="reports",
         deps=[candle_asset_key(ex.name) for ex in watchlist.exchanges],
         kinds={"sql"},
-        description="Per market: first and last candle, rows, expected, missing, exchange-empty, "
-        "open gaps, lag, last materialization; runs in the last 24 hours; database health.",
+        description="Per market: first and last candle, rows, expected, absent, open gaps "
+        "(missing / empty candles), exchange-empty, lag, last materialization; runs in the last "
+        "24 hours; database health. The same report as `market-data status` and the HTTP API.",
     )
     def status(
         context: dg.AssetExecutionContext, candle_store: CandleStoreResource
     ) -> dg.MaterializeResult:
-        report = collect_status(candle_store.store(), context.instance, watchlist)
+        report = dagster_status(candle_store.store(), context.instance, watchlist)
         if not report.database_ok:
             raise dg.Failure(description=f"database unreachable: {report.database_error}")
         return dg.MaterializeResult(
@@ -30,7 +31,7 @@ def status_asset(watchlist: Watchlist) -> dg.AssetsDefinition:
                 "markets": dg.MetadataValue.int(len(report.markets)),
                 "stale_markets": dg.MetadataValue.int(sum(m.stale for m in report.markets)),
                 "open_gaps": dg.MetadataValue.int(sum(m.open_gaps for m in report.markets)),
-                "missing_candles": dg.MetadataValue.int(sum(m.missing for m in report.markets)),
+                "absent_candles": dg.MetadataValue.int(sum(m.absent for m in report.markets)),
                 "database_latency_ms": dg.MetadataValue.float(report.database_latency_ms or 0.0),
                 "runs_24h": dg.MetadataValue.json(report.runs_24h),
                 "status": dg.MetadataValue.md(report.markdown()),
@@ -43,7 +44,7 @@ def status_asset(watchlist: Watchlist) -> dg.AssetsDefinition:
 def status_schedule() -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
         name="status_report",
-        target=dg.AssetSelection.keys(dg.AssetKey(["reports", "status"])),
+        target=dg.AssetSelection.assets(dg.AssetKey(["reports", "status"])),
         cron_schedule=STATUS_CRON,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,

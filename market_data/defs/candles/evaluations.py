@@ -1,0 +1,62 @@
+"""Check results per partition, recorded so that the UI shows each partition's own state.
+
+Dagster counts a partition's check result as current only when it names that partition's
+latest materialization; so each evaluation here carries it. They are logged as events of
+the run that produced them (a check evaluated in a ranged run would otherwise leave one
+result without a partition, and every planned partition "Skipped").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import dagster as dg
+
+# No public home: the materialization a check evaluation is about (its storage id, run and
+# time), which AssetCheckEvaluation takes as an argument.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData as Target,
+)
+
+
+def latest_materializations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Iterable[str]
+) -> dict[str, Target]:
+    """The latest materialization of each of ``partitions`` that has one (two queries)."""
+    ids = instance.event_log_storage.get_latest_storage_id_by_partition(
+        asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(partitions)
+    )
+    if not ids:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=list(ids.values())), limit=len(ids)
+    ).records
+    by_id = {r.storage_id: r for r in records}
+    return {
+        pk: Target(storage_id=sid, run_id=by_id[sid].run_id, timestamp=by_id[sid].timestamp)
+        for pk, sid in ids.items()
+        if sid in by_id
+    }
+
+
+def evaluation(
+    check_key: dg.AssetCheckKey,
+    partition: str,
+    passed: bool,
+    *,
+    targets: Mapping[str, Target],
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> dg.AssetCheckEvaluation:
+    return dg.AssetCheckEvaluation(
+        asset_key=check_key.asset_key,
+        check_name=check_key.name,
+        passed=passed,
+        severity=severity,
+        description=description,
+        metadata=dict(metadata or {}),
+        partition=partition,
+        target_materialization_data=targets.get(partition),
+    )

@@ -1,0 +1,44 @@
+"""What a candle run tells Dagster, per partition (market x month): a materialization with
+that market-month's own figures.
+
+A ranged run (a year of one market, or every market of the month in progress) gives one
+event per partition it covers (Dagster merges these partition-scoped figures with the run's
+own), so the UI's partition view shows each month its own figures
+and the month in progress its market's lag, not the run's totals.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from market_data.defs.candles.partitions import split_partition_key
+from market_data.domain.calendar import month_key_of
+from market_data.domain.freshness import is_stale
+from market_data.domain.watchlist import Watchlist
+from market_data.pipeline.ingest import Fetched, Figures
+
+
+def partition_metadata(
+    pk: str, fetched: Fetched, watchlist: Watchlist, exchange: str
+) -> dict[str, dg.MetadataValue]:
+    """The figures of one partition (its market's month): candles fetched, written, expected,
+    present and missing, first and last candle; in the month in progress, the lag."""
+    market_key, month = split_partition_key(pk)
+    report = fetched.markets[market_key]
+    figures = report.months.get(month, Figures())
+    meta: dict[str, dg.MetadataValue] = {
+        "rows_written": dg.MetadataValue.int(figures.rows_written),
+        "candles_fetched": dg.MetadataValue.int(figures.candles_fetched),
+        "expected": dg.MetadataValue.int(figures.expected),
+        "present": dg.MetadataValue.int(figures.present),
+        "missing": dg.MetadataValue.int(figures.missing),
+    }
+    if figures.first_ts is not None and figures.last_ts is not None:
+        meta["first_candle"] = dg.MetadataValue.timestamp(figures.first_ts / 1000)
+        meta["last_candle"] = dg.MetadataValue.timestamp(figures.last_ts / 1000)
+    if month == month_key_of(fetched.now_ms) and report.lag_s is not None:
+        market = watchlist.market_or_default(exchange, market_key)
+        limit = watchlist.freshness.max_lag_timeframes
+        meta["lag_seconds"] = dg.MetadataValue.float(round(report.lag_s, 1))
+        meta["stale"] = dg.MetadataValue.bool(is_stale(report.lag_s, market.timeframe.ms, limit))
+    return meta

@@ -1,0 +1,158 @@
+"""The status of every watched market: coverage, gaps (in the one vocabulary of
+domain/gaps.py), lag, activity, database health. The command line, the reports/status asset
+and the HTTP API all report this one collection.
+
+What the orchestrator knows (which markets exist, when each was last materialized, the runs
+of the last day) comes through an ``Activity``; defs/reports/status.py reads it from the
+Dagster instance, so this module needs no Dagster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from market_data.domain.calendar import utc_text
+from market_data.domain.expected import ALL_TIME, expected_count
+from market_data.domain.freshness import is_stale, lag_seconds
+from market_data.domain.gaps import GapCounts
+from market_data.domain.symbols import parse_symbol, symbol_matches
+from market_data.domain.watchlist import Watchlist
+from market_data.pipeline.gaps import expected_ranges
+from market_data.store.candles import CandleStore, ping, series_stats
+
+
+class Activity(Protocol):
+    """What the orchestrator knows about an exchange's markets."""
+
+    def markets(self, exchange: str) -> list[str]:
+        """Keys (``BTC-USDT-SPOT:1h``) of the exchange's markets."""
+        ...
+
+    def last_materialized(self, exchange: str) -> dict[str, str]:
+        """Market key -> time of its newest materialization (``YYYY-MM-DD HH:MM``)."""
+        ...
+
+    def runs_24h(self, exchange: str, markets: set[str]) -> dict[str, int]:
+        """Run status -> how many of the exchange's runs were created in the last 24 hours."""
+        ...
+
+
+@dataclass
+class MarketStatus:
+    exchange: str
+    market: str
+    symbol: str
+    timeframe: str
+    first_candle: str | None
+    last_candle: str | None
+    rows: int
+    expected: int
+    #: expected candles not stored, whatever the reason
+    absent: int
+    open_gaps: int
+    #: candles in open gaps of kind missing (never fetched)
+    missing: int
+    #: candles in open gaps of kind empty (the exchange returned nothing; not yet confirmed)
+    empty: int
+    #: candles the exchange confirmed it does not have
+    exchange_empty: int
+    lag_s: float | None
+    stale: bool
+    last_materialization: str | None
+
+
+@dataclass
+class StatusReport:
+    generated_at: str
+    database_ok: bool
+    database_latency_ms: float | None
+    database_error: str | None = None
+    markets: list[MarketStatus] = field(default_factory=list)
+    runs_24h: dict[str, dict[str, int]] = field(default_factory=dict)  # exchange -> status -> n
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def only(
+        self, exchange: str | None = None, symbol: str | None = None, timeframe: str | None = None
+    ) -> StatusReport:
+        """The report narrowed to markets of ``exchange``, named by ``symbol`` (any form
+        symbol_matches takes), of ``timeframe``."""
+        markets = [
+            m for m in self.markets
+            if (exchange is None or m.exchange == exchange)
+            and (symbol is None or symbol_matches(symbol, parse_symbol(m.symbol)))
+            and (timeframe is None or m.timeframe == timeframe)
+        ]  # fmt: skip
+        runs = {ex: n for ex, n in self.runs_24h.items() if exchange is None or ex == exchange}
+        return StatusReport(
+            self.generated_at, self.database_ok, self.database_latency_ms, self.database_error,
+            markets, runs,
+        )  # fmt: skip
+
+    def headers(self) -> list[str]:
+        return ["exchange", "market", "first", "last", "rows", "expected", "absent", "open gaps",
+                "missing", "empty", "exch.-empty", "lag s", "last run"]  # fmt: skip
+
+    def rows(self) -> list[list[Any]]:
+        """One row per market, in the order of ``headers``."""
+        return [
+            [m.exchange, m.market, m.first_candle or "", m.last_candle or "", m.rows, m.expected,
+             m.absent, m.open_gaps, m.missing, m.empty, m.exchange_empty,
+             "" if m.lag_s is None else f"{m.lag_s:.0f}" + (" STALE" if m.stale else ""),
+             m.last_materialization or ""]
+            for m in self.markets
+        ]  # fmt: skip
+
+    def markdown(self) -> str:
+        lines = ["| " + " | ".join(self.headers()) + " |", "|" + " --- |" * len(self.headers())]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in self.rows()]
+        return "\n".join(lines)
+
+
+def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist) -> StatusReport:
+    report = StatusReport(
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        database_ok=True,
+        database_latency_ms=None,
+    )
+    try:
+        report.database_latency_ms = round(ping(store) * 1000, 2)
+    except Exception as e:  # reachability is what is being reported
+        report.database_ok, report.database_error = False, one_line(e)
+        return report
+    for ex in watchlist.exchanges:
+        keys = activity.markets(ex.name)
+        report.runs_24h[ex.name] = activity.runs_24h(ex.name, set(keys))
+        stats = series_stats(store, ex.name)
+        clock = store.gaps.clock(ex.name)
+        gaps = store.gaps.totals(ex.name)
+        latest = activity.last_materialized(ex.name)
+        for key in keys:
+            market = watchlist.market_or_default(ex.name, key)
+            tf, name = market.timeframe, market.symbol.standard
+            rows, first, last = stats.get((name, tf.code), (0, None, None))
+            expected = expected_count(expected_ranges(store, market, ALL_TIME), tf)
+            counts = gaps.get((name, tf.code), GapCounts())
+            lag = lag_seconds(last, tf.ms, clock)
+            report.markets.append(
+                MarketStatus(
+                    exchange=ex.name, market=key, symbol=name, timeframe=tf.code,
+                    first_candle=utc_text(first), last_candle=utc_text(last), rows=rows,
+                    expected=expected, absent=max(0, expected - rows),
+                    open_gaps=counts.open_gaps, missing=counts.missing, empty=counts.empty,
+                    exchange_empty=counts.exchange_empty,
+                    lag_s=lag,
+                    stale=is_stale(lag, tf.ms, watchlist.freshness.max_lag_timeframes),
+                    last_materialization=latest.get(key),
+                )
+            )  # fmt: skip
+    return report
+
+
+def one_line(error: BaseException) -> str:
+    """The error's type and first line (a driver's message can run to many lines)."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
