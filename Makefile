@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export MARKET_DATA_CONFIG ?= $(CURDIR)/watchlist.yaml
 SIM_PORT ?= 8765
-
 HOST ?= 127.0.0.1
 PORT ?= 3000
+API_PORT ?= 8787
 PROD_HOME ?= $(CURDIR)/.dagster-prod
+# Debian's Chromium, for the browser tests (installed by `make test` when missing).
+CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: install run serve pools test lint format bench clean
 
@@ -22,22 +24,32 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser tests"
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium \
+	  || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q \
+	       && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium; }
+
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-# The simulator and Dagster (webserver + daemon) on the embedded defaults; Ctrl-C stops all.
+# The simulator, Dagster (webserver + daemon) and the status API on the embedded defaults;
+# Ctrl-C stops all. HOST/PORT: the UI; API_PORT: the status API; SIM_PORT: the simulator
+# (the watchlist's Binance URL follows it).
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	export DATABASE_URL="$${DATABASE_URL:-sqlite:///$(CURDIR)/.market_data/candles.sqlite}"; \
+	export MARKET_DATA_BINANCE_URL="http://127.0.0.1:$(SIM_PORT)"; \
 	mkdir -p .market_data; \
 	$(BIN)/market-data db init && \
 	{ $(BIN)/market-data simulate --port $(SIM_PORT) & sim=$$!; \
-	  trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
-	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000; }
+	  $(BIN)/market-data api --host $(HOST) --port $(API_PORT) & api=$$!; \
+	  trap 'kill $$sim $$api 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT); }
 
-# Production shape: webserver and daemon as separate processes, Dagster's storage and the
-# candle store on PostgreSQL. Needs DATABASE_URL (candles) and DAGSTER_POSTGRES_URL
-# (postgresql+psycopg2://...); see docs/DEPLOYMENT.md.
+# Production shape: webserver, daemon and status API as separate processes, Dagster's
+# storage and the candle store on PostgreSQL. Needs DATABASE_URL (candles) and
+# DAGSTER_POSTGRES_URL (postgresql+psycopg2://...); see docs/DEPLOYMENT.md.
 serve: $(STAMP)
 	@test -n "$$DATABASE_URL" || { echo "set DATABASE_URL (postgresql://...)"; exit 2; }
 	@test -n "$$DAGSTER_POSTGRES_URL" || { echo "set DAGSTER_POSTGRES_URL (postgresql+psycopg2://...)"; exit 2; }
@@ -46,7 +58,8 @@ serve: $(STAMP)
 	export DAGSTER_HOME=$(PROD_HOME); \
 	$(BIN)/market-data db init && $(BIN)/market-data pools && \
 	{ $(BIN)/dagster-daemon run -w workspace.yaml & daemon=$$!; \
-	  trap 'kill $$daemon 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/market-data api --host $(HOST) --port $(API_PORT) & api=$$!; \
+	  trap 'kill $$daemon $$api 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/dagster-webserver -w workspace.yaml -h $(HOST) -p $(PORT); }
 
 # Per-exchange concurrency pools in the instance of DAGSTER_HOME.
@@ -61,7 +74,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+test: lint $(CHROMIUM)
 	$(BIN)/pytest
 
 bench: $(STAMP)

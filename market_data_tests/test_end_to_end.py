@@ -14,6 +14,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from market_data.domain.calendar import month_keys
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.markets import Kind
@@ -33,7 +35,22 @@ from market_data_tests.helpers import admin, free_port
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LOCATION = {"repositoryName": "__repository__", "repositoryLocationName": "market_data"}
-HOUR, MIN = 3_600_000, 60_000
+HOUR, MIN, DAY = 3_600_000, 60_000, 86_400_000
+CHECK_STATUSES = """
+query($k: AssetKeyInput!) { assetNodeOrError(assetKey: $k) { ... on AssetNode {
+  assetChecksOrError { ... on AssetChecks { checks { name partitionStatuses { __typename
+    ... on AssetCheckMultiPartitionStatuses { primaryDimensionName ranges {
+      primaryDimStartKey primaryDimEndKey secondaryDim { __typename
+        ... on AssetCheckDefaultPartitionStatuses { succeededPartitions failedPartitions
+          inProgressPartitions skippedPartitions executionFailedPartitions } } } } } } } } } } }
+"""
+STATUS_FIELDS = {
+    "succeededPartitions": "SUCCEEDED",
+    "failedPartitions": "FAILED",
+    "inProgressPartitions": "IN_PROGRESS",
+    "skippedPartitions": "SKIPPED",
+    "executionFailedPartitions": "EXECUTION_FAILED",
+}
 
 
 def wait_for(
@@ -168,6 +185,68 @@ class Deployment:
 
         return wait_for(f"backfill {backfill_id}", done, timeout=timeout, every=2)
 
+    def launch_job(
+        self,
+        job: str,
+        tags: dict[str, str] | None = None,
+        config: dict[str, Any] | None = None,
+        assets: list[list[str]] | None = None,
+    ) -> str:
+        """Launch a job as the Launchpad does (optionally for a partition, by its tags)."""
+        selector: dict[str, Any] = {**LOCATION, "jobName": job}
+        if assets is not None:
+            selector["assetSelection"] = [{"path": a} for a in assets]
+        params = {
+            "selector": selector,
+            "runConfigData": config or {},
+            "executionMetadata": {
+                "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]
+            },
+        }
+        data = self.gql(
+            "mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename "
+            "... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }",
+            p=params,
+        )
+        result = data["launchRun"]
+        assert result["__typename"] == "LaunchRunSuccess", result
+        return str(result["run"]["runId"])
+
+    def wait_run(self, run_id: str, timeout: float = 300) -> str:
+        def ended() -> str | None:
+            data = self.gql(
+                "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", id=run_id
+            )
+            status = data["runOrError"]["status"]
+            return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+        return str(wait_for(f"run {run_id}", ended, timeout=timeout, every=1))
+
+    def check_statuses(self, check: str) -> dict[str, str]:
+        """Partition key -> the check's status in the UI's terms (SUCCEEDED, FAILED,
+        SKIPPED, ...), as the check's Partitions tab reads them."""
+        data = self.gql(CHECK_STATUSES, k={"path": ["candles", "binance"]})
+        checks = data["assetNodeOrError"]["assetChecksOrError"]["checks"]
+        (statuses,) = [c["partitionStatuses"] for c in checks if c["name"] == check]
+        out: dict[str, str] = {}
+        assert statuses["__typename"] == "AssetCheckMultiPartitionStatuses", statuses
+        assert statuses["primaryDimensionName"] == "month"
+        for r in statuses["ranges"]:
+            first = date.fromisoformat(r["primaryDimStartKey"])
+            months = month_keys(first, date.fromisoformat(r["primaryDimEndKey"]))
+            lists = r["secondaryDim"]
+            for field, status in STATUS_FIELDS.items():
+                for market in lists[field]:
+                    for month in months:
+                        out[f"{market}|{month}"] = status
+        return out
+
+    def outputs(self) -> dict[Path, str]:
+        """What the processes printed, and the run workers' compute logs under DAGSTER_HOME."""
+        home = Path(self.env["DAGSTER_HOME"])
+        files = [*self.tmp.glob("*.log"), *home.rglob("*.err"), *home.rglob("*.out")]
+        return {p: p.read_text(errors="replace") for p in files if p.is_file()}
+
     def stop(self) -> None:
         for proc in (self.daemon, self.webserver):
             if proc is not None and proc.poll() is None:
@@ -197,7 +276,7 @@ def deployment(
     (home / "dagster.yaml").symlink_to(ROOT / "dagster.postgres.yaml")
     config = tmp / "watchlist.yaml"
     exchange = {"base_url": sim.url, "rate_limit_ms": 0, "retry_base_s": 0.05,
-                "markets": ["BTC/USDT/1h", "ETH/USDT/1m", "SOL/USDT/1m"]}  # fmt: skip
+                "markets": ["BTC/USDT/1h", "ETH/USDT/1m", "SOL/USDT/1m", "XRP/USDT/1d", "ADA/USDT/1d"]}  # fmt: skip
     config.write_text(
         yaml.safe_dump(
             {
@@ -223,7 +302,8 @@ def deployment(
         store = CandleStore(candles_url, create=False)
         store.gaps.save_clock("binance", NOW_MS)
         store.dispose()
-        keys = ["BTC-USDT-SPOT:1h", "ETH-USDT-SPOT:1m", "SOL-USDT-SPOT:1m"]
+        keys = ["BTC-USDT-SPOT:1h", "ETH-USDT-SPOT:1m", "SOL-USDT-SPOT:1m", "XRP-USDT-SPOT:1d",
+                "ADA-USDT-SPOT:1d"]  # fmt: skip
         code = f"import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions('markets_binance', {keys!r})"
         subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
         dep.start_daemon()
@@ -310,3 +390,83 @@ def test_a_backfill_survives_the_daemon_process_group_killed_mid_step(
     rows = stored(dep, "SOL-USDT-SPOT", "1m", jan, mar)
     assert len(rows) == len({r[0] for r in rows}) == (mar - jan) // MIN
     assert rows == exchange_truth("SOLUSDT", Kind.SPOT, "1m", jan, mar, NOW_MS)
+
+
+def _months(market: str, months: range) -> list[str]:
+    return [f"{market}|2026-{m:02d}-01" for m in months]
+
+
+def test_the_gap_check_tells_the_truth_per_partition(
+    deployment: tuple[Deployment, RunningSimulator],
+) -> None:
+    """The check's per-partition states, as the UI reads them, through a ranged backfill, a
+    freshness tick, candles lost in one month, the daily sweep and a repair."""
+    dep, _ = deployment
+    xrp = "XRP-USDT-SPOT:1d"
+    history = _months(xrp, range(1, 12))  # January to November (the month in progress)
+    runs = dep.wait_backfill(dep.launch_backfill(history))
+    assert [r["status"] for r in runs] == ["SUCCESS"]  # eleven months: one ranged run
+
+    started = time.time()
+    dep.set_sensor("freshness", running=True)
+    try:
+        wait_for("a freshness run", lambda: _freshness_run_since(dep, started), timeout=240)
+    finally:
+        dep.set_sensor("freshness", running=False)
+    statuses = dep.check_statuses("no_gaps")
+    assert {k: statuses.get(k) for k in history} == dict.fromkeys(history, "SUCCEEDED")
+    # the freshness run checked every market's month in progress, each for itself
+    for market in ("BTC-USDT-SPOT:1h", "ETH-USDT-SPOT:1m", "SOL-USDT-SPOT:1m", "ADA-USDT-SPOT:1d"):
+        assert statuses.get(f"{market}|2026-11-01") == "SUCCEEDED", statuses
+    assert "SKIPPED" not in statuses.values(), statuses
+    fresh = dep.check_statuses("fresh")
+    assert fresh[f"{xrp}|2026-11-01"] == "SUCCEEDED" and "SKIPPED" not in fresh.values()
+
+    # candles of 10-12 April lost; the daily sweep finds them
+    april = 1_775_001_600_000
+    engine = sa.create_engine(dep.candles_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        gone = conn.execute(
+            sa.text("DELETE FROM candles WHERE exchange = 'binance' AND symbol = 'XRP-USDT-SPOT' "
+                    "AND timeframe = '1d' AND ts >= :lo AND ts < :hi"),
+            {"lo": april + 9 * DAY, "hi": april + 12 * DAY},
+        ).rowcount  # fmt: skip
+    engine.dispose()
+    assert gone == 3
+    assert dep.wait_run(dep.launch_job("gap_sweep")) == "SUCCESS"
+    statuses = dep.check_statuses("no_gaps")
+    failed = [k for k in history if statuses.get(k) != "SUCCEEDED"]
+    assert failed == [f"{xrp}|2026-04-01"] and statuses[failed[0]] == "FAILED"
+    assert "SKIPPED" not in statuses.values()
+
+    # a repair of the partition (its gaps only), launched as from the Launchpad: Passed again
+    (market, month) = failed[0].split("|")
+    repair = dep.launch_job(
+        "__ASSET_JOB",
+        tags={"dagster/partition": failed[0], "dagster/partition/market": market,
+              "dagster/partition/month": month},
+        config={"ops": {"candles__binance": {"config": {"repair": True}}}},
+        assets=[["candles", "binance"]],
+    )  # fmt: skip
+    assert dep.wait_run(repair) == "SUCCESS"
+    statuses = dep.check_statuses("no_gaps")
+    assert {k: statuses.get(k) for k in history} == dict.fromkeys(history, "SUCCEEDED")
+
+    # and no Beta/Preview warning in any process's output or run's compute log
+    outputs = dep.outputs()
+    assert any(p.suffix == ".err" for p in outputs), "no compute log was read"
+    warned = [
+        str(p) for p, text in outputs.items() if "BetaWarning" in text or "PreviewWarning" in text
+    ]
+    assert warned == []
+
+
+def _freshness_run_since(dep: Deployment, started: float) -> bool:
+    data = dep.gql(
+        "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { status startTime } } } }",
+        f={"tags": [{"key": "market_data/freshness", "value": "binance"}]},
+    )
+    return any(
+        r["status"] == "SUCCESS" and (r["startTime"] or 0) >= started
+        for r in data["runsOrError"]["results"]
+    )
