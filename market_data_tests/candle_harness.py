@@ -107,9 +107,9 @@ class Harness:
         parts = list(self.partitions(result).values())
         out: dict[str, Any] = {
             k: sum(p[k] for p in parts)
-            for k in ("rows_written", "candles_fetched", "expected", "present", "missing")
+            for k in ("rows_written", "candles_fetched", "expected", "present", "absent")
         }
-        out["dry_run"] = all(p["dry_run"] for p in parts)
+        out["run_dry_run"] = all(p["run_dry_run"] for p in parts)
         lags = [p["lag_seconds"] for p in parts if "lag_seconds" in p]
         if lags:
             out["max_lag_seconds"] = max(lags)

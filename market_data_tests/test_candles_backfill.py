@@ -42,7 +42,7 @@ def test_backfill_stores_exactly_the_closed_candles_and_is_idempotent(
     assert harness.stored("BTC-USDT-SPOT", "1h") == truth
     assert truth[-1][0] == NOW_MS - NOW_MS % HOUR - HOUR  # up to the last closed candle
     meta = harness.metadata(result)
-    assert (meta["rows_written"], meta["expected"], meta["present"], meta["missing"]) == (
+    assert (meta["rows_written"], meta["expected"], meta["present"], meta["absent"]) == (
         len(truth),
     ) * 3 + (0,)
     # Again: nothing new is fetched, nothing is written.
@@ -172,9 +172,7 @@ def test_nothing_is_expected_before_the_listing(harness: Harness) -> None:
     meta = harness.metadata(result)
     stored = harness.stored("NEWT-USDT-SPOT", "1h")
     assert stored[0][0] == newt.listed_ms
-    assert (
-        meta["missing"] == 0 and meta["expected"] == len(stored) == (NOV - newt.listed_ms) // HOUR
-    )
+    assert meta["absent"] == 0 and meta["expected"] == len(stored) == (NOV - newt.listed_ms) // HOUR
 
 
 def test_the_candle_in_progress_is_stored_once_it_has_closed(
@@ -209,7 +207,7 @@ def test_a_market_the_exchange_does_not_list_fails_with_a_clear_error(harness: H
 def test_dry_run_fetches_and_validates_but_writes_nothing(harness: Harness) -> None:
     result = harness.run("BTC-USDT-SPOT:1h|2026-10-01", config={"dry_run": True})
     meta = harness.metadata(result)
-    assert meta["dry_run"] and meta["candles_fetched"] == 31 * 24 and meta["rows_written"] == 0
+    assert meta["run_dry_run"] and meta["candles_fetched"] == 31 * 24 and meta["rows_written"] == 0
     assert harness.stored("BTC-USDT-SPOT", "1h") == []
 
 

@@ -220,7 +220,7 @@ def test_a_delisted_market_is_complete_up_to_its_delisting(harness_wl_old: Harne
     meta = h.metadata(result)
     stored = h.stored("OLD-USDT-SPOT", "1h")
     assert stored[-1][0] == 1_780_272_000_000 - 3_600_000  # the last hour before 2026-06-01
-    assert meta["missing"] == 0 and meta["expected"] == meta["present"] == 31 * 24
+    assert meta["absent"] == 0 and meta["expected"] == meta["present"] == 31 * 24
     assert h.store.instruments.stored("binance")["OLD-USDT-SPOT"].delisted_at == 1_780_272_000_000
 
 

@@ -4,13 +4,16 @@ webserver's GraphQL API as the UI does."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +24,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
+from playwright.sync_api import expect
 
 from market_data.domain.calendar import month_keys
 from market_data.simulator.book import Clock
@@ -28,6 +32,7 @@ from market_data.simulator.faults import Faults
 from market_data.simulator.markets import Kind
 from market_data.simulator.server import RunningSimulator, Simulator
 from market_data.store.candles import CandleStore, Series
+from market_data_tests.browser import browser_page
 from market_data_tests.candle_harness import exchange_truth
 from market_data_tests.conftest import NOW_MS
 from market_data_tests.helpers import admin, free_port
@@ -248,13 +253,18 @@ class Deployment:
         return {p: p.read_text(errors="replace") for p in files if p.is_file()}
 
     def stop(self) -> None:
+        """SIGTERM to each process group (the process, its code servers and run workers), then
+        SIGKILL to whatever of the group is left, so no test leaves a process behind."""
         for proc in (self.daemon, self.webserver):
-            if proc is not None and proc.poll() is None:
+            if proc is None:
+                continue
+            if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # else the whole group is gone
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -371,19 +381,27 @@ def test_a_backfill_survives_the_daemon_process_group_killed_mid_step(
     deployment: tuple[Deployment, RunningSimulator],
 ) -> None:
     dep, sim = deployment
-    admin(sim.url, "faults", {"latency_ms": 60})  # slow pages, so the kill lands mid-step
+    # slow pages (16 in flight, 5 s each: the two months take about 30 s), so the kill lands
+    # mid-step however fast the client is
+    admin(sim.url, "faults", {"latency_ms": 5000})
     jan, mar = 1_767_225_600_000, 1_772_323_200_000
     try:
         backfill = dep.launch_backfill([f"SOL-USDT-SPOT:1m|2026-{m:02d}-01" for m in (1, 2)])
         # pages were written: the step is running in a run worker of the daemon's group
-        wait_for("pages", lambda: len(stored(dep, "SOL-USDT-SPOT", "1m", jan, mar)) >= 5000)
+        wait_for(
+            "pages",
+            lambda: len(stored(dep, "SOL-USDT-SPOT", "1m", jan, mar)) >= 5000,
+            every=0.2,
+        )
         (first,) = dep.runs(backfill)
         dep.kill_daemon()  # the daemon, its code server and the run worker, as systemd does
         time.sleep(3)
-        dep.start_daemon()
-        runs = dep.wait_backfill(backfill, timeout=400)
+        at_kill = len(stored(dep, "SOL-USDT-SPOT", "1m", jan, mar))
     finally:
         admin(sim.url, "faults", {"latency_ms": 0})
+    dep.start_daemon()
+    runs = dep.wait_backfill(backfill, timeout=400)
+    assert at_kill < (mar - jan) // MIN  # the kill landed mid-step
     statuses = {r["runId"]: r["status"] for r in runs}
     assert statuses.pop(first["runId"]) == "FAILURE"  # noticed as dead, not left STARTED
     assert list(statuses.values()) == ["SUCCESS"]  # its retry finished the backfill
@@ -470,3 +488,58 @@ def _freshness_run_since(dep: Deployment, started: float) -> bool:
         r["status"] == "SUCCESS" and (r["startTime"] or 0) >= started
         for r in data["runsOrError"]["results"]
     )
+
+
+def test_the_ui_shows_each_partitions_check_state_and_figures(
+    deployment: tuple[Deployment, RunningSimulator], tmp_path: Path
+) -> None:
+    """In a real browser: the check's Partitions tab (a month with a gap Failed, the others
+    Passed) and the asset's partition detail (that month's own figures)."""
+    dep, _ = deployment
+    ada = "ADA-USDT-SPOT:1d"
+    months = _months(ada, range(1, 4))
+    assert [r["status"] for r in dep.wait_backfill(dep.launch_backfill(months))] == ["SUCCESS"]
+    feb = 1_769_904_000_000
+    engine = sa.create_engine(dep.candles_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("DELETE FROM candles WHERE symbol = 'ADA-USDT-SPOT' AND timeframe = '1d' "
+                    "AND ts = :ts"),
+            {"ts": feb + 9 * DAY},
+        )  # fmt: skip
+    engine.dispose()
+    # the on-demand check over the three months, as launched from the Launchpad
+    check = dep.launch_job(
+        "check_gaps_binance",
+        tags={"dagster/asset_partition_range_start": months[0],
+              "dagster/asset_partition_range_end": months[-1]},
+    )  # fmt: skip
+    assert dep.wait_run(check) == "SUCCESS"
+
+    with browser_page(tmp_path) as page:
+        page.goto(f"{dep.url}/assets/candles/binance?view=checks&checkDetail=no_gaps")
+        page.get_by_text("Execution history", exact=True).wait_for()  # the check's own tabs
+        page.get_by_text("Partitions", exact=True).last.click()
+        expect(page.get_by_text("Skipped (0)")).to_be_visible()
+        page.get_by_placeholder("Filter by market").fill("ADA")
+        page.get_by_text(ada, exact=True).first.click()
+        detail = page.locator("body")
+        # (the counts are over every market's partitions, which other tests fill too: none
+        # is Skipped or failed to execute, whichever ran before)
+        for count in ("Skipped (0)", "Execution Failed (0)"):
+            expect(detail).to_contain_text(count)
+        # (the month list is the last place a month key shows; the range bar names some too)
+        page.get_by_text("2026-02-01", exact=True).filter(visible=True).last.click()
+        expect(detail).to_contain_text("1 open gap(s): 0 missing, 1 empty (unconfirmed)")
+        expect(detail).to_contain_text(re.compile(rf"{re.escape(ada)}\|2026-02-01\s*Failed"))
+        page.get_by_text("2026-01-01", exact=True).filter(visible=True).last.click()
+        expect(detail).to_contain_text("complete")
+        expect(detail).to_contain_text(re.compile(rf"{re.escape(ada)}\|2026-01-01\s*Passed"))
+
+        pk = urllib.parse.quote(f"{ada}|2026-01-01")
+        page.goto(f"{dep.url}/assets/candles/binance?view=partitions&partition={pk}")
+        for name, value in (("expected", "31"), ("present", "31"), ("absent", "0"),
+                            ("rows_written", "31"), ("run_markets", "1")):  # fmt: skip
+            expect(page.locator("tr", has_text=name).first).to_contain_text(value)
+        expect(page.locator("tr", has_text="first_candle").first).to_contain_text("Jan 1")
+        expect(page.locator("tr", has_text="last_candle").first).to_contain_text("Jan 31")

@@ -60,7 +60,8 @@ class Figures:
     last_ts: int | None = None
 
     @property
-    def missing(self) -> int:
+    def absent(self) -> int:
+        """Expected candles not stored (domain/gaps.py: whatever the reason)."""
         return max(0, self.expected - self.present)
 
     def add_present(self, n: int, first: int | None, last: int | None) -> None:

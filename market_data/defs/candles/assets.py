@@ -139,7 +139,7 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
             )
         return dg.MaterializeResult(  # the run's own figures, the same on every partition
             metadata={
-                "dry_run": dg.MetadataValue.bool(config.dry_run),
+                "run_dry_run": dg.MetadataValue.bool(config.dry_run),
                 "run_requests": dg.MetadataValue.int(requests),
                 "run_markets": dg.MetadataValue.int(len(fetched.markets)),
                 "run_seconds": dg.MetadataValue.float(round(time.monotonic() - started, 3)),

@@ -143,11 +143,11 @@ def summary(result: dg.ExecuteInProcessResult, asset: dg.AssetsDefinition) -> st
         {k: v.value for k, v in m.metadata.items()}
         for m in result.asset_materializations_for_node(asset.op.name)
     ]
-    total = {k: sum(p[k] for p in parts) for k in ("rows_written", "candles_fetched", "missing")}
+    total = {k: sum(p[k] for p in parts) for k in ("rows_written", "candles_fetched", "absent")}
     run = parts[0] if parts else {"run_requests": 0, "run_seconds": 0.0}
     return (
         f"{total['rows_written']} rows written, {total['candles_fetched']} fetched, "
-        f"{run['run_requests']} requests, {total['missing']} missing ({run['run_seconds']:.1f}s)"
+        f"{run['run_requests']} requests, {total['absent']} absent ({run['run_seconds']:.1f}s)"
     )
 
 

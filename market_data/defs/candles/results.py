@@ -22,7 +22,7 @@ def partition_metadata(
     pk: str, fetched: Fetched, watchlist: Watchlist, exchange: str
 ) -> dict[str, dg.MetadataValue]:
     """The figures of one partition (its market's month): candles fetched, written, expected,
-    present and missing, first and last candle; in the month in progress, the lag."""
+    present and absent (expected, not stored), first and last candle; in the month in progress, the lag."""
     market_key, month = split_partition_key(pk)
     report = fetched.markets[market_key]
     figures = report.months.get(month, Figures())
@@ -31,7 +31,7 @@ def partition_metadata(
         "candles_fetched": dg.MetadataValue.int(figures.candles_fetched),
         "expected": dg.MetadataValue.int(figures.expected),
         "present": dg.MetadataValue.int(figures.present),
-        "missing": dg.MetadataValue.int(figures.missing),
+        "absent": dg.MetadataValue.int(figures.absent),
     }
     if figures.first_ts is not None and figures.last_ts is not None:
         meta["first_candle"] = dg.MetadataValue.timestamp(figures.first_ts / 1000)
