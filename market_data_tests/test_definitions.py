@@ -105,3 +105,24 @@ def test_exchange_settings_reach_the_resource_with_their_defaults() -> None:
     settings = ExchangeSettings("kraken", rate_limit_ms=5, retry_attempts=2)
     assert ExchangeConfig.of(settings).settings() == settings
     assert ExchangeConfig(name="kraken").settings() == ExchangeSettings("kraken")
+
+
+def test_every_schedule_sensor_and_job_says_what_it_does() -> None:
+    """The UI shows these descriptions in its lists; Dagster's own implicit jobs aside."""
+    env = {**os.environ, "MARKET_DATA_CONFIG": str(ROOT / "watchlist.yaml")}
+    script = (
+        "from market_data.definitions import defs\n"
+        "r = defs.get_repository_def()\n"
+        "items = [*r.sensor_defs, *r.schedule_defs, *r.get_all_jobs()]\n"
+        "print(sorted(i.name for i in items if not i.name.startswith('__') and not i.description))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
