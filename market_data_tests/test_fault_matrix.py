@@ -58,6 +58,9 @@ CASES = [
         {
             "weight_limit": 40,
             "weight_window_s": 2,
+            # repeated overruns (requests in flight when the first 429 lands) earn a ban, as
+            # on Binance; 10 s instead of the simulator's 120 s keeps the case short
+            "ban_seconds": 10,
             "fail": [{"path": "/api/v3/klines", "status": 418, "skip": 20, "retry_after_s": 2}],
         },
         {},
