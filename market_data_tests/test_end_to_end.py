@@ -26,6 +26,13 @@ import sqlalchemy as sa
 import yaml
 from playwright.sync_api import expect
 
+from market_data.defs.candles.partitions import (
+    MARKET_DIM,
+    MONTH_DIM,
+    PARTITION_TAG,
+    RANGE_END,
+    RANGE_START,
+)
 from market_data.domain.calendar import month_keys
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
@@ -461,8 +468,8 @@ def test_the_gap_check_tells_the_truth_per_partition(
     (market, month) = failed[0].split("|")
     repair = dep.launch_job(
         "__ASSET_JOB",
-        tags={"dagster/partition": failed[0], "dagster/partition/market": market,
-              "dagster/partition/month": month},
+        tags={PARTITION_TAG: failed[0], f"{PARTITION_TAG}/{MARKET_DIM}": market,
+              f"{PARTITION_TAG}/{MONTH_DIM}": month},
         config={"ops": {"candles__binance": {"config": {"repair": True}}}},
         assets=[["candles", "binance"]],
     )  # fmt: skip
@@ -511,8 +518,7 @@ def test_the_ui_shows_each_partitions_check_state_and_figures(
     # the on-demand check over the three months, as launched from the Launchpad
     check = dep.launch_job(
         "check_gaps_binance",
-        tags={"dagster/asset_partition_range_start": months[0],
-              "dagster/asset_partition_range_end": months[-1]},
+        tags={RANGE_START: months[0], RANGE_END: months[-1]},
     )  # fmt: skip
     assert dep.wait_run(check) == "SUCCESS"
 
