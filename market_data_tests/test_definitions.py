@@ -60,21 +60,28 @@ def test_the_postgres_instance_matches_the_embedded_one_below_storage() -> None:
     assert "storage" not in embedded and postgres == embedded
 
 
-def test_every_sensor_schedule_and_job_is_defined() -> None:
+def _printed_by(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter loading the demo watchlist."""
     env = {**os.environ, "MARKET_DATA_CONFIG": str(ROOT / "watchlist.yaml")}
-    code = (
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_every_sensor_schedule_and_job_is_defined() -> None:
+    printed = _printed_by(
         "from market_data.definitions import defs;"
         "print(sorted(s.name for s in defs.sensors), sorted(s.name for s in defs.schedules),"
         " sorted(a.key.to_user_string() for a in defs.assets))"
     )
-    out = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == (
+    assert printed == (
         "['freshness', 'gap_repair', 'watchlist'] ['gap_sweep_daily', 'instruments_daily', 'status_report'] "
         "['candles/binance', 'instruments/binance', 'reports/status']"
     )
@@ -109,20 +116,10 @@ def test_exchange_settings_reach_the_resource_with_their_defaults() -> None:
 
 def test_every_schedule_sensor_and_job_says_what_it_does() -> None:
     """The UI shows these descriptions in its lists; Dagster's own implicit jobs aside."""
-    env = {**os.environ, "MARKET_DATA_CONFIG": str(ROOT / "watchlist.yaml")}
-    script = (
+    printed = _printed_by(
         "from market_data.definitions import defs\n"
         "r = defs.get_repository_def()\n"
         "items = [*r.sensor_defs, *r.schedule_defs, *r.get_all_jobs()]\n"
         "print(sorted(i.name for i in items if not i.name.startswith('__') and not i.description))"
     )
-    result = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert printed == "[]"

@@ -7,7 +7,7 @@ for chosen partitions, the daily sweep), the result is one evaluation per partit
 recorded in the run (evaluations.py), so the UI shows each partition Passed or Failed.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import dagster as dg
 
@@ -114,24 +114,46 @@ def gap_evaluations(
     ]
 
 
-def gap_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
+#: how a check judges partitions: (store, instance, watchlist, exchange, partition keys)
+Evaluate = Callable[
+    [CandleStore, dg.DagsterInstance, Watchlist, str, Iterable[str]],
+    list[dg.AssetCheckEvaluation],
+]
+
+
+def _partition_check(
+    exchange: str, watchlist: Watchlist, name: str, description: str, evaluate: Evaluate
+) -> dg.AssetChecksDefinition:
+    """A check on candles/<exchange>, partitioned like it, that logs one evaluation per
+    partition of its run (evaluations.py says why)."""
+
     @dg.asset_check(
         asset=candle_asset_key(exchange),
-        name=CHECK_NAME,
+        name=name,
         partitions_def=candle_partitions(exchange, watchlist.start),
-        description="Every expected candle (on the grid, after listing, before the newest known "
-        "candle and any delisting) is stored, or the exchange has none there. One result per "
-        "partition: Failed with the gaps, or passing (with a warning where the exchange has no "
-        "candle).",
+        description=description,
     )
-    def no_gaps(context: dg.AssetCheckExecutionContext, candle_store: CandleStoreResource) -> None:
+    def check(context: dg.AssetCheckExecutionContext, candle_store: CandleStoreResource) -> None:
         op = context.op_execution_context
-        for e in gap_evaluations(
+        for e in evaluate(
             candle_store.store(), context.instance, watchlist, exchange, op.partition_keys
         ):
             op.log_event(e)
 
-    return no_gaps
+    return check
+
+
+def gap_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
+    return _partition_check(
+        exchange,
+        watchlist,
+        CHECK_NAME,
+        "Every expected candle (on the grid, after listing, before the newest known candle "
+        "and any delisting) is stored, or the exchange has none there. One result per "
+        "partition: Failed with the gaps, or passing (with a warning where the exchange has no "
+        "candle).",
+        gap_evaluations,
+    )
 
 
 def gap_check_job(exchange: str, watchlist: Watchlist) -> dg.JobDefinition:
@@ -212,20 +234,13 @@ def fresh_evaluations(
 
 
 def fresh_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=candle_asset_key(exchange),
-        name=FRESH_CHECK,
-        partitions_def=candle_partitions(exchange, watchlist.start),
-        description="Each market's newest candle is at most max_lag_timeframes "
+    return _partition_check(
+        exchange,
+        watchlist,
+        FRESH_CHECK,
+        "Each market's newest candle is at most max_lag_timeframes "
         f"({watchlist.freshness.max_lag_timeframes:g}) timeframes behind the exchange clock, in "
         "the month in progress (a past month is complete); one result per partition, a "
         "warning when stale. Every freshness run evaluates it.",
+        fresh_evaluations,
     )
-    def fresh(context: dg.AssetCheckExecutionContext, candle_store: CandleStoreResource) -> None:
-        op = context.op_execution_context
-        for e in fresh_evaluations(
-            candle_store.store(), context.instance, watchlist, exchange, op.partition_keys
-        ):
-            op.log_event(e)
-
-    return fresh
