@@ -25,6 +25,12 @@ def base_url_env(exchange: str) -> str:
     return f"MARKET_DATA_{exchange.upper()}_URL"
 
 
+def timeframes_of(exchange: str) -> frozenset[str] | None:
+    """The timeframes ccxt knows ``exchange`` to serve (None: ccxt does not say)."""
+    known = getattr(ccxt, exchange)().timeframes if exchange in ccxt.exchanges else None
+    return frozenset(known) if known else None
+
+
 def load_watchlist(path: Path | None = None) -> Watchlist:
     path = path or config_path()
     try:
@@ -34,7 +40,7 @@ def load_watchlist(path: Path | None = None) -> Watchlist:
     except yaml.YAMLError as e:
         raise WatchlistError(f"{path}: not valid YAML: {e}") from e
     try:
-        watchlist = parse_watchlist(data, frozenset(ccxt.exchanges))
+        watchlist = parse_watchlist(data, frozenset(ccxt.exchanges), timeframes_of=timeframes_of)
     except WatchlistError as e:
         raise WatchlistError(f"{path}: {e}") from e
     # MARKET_DATA_<EXCHANGE>_URL, when set, overrides the watchlist's base_url.

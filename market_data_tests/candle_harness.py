@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from market_data.defs.candles.assets import candle_asset
 from market_data.defs.candles.checks import fresh_check, gap_check, gap_check_job
 from market_data.defs.candles.partitions import RANGE_END, RANGE_START
+from market_data.config import timeframes_of
 from market_data.defs.resources import STORE_KEY, CandleStoreResource, build_resources
 from market_data.domain.timeframes import Timeframe
 from market_data.domain.watchlist import Watchlist, parse_watchlist
@@ -28,10 +29,16 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
-def watchlist(base_url: str, markets: list[Any], start: str = "2026-01-01") -> Watchlist:
-    settings = {"base_url": base_url, "rate_limit_ms": 0, "retry_base_s": 0.05, "step_retries": 0}
-    data = {"start": start, "exchanges": {"binance": {**settings, "markets": markets}}}
-    return parse_watchlist(data, frozenset(ccxt.exchanges), date(2026, 11, 21))
+def watchlist(
+    base_url: str, markets: list[Any], start: str = "2026-01-01", exchange: str = "binance"
+) -> Watchlist:
+    """One exchange of the simulator (``base_url``: its root; other exchanges than Binance
+    are served under their name), unthrottled, quick retries."""
+    url = base_url if exchange == "binance" else f"{base_url}/{exchange}"
+    settings = {"base_url": url, "rate_limit_ms": 0, "retry_base_s": 0.05, "step_retries": 0,
+                "rate_limit_pause_s": 0.5}  # fmt: skip
+    data = {"start": start, "exchanges": {exchange: {**settings, "markets": markets}}}
+    return parse_watchlist(data, frozenset(ccxt.exchanges), date(2026, 11, 21), timeframes_of)
 
 
 @dataclass
@@ -41,14 +48,15 @@ class Harness:
     instance: dg.DagsterInstance
 
     def __post_init__(self) -> None:
-        self.asset = candle_asset("binance", self.wl)
-        self.check = gap_check("binance", self.wl)
-        self.fresh = fresh_check("binance", self.wl)
+        self.exchange = self.wl.exchanges[0].name
+        self.asset = candle_asset(self.exchange, self.wl)
+        self.check = gap_check(self.exchange, self.wl)
+        self.fresh = fresh_check(self.exchange, self.wl)
         self.resources = build_resources(self.wl) | {
             STORE_KEY: CandleStoreResource(database_url=self.store_url)
         }
         keys = [m.key for m in self.wl.markets]
-        self.instance.add_dynamic_partitions("markets_binance", keys)
+        self.instance.add_dynamic_partitions(f"markets_{self.exchange}", keys)
 
     @property
     def store(self) -> CandleStore:
@@ -79,10 +87,10 @@ class Harness:
     def run_check(self, partition: str) -> dg.AssetCheckEvaluation:
         """The gap check alone, on demand, for one partition."""
         defs = dg.Definitions(
-            assets=[self.asset], asset_checks=[self.check], jobs=[gap_check_job("binance", self.wl)],
-            resources=self.resources,
+            assets=[self.asset], asset_checks=[self.check],
+            jobs=[gap_check_job(self.exchange, self.wl)], resources=self.resources,
         )  # fmt: skip
-        job = defs.resolve_job_def("check_gaps_binance")
+        job = defs.resolve_job_def(f"check_gaps_{self.exchange}")
         result = job.execute_in_process(instance=self.instance, partition_key=partition)
         (evaluation,) = self.evaluations(result, "no_gaps")
         return evaluation
@@ -120,7 +128,7 @@ class Harness:
         return out
 
     def stored(self, symbol: str, timeframe: str) -> list[list[float]]:
-        frame = self.store.read_candles(Series("binance", symbol, timeframe), 0, 2**62)
+        frame = self.store.read_candles(Series(self.exchange, symbol, timeframe), 0, 2**62)
         return frame.values.tolist()
 
 

@@ -26,6 +26,7 @@ PER_MARKET: dict[str, tuple[str, Callable[[MarketStatus], float | None]]] = {
     "market_data_missing_candles": ("Candles in open gaps of kind missing (never fetched)", lambda m: m.missing),
     "market_data_empty_candles": ("Candles in open gaps of kind empty (fetched, none returned, unconfirmed)", lambda m: m.empty),
     "market_data_exchange_empty_candles": ("Candles the exchange confirmed it does not have", lambda m: m.exchange_empty),
+    "market_data_unavailable_candles": ("Candles older than the history the exchange serves (Kraken: its newest 720), not stored", lambda m: m.unavailable),
 }  # fmt: skip
 
 

@@ -3,7 +3,9 @@ status report share.
 
 A candle is expected at every open time on the market's timeframe grid from the market's
 start (the watchlist's) and its listing (the exchange's first candle), while it is closed at
-the exchange clock, and before the market's delisting (or a future's delivery).
+the exchange clock, and before the market's delisting (or a future's delivery). An exchange
+that serves only its newest candles (Kraken: 720) expects none before that horizon: the
+span before it is unavailable, reported as such, never as gaps.
 """
 
 from __future__ import annotations
@@ -28,6 +30,28 @@ class Listing:
     delisted_at: int | None = None
     #: the first candle was looked for: with ``listed_at`` None, the exchange had none
     checked: bool = False
+    #: the exchange serves only its newest this many closed candles of a timeframe (Kraken);
+    #: None: all of its history
+    history_candles: int | None = None
+
+
+def served_from(market: Market, listing: Listing, now_ms: int) -> int | None:
+    """Where the exchange's history of ``market`` begins at ``now_ms`` when it serves only
+    its newest candles (None: it serves all)."""
+    if listing.history_candles is None:
+        return None
+    tf = market.timeframe
+    return tf.floor(now_ms) - listing.history_candles * tf.ms
+
+
+def unserved(market: Market, listing: Listing, now_ms: int | None) -> tuple[int, int] | None:
+    """[lo, hi) of the open times the market had candles in but the exchange no longer
+    serves (before ``served_from``): not expected, neither gaps nor failures; shown as
+    unavailable."""
+    if now_ms is None or (horizon := served_from(market, listing, now_ms)) is None:
+        return None
+    lo = market.timeframe.ceil(max(market.start_ms, listing.listed_at or 0))
+    return (lo, horizon) if lo < horizon else None
 
 
 def expected_window(market: Market, listing: Listing, now_ms: int | None) -> tuple[int, int] | None:
@@ -41,6 +65,8 @@ def expected_window(market: Market, listing: Listing, now_ms: int | None) -> tup
         lo = max(lo, tf.floor(listing.listed_at))
     elif listing.checked:
         return None  # the exchange has no candle of this market (yet)
+    if (horizon := served_from(market, listing, now_ms)) is not None:
+        lo = max(lo, horizon)
     hi = tf.floor(now_ms)  # candles opening before this have closed
     if listing.delisted_at is not None:
         hi = min(hi, tf.ceil(listing.delisted_at))

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from market_data.domain.calendar import day_ms
 from market_data.domain.symbols import MalformedSymbolError, Symbol, parse_symbol
-from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
+from market_data.domain.timeframes import (
+    SUPPORTED_TIMEFRAMES,
+    Timeframe,
+    UnknownTimeframeError,
+)
 
 B = TypeVar("B")
 DEFAULT_TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "1h", "4h", "1d")
@@ -54,10 +59,13 @@ class ExchangeSettings:
     retry_attempts: int = 6  # per request, on temporary errors
     retry_base_s: float = 0.5  # first backoff; doubles each attempt, with jitter
     step_retries: int = 2  # Dagster step retries after a request has used all its attempts
+    #: pause after a rate limit that says no Retry-After; None = the exchange's (venues.py)
+    rate_limit_pause_s: float | None = None
 
 
 _SETTING_TYPES = {"base_url": str, "rate_limit_ms": float, "timeout_ms": int, "retry_attempts": int,
-                  "retry_base_s": float, "step_retries": int}  # fmt: skip
+                  "retry_base_s": float, "step_retries": int,
+                  "rate_limit_pause_s": float}  # fmt: skip
 
 
 def _exchange_settings(name: str, settings: dict[str, Any]) -> ExchangeSettings:
@@ -197,10 +205,29 @@ def _entries(raw: Any, where: str) -> list[tuple[str, list[str] | None, Any]]:
     return [(text, None, None)]
 
 
+def _no_candles(
+    name: str, frames: Iterable[Timeframe], native: Collection[str] | None
+) -> str | None:
+    """Why ``name`` cannot serve one of ``frames`` (None: it serves them all)."""
+    missing = [tf.code for tf in frames if native is not None and tf.code not in native]
+    if not missing:
+        return None
+    has = ", ".join(tf for tf in SUPPORTED_TIMEFRAMES if tf in native)
+    return (
+        f"{name} has no {', '.join(missing)} candles (it serves {has}); remove "
+        f"{'it' if len(missing) == 1 else 'them'} or list this market's timeframes"
+    )
+
+
 def parse_watchlist(
-    data: Any, known_exchanges: set[str] | frozenset[str], today: date | None = None
+    data: Any,
+    known_exchanges: set[str] | frozenset[str],
+    today: date | None = None,
+    timeframes_of: Callable[[str], Collection[str] | None] = lambda _: None,
 ) -> Watchlist:
-    """Validate a watchlist mapping (as read from YAML)."""
+    """Validate a watchlist mapping (as read from YAML). ``timeframes_of(exchange)``: the
+    timeframes the exchange serves (None: any), so a market on a timeframe its exchange
+    lacks (Coinbase 4h) is refused here, saying why."""
     today = today or datetime.now(UTC).date()
     if not isinstance(data, dict):
         raise WatchlistError("the watchlist must be a mapping with 'start' and 'exchanges'")
@@ -237,15 +264,24 @@ def parse_watchlist(
                     frames = [Timeframe.parse(tf) for tf in (tfs or defaults)]
                 except (MalformedSymbolError, UnknownTimeframeError) as e:
                     raise WatchlistError(f"{where}: {e}") from e
+                if why := _no_candles(name, frames, timeframes_of(name)):
+                    raise WatchlistError(f"{where}: {why}")
                 day = _date(own_start, where, today) if own_start is not None else start
                 for tf in frames:
                     market = Market(name, symbol, tf, day)
                     markets[(name, market.key)] = market
         for i, raw in enumerate(settings.get("select") or []):
-            selectors.append(
-                (name, _selector(raw, f"exchanges.{name}.select[{i}]", defaults, today))
-            )
+            where = f"exchanges.{name}.select[{i}]"
+            selector = _selector(raw, where, defaults, today)
+            if why := _no_candles(name, selector.timeframes, timeframes_of(name)):
+                raise WatchlistError(f"{where}: {why}")
+            selectors.append((name, selector))
     cross = _cross(data.get("cross_exchange"), defaults, today, len(exchanges))
+    for ex in exchanges:
+        if cross is not None and (
+            why := _no_candles(ex.name, cross.timeframes, timeframes_of(ex.name))
+        ):
+            raise WatchlistError(f"cross_exchange.timeframes: {why}")
     gaps = _gap_settings(data.get("gaps"))
     freshness = _freshness_settings(data.get("freshness"))
     return Watchlist(

@@ -16,6 +16,7 @@ import contextvars
 import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,6 +31,7 @@ from market_data.exchanges.errors import (
     RateLimitedError,
     UnknownExchangeError,
     classify,
+    header,
 )
 from market_data.exchanges.retry import Backoff, Gate, OnRetry, Sleep, call_with_retry
 from market_data.exchanges.venues import venue
@@ -133,6 +135,8 @@ class ExchangeClient:
     paused_until: float = 0.0
     #: requests in flight at once, at most (halved on a 429/418, then grown back)
     max_in_flight: int = 16
+    #: pause after a rate limit that says no Retry-After (the exchange's, venues.py)
+    rate_limit_pause_s: float = 1.0
 
     @classmethod
     def of(
@@ -142,7 +146,16 @@ class ExchangeClient:
         on_retry: OnRetry | None = None,
     ) -> ExchangeClient:
         """A client whose every request is retried as the exchange's settings say."""
-        return cls(build_exchange(settings), Backoff.of(settings), sleep, on_retry)
+        pause = settings.rate_limit_pause_s
+        if pause is None:
+            pause = venue(settings.name).rate_limit_pause_s
+        return cls(
+            build_exchange(settings),
+            Backoff.of(settings),
+            sleep,
+            on_retry,
+            rate_limit_pause_s=pause,
+        )
 
     def __post_init__(self) -> None:
         self.gate = Gate(self.max_in_flight)
@@ -198,6 +211,8 @@ class ExchangeClient:
                 error = classify(self.id, e, response.headers, response.status)
                 if isinstance(error, RateLimitedError | ExchangeBannedError):
                     self.gate.refused()
+                    if error.retry_after is None:  # the exchange's own pause (Bitfinex: 60 s)
+                        error.retry_after = self.rate_limit_pause_s
                 raise error from e
             finally:
                 _RESPONSE.reset(token)
@@ -218,11 +233,25 @@ class ExchangeClient:
         return dict(await self._call("load_markets", reload))
 
     async def fetch_time(self) -> int:
-        return int(await self._call("fetch_time"))
+        """The exchange's clock: its time endpoint, or where it has none (Bitfinex) the Date
+        header of a cheap request (whole seconds: never later than the exchange's time)."""
+        method = venue(self.id).clock_method
+        if method is None:
+            return int(await self._call("fetch_time"))
+        await self._call(method, {})
+        date = header(self.exchange.last_response_headers, "Date")
+        if date is None:
+            raise ExchangeUnavailableError(f"{self.id}: no Date header to read the clock from")
+        return int(parsedate_to_datetime(date).timestamp() * 1000)
 
     async def fetch_ohlcv(
         self, symbol: str, timeframe: str, since: int | None, limit: int, until: int | None = None
     ) -> list[list[float]]:
+        """ccxt's fetch_ohlcv; ``until`` (inclusive) is sent where the exchange takes one,
+        else the candles after it are dropped here."""
+        if not venue(self.id).takes_until:
+            rows = list(await self._call("fetch_ohlcv", symbol, timeframe, since, limit, {}))
+            return rows if until is None else [r for r in rows if r[0] <= until]
         params = {} if until is None else {"until": until}
         return list(await self._call("fetch_ohlcv", symbol, timeframe, since, limit, params))
 

@@ -78,7 +78,7 @@ _BODY = re.compile(r"\{.*\}", re.S)
 _STATUS = re.compile(r"\s(4\d\d|5\d\d)\s")
 
 
-def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
+def header(headers: Mapping[str, Any] | None, name: str) -> str | None:
     for key, value in (headers or {}).items():
         if key.lower() == name.lower():
             return str(value)
@@ -86,7 +86,7 @@ def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
 
 
 def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
-    raw = _header(headers, "Retry-After")
+    raw = header(headers, "Retry-After")
     try:
         return float(raw) if raw is not None else None
     except ValueError:

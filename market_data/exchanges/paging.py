@@ -9,6 +9,7 @@ The windows of a range are known in advance, so they can be fetched concurrently
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,8 +18,12 @@ import pandas as pd
 
 from market_data.domain.calendar import utc_text
 from market_data.domain.candles import CandleContractError
+from market_data.domain.timeframes import MINUTE_MS
 from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.errors import ExchangeDataError
+from market_data.exchanges.venues import venue
+
+DAY_MS = 1440 * MINUTE_MS
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,28 @@ class Page:
     start_ms: int  # the window [start_ms, end_ms) this page covers
     end_ms: int
     table: np.ndarray  # (n, 6): open time, open, high, low, close, volume
+
+
+async def first_candle(client: ExchangeClient, symbol: str) -> int | None:
+    """Open time of the market's first 1m candle (None: the exchange has none), found the
+    way the exchange allows (venues.py): one request from time 0, or a scan of daily
+    windows then of the first day's minutes (an exchange that needs an end near the start)."""
+    v = venue(client.id)
+    limit = client.page_limit
+    if v.first_candle == "since_zero":
+        rows = await client.fetch_ohlcv(symbol, "1m", 0, 1)
+        return int(rows[0][0]) if rows else None
+    first_day: int | None = None
+    for lo, hi in windows(v.scan_from_ms, int(time.time() * 1000), DAY_MS, limit):
+        if rows := await client.fetch_ohlcv(symbol, "1d", lo, limit, hi - 1):
+            first_day = int(rows[0][0])
+            break
+    if first_day is None:
+        return None
+    for lo, hi in windows(first_day, first_day + DAY_MS, MINUTE_MS, limit):
+        if rows := await client.fetch_ohlcv(symbol, "1m", lo, limit, hi - 1):
+            return int(rows[0][0])
+    return first_day
 
 
 def windows(start_ms: int, end_ms: int, timeframe_ms: int, limit: int) -> Iterator[tuple[int, int]]:

@@ -1,5 +1,7 @@
-"""What differs between exchanges, kept in one table: page sizes and how to load only the
-market types a run needs."""
+"""What differs between exchanges, kept in one table: page sizes, how deep history goes, how
+the first candle and the clock are found, how a rate limit is honoured, and how to load only
+the market types a run needs. Which timeframes exist is ccxt's ``timeframes`` of the
+exchange (the watchlist refuses the others when it loads)."""
 
 from __future__ import annotations
 
@@ -62,6 +64,20 @@ class Venue:
     known_types: tuple[str, ...] = field(default=())
     #: the candles endpoint called directly; None: ccxt's fetch_ohlcv
     raw_klines: RawKlines | None = None
+    #: closed candles the exchange serves at most, newest first, whatever the start asked
+    #: (Kraken's OHLC: 720, less a margin for the clock moving during a run); None: all
+    history_candles: int | None = None
+    #: how the first candle is found: "since_zero" (one request from time 0, oldest first),
+    #: "scan" (windows of daily candles from ``scan_from_ms``: the exchange needs an end
+    #: within a page of the start), or "none" (history too short to tell)
+    first_candle: str = "since_zero"
+    scan_from_ms: int = 0
+    #: ccxt's fetch_ohlcv takes ``until`` for this exchange
+    takes_until: bool = True
+    #: ccxt method whose response's Date header is the clock, where ccxt has no fetch_time
+    clock_method: str | None = None
+    #: seconds to pause after a rate limit that says no Retry-After
+    rate_limit_pause_s: float = 1.0
 
     def restrict_types(self, exchange: Any, symbols: Iterable[str]) -> None:
         """Make ``exchange.load_markets`` fetch only the types of ``symbols`` (e.g. Binance:
@@ -88,7 +104,14 @@ VENUES: dict[str, Venue] = {
             }
         ),
     ),
-}
+    # candles: 90 requests a minute; a rate limit blocks the address for 60 s
+    "bitfinex": Venue(10_000, clock_method="publicGetPlatformStatus", rate_limit_pause_s=60),
+    # candles: the end must be within 350 candles of the start (ccxt asks for 300 at most)
+    "coinbase": Venue(300, first_candle="scan", scan_from_ms=1_420_070_400_000),
+    # OHLC: only the newest 720 candles of any interval; no end parameter
+    "kraken": Venue(720, history_candles=710, first_candle="none", takes_until=False,
+                    rate_limit_pause_s=2),
+}  # fmt: skip
 DEFAULT_VENUE = Venue()
 
 

@@ -3,12 +3,13 @@ the command line share it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from market_data.domain.calendar import month_keys_between
-from market_data.domain.expected import clip, expected_window
+from market_data.domain.expected import Listing, clip, expected_window
 from market_data.domain.gaps import EXCHANGE_EMPTY, OPEN, GapCounts, repair_ranges, retry_due
 from market_data.domain.watchlist import GapSettings, Market
+from market_data.exchanges.venues import venue
 from market_data.store.candles import CandleStore
 from market_data.store.gaps import GapRow
 from market_data.store.series import Series
@@ -35,12 +36,19 @@ class MarketGaps:
         )
 
 
+def with_venue(listing: Listing, exchange: str) -> Listing:
+    """The listing with what the exchange serves of it (how deep its history goes)."""
+    return replace(listing, history_candles=venue(exchange).history_candles)
+
+
 def expected_ranges(
     store: CandleStore, market: Market, ranges: list[tuple[int, int]]
 ) -> list[tuple[int, int]]:
     """``ranges`` clipped to where the market's candles are expected, by its stored listing
     and the exchange clock as a run last read it (nothing is known to be missing after it)."""
-    listing = store.instruments.listing(market.exchange, market.symbol.standard)
+    listing = with_venue(
+        store.instruments.listing(market.exchange, market.symbol.standard), market.exchange
+    )
     window = expected_window(market, listing, store.gaps.clock(market.exchange))
     return clip(ranges, window, market.timeframe)
 

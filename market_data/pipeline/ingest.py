@@ -28,15 +28,22 @@ import numpy as np
 from market_data.domain.calendar import count_by_month, month_bounds, month_keys_between, utc_text
 from market_data.domain.candles import CandlePage, page_from_table, validate_pages
 from market_data.domain.catalog import instrument_from_ccxt
-from market_data.domain.expected import Listing, clip, expected_count, expected_window
+from market_data.domain.expected import (
+    Listing,
+    clip,
+    expected_count,
+    expected_window,
+    unserved,
+)
 from market_data.domain.freshness import lag_seconds
 from market_data.domain.intervals import subtract_intervals
 from market_data.domain.timeframes import MINUTE_MS
 from market_data.domain.watchlist import GapSettings, Market
 from market_data.exchanges.client import ExchangeClient, Tally, counting
 from market_data.exchanges.errors import BadSymbolError, TemporaryExchangeError
-from market_data.exchanges.paging import fetch_window, windows
-from market_data.pipeline.gaps import plan_repair
+from market_data.exchanges.paging import fetch_window, first_candle, windows
+from market_data.exchanges.venues import venue
+from market_data.pipeline.gaps import plan_repair, with_venue
 from market_data.pipeline.stop import Stopped, Stopper
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
@@ -58,6 +65,8 @@ class Figures:
     present: int = 0
     first_ts: int | None = None
     last_ts: int | None = None
+    #: candles the exchange no longer serves (history deeper than it keeps) and not stored
+    unavailable: int = 0
 
     @property
     def absent(self) -> int:
@@ -83,6 +92,10 @@ class MarketReport(Figures):
     months: dict[str, Figures] = field(default_factory=dict)
     #: seconds from the newest stored candle's close to the exchange clock (None: no candle)
     lag_s: float | None = None
+    #: [lo, hi) the exchange had candles in but serves no more (Kraken), None: none
+    unserved: tuple[int, int] | None = None
+    #: the parts of the ranges asked for inside ``unserved``
+    unserved_parts: list[tuple[int, int]] = field(default_factory=list)
 
     def month(self, key: str) -> Figures:
         return self.months.setdefault(key, Figures())
@@ -131,9 +144,9 @@ async def discover_listing(
     assert inst is not None, f"{market.symbol.ccxt} is not a spot, perpetual or dated future market"
     stored = store.instruments.get(market.exchange, inst.symbol)
     listed = stored.listed_at if stored else None
-    if listed is None:
-        first = await client.fetch_ohlcv(inst.ccxt_symbol, "1m", 0, 1)
-        listed = int(first[0][0]) if first else None
+    findable = venue(client.id).first_candle != "none"  # Kraken's history is too short
+    if listed is None and findable:
+        listed = await first_candle(client, inst.ccxt_symbol)
         store.instruments.save_listing(inst, listed)
     delisted = stored.delisted_at if stored else None
     if delisted is None and inst.expiry is not None:
@@ -143,7 +156,7 @@ async def discover_listing(
         if last:
             delisted = int(last[-1][0]) + MINUTE_MS
             store.instruments.save_delisting(market.exchange, inst.symbol, delisted)
-    return Listing(listed, delisted, checked=True)
+    return with_venue(Listing(listed, delisted, checked=findable), market.exchange)
 
 
 @dataclass
@@ -198,6 +211,8 @@ async def ingest(
             for key in month_keys_between(lo, hi):
                 report.month(key)
         report.bounds = clip(wanted, expected_window(market, known, now_ms), tf)
+        report.unserved = unserved(market, known, now_ms)
+        report.unserved_parts = clip(wanted, report.unserved, tf)
         for start, end in report.bounds:
             todo = (
                 [(start, end)]
@@ -325,7 +340,13 @@ def _finish(store: CandleStore, market: Market, report: MarketReport, now_ms: in
         figures.expected = expected_count(parts, tf)
         for start, end in parts:
             figures.add_present(*store.candle_stats(series, start, end))
+        for s, e in report.unserved_parts:  # history the exchange serves no more
+            if max(s, lo) < min(e, hi):
+                s, e = max(s, lo), min(e, hi)
+                figures.unavailable += expected_count([(s, e)], tf)
+                figures.unavailable -= store.candle_stats(series, s, e)[0]
         report.expected += figures.expected
+        report.unavailable += figures.unavailable
         report.add_present(figures.present, figures.first_ts, figures.last_ts)
     report.lag_s = lag_seconds(store.last_ts(series), tf.ms, now_ms)
 

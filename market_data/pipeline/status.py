@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from market_data.domain.calendar import utc_text
-from market_data.domain.expected import ALL_TIME, expected_count
+from market_data.domain.expected import ALL_TIME, expected_count, unserved
 from market_data.domain.freshness import is_stale, lag_seconds
 from market_data.domain.gaps import GapCounts
 from market_data.domain.symbols import parse_symbol, symbol_matches
-from market_data.domain.watchlist import Watchlist
-from market_data.pipeline.gaps import expected_ranges
+from market_data.domain.watchlist import Market, Watchlist
+from market_data.pipeline.gaps import expected_ranges, with_venue
 from market_data.store.candles import CandleStore, ping, series_stats
+from market_data.store.series import Series
 
 
 class Activity(Protocol):
@@ -58,6 +59,9 @@ class MarketStatus:
     empty: int
     #: candles the exchange confirmed it does not have
     exchange_empty: int
+    #: candles before the exchange's history horizon (Kraken serves its newest 720), not
+    #: stored and not expected: unavailable, not gaps
+    unavailable: int
     lag_s: float | None
     stale: bool
     last_materialization: str | None
@@ -94,13 +98,13 @@ class StatusReport:
 
     def headers(self) -> list[str]:
         return ["exchange", "market", "first", "last", "rows", "expected", "absent", "open gaps",
-                "missing", "empty", "exch.-empty", "lag s", "last run"]  # fmt: skip
+                "missing", "empty", "exch.-empty", "unavail.", "lag s", "last run"]  # fmt: skip
 
     def rows(self) -> list[list[Any]]:
         """One row per market, in the order of ``headers``."""
         return [
             [m.exchange, m.market, m.first_candle or "", m.last_candle or "", m.rows, m.expected,
-             m.absent, m.open_gaps, m.missing, m.empty, m.exchange_empty,
+             m.absent, m.open_gaps, m.missing, m.empty, m.exchange_empty, m.unavailable,
              "" if m.lag_s is None else f"{m.lag_s:.0f}" + (" STALE" if m.stale else ""),
              m.last_materialization or ""]
             for m in self.markets
@@ -135,6 +139,7 @@ def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist)
             tf, name = market.timeframe, market.symbol.standard
             rows, first, last = stats.get((name, tf.code), (0, None, None))
             expected = expected_count(expected_ranges(store, market, ALL_TIME), tf)
+            unavailable = unavailable_count(store, market, clock)
             counts = gaps.get((name, tf.code), GapCounts())
             lag = lag_seconds(last, tf.ms, clock)
             report.markets.append(
@@ -143,13 +148,25 @@ def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist)
                     first_candle=utc_text(first), last_candle=utc_text(last), rows=rows,
                     expected=expected, absent=max(0, expected - rows),
                     open_gaps=counts.open_gaps, missing=counts.missing, empty=counts.empty,
-                    exchange_empty=counts.exchange_empty,
+                    exchange_empty=counts.exchange_empty, unavailable=unavailable,
                     lag_s=lag,
                     stale=is_stale(lag, tf.ms, watchlist.freshness.max_lag_timeframes),
                     last_materialization=latest.get(key),
                 )
             )  # fmt: skip
     return report
+
+
+def unavailable_count(store: CandleStore, market: Market, now_ms: int | None) -> int:
+    """Candles in the span the exchange no longer serves that are not stored."""
+    listing = with_venue(
+        store.instruments.listing(market.exchange, market.symbol.standard), market.exchange
+    )
+    span = unserved(market, listing, now_ms)
+    if span is None:
+        return 0
+    stored = store.candle_stats(Series.of(market), *span)[0]
+    return max(0, expected_count([span], market.timeframe) - stored)
 
 
 def one_line(error: BaseException) -> str:

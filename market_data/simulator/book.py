@@ -17,7 +17,7 @@ from market_data.simulator.generator import (
     minute_bars,
     partial_minute,
 )
-from market_data.simulator.markets import MARKETS, MarketIndex, SimMarket
+from market_data.simulator.markets import MARKETS, USD_MARKETS, MarketIndex, SimMarket
 from market_data.simulator.replay import ReplaySeries
 
 
@@ -35,10 +35,13 @@ class Clock:
 
 
 class CandleBook:
+    """Every simulated market's candles, shared by every exchange dialect: a market listed on
+    several exchanges has one price history (replayed, when a file is given for its id)."""
+
     def __init__(self, replay: dict[str, Path] | None = None) -> None:
         self.replay = {sym: ReplaySeries(path) for sym, path in (replay or {}).items()}
         markets = []
-        for m in MARKETS:
+        for m in MARKETS + USD_MARKETS:
             series = self.replay.get(m.id) if not m.futures else None
             if series is not None:  # the file decides listing date and precision
                 m = replace(
@@ -49,7 +52,14 @@ class CandleBook:
                     ends_ms=None,
                 )
             markets.append(m)
-        self.index = MarketIndex(tuple(markets))
+        #: Binance's markets (its exchangeInfo), by family and native id
+        usd = {m.id for m in USD_MARKETS}
+        self.index = MarketIndex(tuple(m for m in markets if m.futures or m.id not in usd))
+        self._all = {(m.futures, m.id): m for m in markets}
+
+    def market(self, sim_id: str, futures: bool = False) -> SimMarket:
+        """A market by the simulator's id (Binance-style: BTCUSDT, BTCUSD) and family."""
+        return self._all[(futures, sim_id)]
 
     def _minutes(self, market: SimMarket, start_ms: int, end_ms: int) -> Bars:
         series = None if market.futures else self.replay.get(market.id)

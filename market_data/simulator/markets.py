@@ -34,6 +34,9 @@ class SimMarket:
     empty_share: float = 0.0
     #: last trading moment: delivery of a dated future, or a delisting
     ends_ms: int | None = None
+    #: the pair whose price path this market follows (BTC/USD follows BTC/USDT, apart from
+    #: the fastest layer of noise: a small per-market offset); None = its own pair
+    follows: str | None = None
 
     @property
     def seed(self) -> int:
@@ -45,7 +48,8 @@ class SimMarket:
     def pair_seed(self) -> int:
         """Shared by every market of one pair (spot, perpetual, futures): their prices move
         together, as on a real exchange, and differ only in the fastest layer of noise."""
-        digest = hashlib.blake2b(f"{self.base}/{self.quote}".encode(), digest_size=8).digest()
+        pair = self.follows or f"{self.base}/{self.quote}"
+        digest = hashlib.blake2b(pair.encode(), digest_size=8).digest()
         return int.from_bytes(digest, "little") >> 1
 
     @property
@@ -116,6 +120,14 @@ MARKETS: tuple[SimMarket, ...] = (
         3,
         ends_ms=DELIVERY_261225,
     ),
+)
+
+
+#: Markets other exchanges list and Binance does not: USD pairs. Their prices follow the
+#: USDT pair's, so one market has consistent prices on every simulated exchange.
+USD_MARKETS: tuple[SimMarket, ...] = (
+    _spot("BTC", "USD", "2015-01-14", 60000.0, 2, 8, follows="BTC/USDT"),
+    _spot("ETH", "USD", "2016-05-18", 3000.0, 2, 8, follows="ETH/USDT"),
 )
 
 

@@ -1,6 +1,14 @@
-"""The simulator's HTTP server (aiohttp): Binance routes, fault injection, admin endpoints.
+"""The simulator's HTTP server (aiohttp): several exchanges on one port, fault injection,
+admin endpoints.
 
-Admin endpoints (JSON):
+Binance is served at the root (/api/v3, /fapi/v1), every other dialect under its name:
+/bitfinex/v2/..., /coinbase/api/v3/..., /kraken/0/public/... (point a ccxt client there
+with base_url http://host:port/<name>). All serve one candle book and one clock; each has
+its own faults, rate budget and counters. Every response carries the simulator clock in
+its Date header (Bitfinex has no time endpoint: clients read its clock there).
+
+Admin endpoints (JSON), at the root for Binance and under /<name>/admin/... for the others
+(the clock is shared):
   GET  /admin/stats            requests by path and status, candles served
   GET  /admin/timeline         each request: arrival time, path, status, weight
   POST /admin/reset            zero the counters and rate-limit windows ({"faults": true}
@@ -19,6 +27,8 @@ import threading
 import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +44,12 @@ from market_data.simulator.binance import (
     too_many_requests,
     weight,
 )
+from market_data.simulator.bitfinex import Bitfinex
 from market_data.simulator.book import CandleBook, Clock
+from market_data.simulator.coinbase import Coinbase
+from market_data.simulator.dialect import Buckets, Dialect, DialectError
 from market_data.simulator.faults import Faults, Injector, Limiter
+from market_data.simulator.kraken import Kraken
 
 JSON = "application/json;charset=UTF-8"
 
@@ -44,6 +58,8 @@ JSON = "application/json;charset=UTF-8"
 class Stats:
     requests: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     candles_served: int = 0
+    #: requests refused for the rate limit, in the exchange's style (Kraken: HTTP 200)
+    rate_limited: int = 0
     #: (arrival time, path, status, weight) of the latest requests (GET /admin/timeline)
     timeline: deque[tuple[float, str, int, int]] = field(
         default_factory=lambda: deque(maxlen=100_000)
@@ -56,11 +72,44 @@ class Stats:
     def as_json(self) -> dict[str, Any]:
         by_path = {p: {str(s): n for s, n in c.items()} for p, c in sorted(self.requests.items())}
         total = sum(sum(c.values()) for c in self.requests.values())
-        return {"requests": by_path, "total_requests": total, "candles_served": self.candles_served}
+        return {
+            "requests": by_path,
+            "total_requests": total,
+            "candles_served": self.candles_served,
+            "rate_limited": self.rate_limited,
+        }
+
+
+@dataclass
+class DialectState:
+    """One non-Binance exchange: its dialect, faults, rate budget and counters."""
+
+    dialect: Dialect
+    injector: Injector
+    stats: Stats = field(default_factory=Stats)
+
+    def __post_init__(self) -> None:
+        self.buckets = Buckets(self.dialect.rates)
+
+    @property
+    def faults(self) -> Faults:
+        return self.injector.faults
+
+    def reset_limits(self) -> None:
+        self.buckets = Buckets(self.dialect.rates)
+
+
+#: the exchanges served under a path prefix of their name
+DIALECTS = ("bitfinex", "coinbase", "kraken")
+
+
+def _http_date(now_ms: int) -> str:
+    return format_datetime(datetime.fromtimestamp(now_ms / 1000, UTC), usegmt=True)
 
 
 class Simulator:
-    """All the exchange's state; one instance per server."""
+    """All the exchanges' state; one instance per server. ``faults`` apply to every exchange
+    at start (each keeps its own copy, changed through its admin endpoint)."""
 
     def __init__(
         self,
@@ -72,20 +121,72 @@ class Simulator:
         self.injector = Injector(faults or Faults())
         self.limiter = Limiter()
         self.stats = Stats()
-        self.binance = Binance(CandleBook(replay))
+        self.book = CandleBook(replay)
+        self.binance = Binance(self.book)
+        start = faults or Faults()
+        self.dialects: dict[str, DialectState] = {
+            d.name: DialectState(d, Injector(start.model_copy(deep=True)))
+            for d in (Bitfinex(self.book), Coinbase(self.book), Kraken(self.book))
+        }
 
     @property
     def faults(self) -> Faults:
         return self.injector.faults
 
-    def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
-        raw = self.injector.mangle(body if isinstance(body, bytes) else orjson.dumps(body))
-        return web.Response(
-            status=status, body=raw, headers={"Content-Type": JSON, **(headers or {})}
-        )
+    def venue(self, name: str) -> Simulator | DialectState:
+        """The state (faults, counters) of one exchange: "binance" or a dialect's name."""
+        return self if name == "binance" else self.dialects[name]
+
+    def _reply(
+        self,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        injector: Injector | None = None,
+    ) -> web.Response:
+        raw = body if isinstance(body, bytes) else orjson.dumps(body)
+        raw = (injector or self.injector).mangle(raw)
+        headers = {"Content-Type": JSON, "Date": _http_date(self.clock.now_ms()), **(headers or {})}
+        return web.Response(status=status, body=raw, headers=headers)
+
+    async def dialect_request(
+        self, state: DialectState, endpoint: str, params: Any
+    ) -> web.Response:
+        """One request to a non-Binance exchange: latency, its rate budget, forced failures,
+        then its dialect's answer; counted by path under the exchange's prefix."""
+        dialect, injector = state.dialect, state.injector
+        path = f"/{dialect.name}{endpoint}"
+        delay = injector.delay_s()
+        if delay:
+            await asyncio.sleep(delay)
+        headers: dict[str, str] = {}
+        candles, status, limited = 0, 200, False
+        try:
+            wait = state.buckets.admit(dialect.budget(endpoint))
+            forced = None if wait is not None else injector.forced_failure(path, params)
+            if wait is not None or (forced is not None and forced.status in (418, 429)):
+                limited = True
+                error, headers = dialect.rate_limited(
+                    wait if wait is not None else forced.retry_after_s  # type: ignore[union-attr]
+                )
+                raise error
+            if forced is not None:
+                raise dialect.failure(forced.status, forced.code, forced.msg)
+            body, candles = dialect.handle(
+                endpoint, dict(params), self.clock.now_ms(), state.faults.holes
+            )
+        except DialectError as e:
+            status, body = e.status, e.body
+        state.stats.count(path, status, 1)
+        state.stats.rate_limited += limited
+        state.stats.candles_served += candles
+        return self._reply(status, body, headers, injector)
 
     async def exchange(self, request: web.Request) -> web.Response:
         path = request.path
+        head, _, rest = path[1:].partition("/")
+        if head in self.dialects:
+            return await self.dialect_request(self.dialects[head], f"/{rest}", request.query)
         prefix, _, endpoint = path.rpartition("/")
         futures = FAMILIES.get(prefix)
         params = request.query
@@ -133,37 +234,53 @@ class Simulator:
             )
         except BinanceError as e:
             self.stats.count(path, e.status, cost)
+            self.stats.rate_limited += e.status in (418, 429)
             return self._reply(e.status, e.body(), headers)
         self.stats.count(path, 200, cost)
         self.stats.candles_served += candles
         return self._reply(200, body, headers)
 
     # -- admin -------------------------------------------------------------------------
-    async def admin_stats(self, _: web.Request) -> web.Response:
-        return web.json_response(self.stats.as_json())
+    def _state(self, request: web.Request) -> Simulator | DialectState:
+        name = request.match_info.get("exchange", "binance")
+        if name != "binance" and name not in self.dialects:
+            raise web.HTTPNotFound(text=f"no exchange {name!r} here")
+        return self.venue(name)
 
-    async def admin_timeline(self, _: web.Request) -> web.Response:
-        rows = [{"t": t, "path": p, "status": s, "weight": w} for t, p, s, w in self.stats.timeline]
+    async def admin_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self._state(request).stats.as_json())
+
+    async def admin_timeline(self, request: web.Request) -> web.Response:
+        timeline = self._state(request).stats.timeline
+        rows = [{"t": t, "path": p, "status": s, "weight": w} for t, p, s, w in timeline]
         return web.json_response(rows)
 
+    def _reset_limits(self, state: Simulator | DialectState) -> None:
+        if isinstance(state, DialectState):
+            state.reset_limits()
+        else:
+            self.limiter = Limiter()
+
     async def admin_reset(self, request: web.Request) -> web.Response:
+        state = self._state(request)
         body = await request.json() if request.can_read_body else {}
-        self.stats = Stats()
-        self.limiter = Limiter()
-        self.injector.configure(Faults() if body.get("faults") else self.faults, reseed=True)
+        state.stats = Stats()
+        self._reset_limits(state)
+        state.injector.configure(Faults() if body.get("faults") else state.faults, reseed=True)
         return web.json_response({"ok": True})
 
     async def admin_faults(self, request: web.Request) -> web.Response:
+        state = self._state(request)
         if request.method == "POST":
             try:
                 body = await request.json()
-                merged = self.faults.model_dump() | body
+                merged = state.faults.model_dump() | body
                 # the random sequence goes on unless the request sets a seed
-                self.injector.configure(Faults.model_validate(merged), reseed="seed" in body)
-                self.limiter = Limiter()  # new budget: fresh windows, no ban
+                state.injector.configure(Faults.model_validate(merged), reseed="seed" in body)
+                self._reset_limits(state)  # new budget: fresh windows, no ban
             except (ValidationError, ValueError) as e:
                 return web.json_response({"error": str(e)}, status=400)
-        return web.json_response(self.faults.model_dump())
+        return web.json_response(state.faults.model_dump())
 
     async def admin_clock(self, request: web.Request) -> web.Response:
         if request.method == "POST":
@@ -183,11 +300,12 @@ class Simulator:
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/admin/stats", self.admin_stats)
-        app.router.add_get("/admin/timeline", self.admin_timeline)
-        app.router.add_post("/admin/reset", self.admin_reset)
-        app.router.add_route("*", "/admin/faults", self.admin_faults)
-        app.router.add_route("*", "/admin/clock", self.admin_clock)
+        for prefix in ("", "/{exchange}"):
+            app.router.add_get(f"{prefix}/admin/stats", self.admin_stats)
+            app.router.add_get(f"{prefix}/admin/timeline", self.admin_timeline)
+            app.router.add_post(f"{prefix}/admin/reset", self.admin_reset)
+            app.router.add_route("*", f"{prefix}/admin/faults", self.admin_faults)
+            app.router.add_route("*", f"{prefix}/admin/clock", self.admin_clock)
         app.router.add_get("/{tail:.*}", self.exchange)
         return app
 

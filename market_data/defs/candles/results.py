@@ -33,6 +33,10 @@ def partition_metadata(
         "present": dg.MetadataValue.int(figures.present),
         "absent": dg.MetadataValue.int(figures.absent),
     }
+    if figures.unavailable:  # history the exchange serves no more (Kraken): not a gap
+        meta["unavailable"] = dg.MetadataValue.int(figures.unavailable)
+        assert report.unserved is not None
+        meta["served_from"] = dg.MetadataValue.timestamp(report.unserved[1] / 1000)
     if figures.first_ts is not None and figures.last_ts is not None:
         meta["first_candle"] = dg.MetadataValue.timestamp(figures.first_ts / 1000)
         meta["last_candle"] = dg.MetadataValue.timestamp(figures.last_ts / 1000)
