@@ -36,10 +36,13 @@ $(DAGSTER_HOME)/dagster.yaml:
 
 # The simulator, Dagster (webserver + daemon) and the status API on the embedded defaults;
 # Ctrl-C stops all. HOST/PORT: the UI; API_PORT: the status API; SIM_PORT: the simulator
-# (the watchlist's Binance URL follows it).
+# (the watchlist's exchange URLs follow it).
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	export DATABASE_URL="$${DATABASE_URL:-sqlite:///$(CURDIR)/.market_data/candles.sqlite}"; \
 	export MARKET_DATA_BINANCE_URL="http://127.0.0.1:$(SIM_PORT)"; \
+	export MARKET_DATA_BITFINEX_URL="http://127.0.0.1:$(SIM_PORT)/bitfinex"; \
+	export MARKET_DATA_COINBASE_URL="http://127.0.0.1:$(SIM_PORT)/coinbase"; \
+	export MARKET_DATA_KRAKEN_URL="http://127.0.0.1:$(SIM_PORT)/kraken"; \
 	mkdir -p .market_data; \
 	$(BIN)/market-data db init && \
 	{ $(BIN)/market-data simulate --port $(SIM_PORT) & sim=$$!; \
@@ -85,6 +88,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/gaps.py
 	$(BIN)/python bench/freshness.py
 	$(BIN)/python bench/starvation.py
+	$(BIN)/python bench/dialects.py
 
 clean:
 	rm -rf $(VENV) .dagster .dagster-prod .market_data

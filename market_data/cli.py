@@ -19,7 +19,7 @@ from tabulate import tabulate
 
 from market_data.api.app import Sources
 from market_data.api.server import serve
-from market_data.config import database_url, load_watchlist
+from market_data.config import database_url, load_watchlist, timeframes_of
 from market_data.defs.candles.checks import counts_of
 from market_data.defs.candles.cli_runs import (
     check_gaps,
@@ -34,7 +34,7 @@ from market_data.domain.calendar import utc_text
 from market_data.domain.gaps import GapCounts
 from market_data.domain.symbols import MalformedSymbolError, parse_symbol
 from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
-from market_data.domain.watchlist import Market, Watchlist, WatchlistError
+from market_data.domain.watchlist import Market, Watchlist, WatchlistError, no_candles
 from market_data.exchanges.client import SyncExchangeClient
 from market_data.exchanges.errors import ExchangeDataError
 from market_data.pipeline.gaps import months_to_repair
@@ -42,7 +42,7 @@ from market_data.pipeline.ingest import unlisted
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.replay import ReplayFileError
-from market_data.simulator.server import Simulator, serve_forever
+from market_data.simulator.server import DIALECTS, Simulator, serve_forever
 from market_data.store.candles import CandleStore
 from market_data.store.schema import apply_schema, drop_all
 
@@ -124,7 +124,8 @@ def simulate(
     faults_raw: str | None,
     replay: tuple[str, ...],
 ) -> None:
-    """Run the local exchange simulator (Binance spot and USD-M futures wire format)."""
+    """Run the local exchange simulator: Binance (spot and USD-M futures) at the root,
+    Bitfinex, Coinbase and Kraken under /bitfinex, /coinbase and /kraken of the same port."""
 
     fixed = None
     if fixed_clock:
@@ -136,7 +137,11 @@ def simulate(
         sim = Simulator(_faults(faults_raw), Clock(clock_offset_ms, fixed), _replay(replay))
     except ReplayFileError as e:
         raise click.BadParameter(str(e), param_hint="--replay") from None
-    click.echo(f"exchange simulator on http://{host}:{port} (admin: /admin/stats, /admin/faults)")
+    root = f"http://{host}:{port}"
+    click.echo(
+        f"exchange simulator: binance {root}, " + ", ".join(f"{d} {root}/{d}" for d in DIALECTS)
+    )
+    click.echo("admin per exchange: [/<exchange>]/admin/stats, /admin/faults, /admin/reset")
     serve_forever(sim, host, port)
 
 
@@ -228,6 +233,9 @@ def _markets(
                 markets.append(market)
     except (MalformedSymbolError, UnknownTimeframeError) as e:
         raise click.BadParameter(str(e)) from e
+    frames = dict.fromkeys(m.timeframe for m in markets)
+    if why := no_candles(exchange, frames, timeframes_of(exchange)):
+        raise click.BadParameter(why.split("; ")[0], param_hint="--timeframe")
     return watchlist, markets
 
 

@@ -12,10 +12,10 @@ import ccxt
 import dagster as dg
 import sqlalchemy as sa
 
+from market_data.config import timeframes_of
 from market_data.defs.candles.assets import candle_asset
 from market_data.defs.candles.checks import fresh_check, gap_check, gap_check_job
 from market_data.defs.candles.partitions import RANGE_END, RANGE_START
-from market_data.config import timeframes_of
 from market_data.defs.resources import STORE_KEY, CandleStoreResource, build_resources
 from market_data.domain.timeframes import Timeframe
 from market_data.domain.watchlist import Watchlist, parse_watchlist

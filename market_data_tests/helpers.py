@@ -63,18 +63,23 @@ def cli_env(
     database_url: str,
     markets: list[str],
     start: str = "2026-01-01",
+    exchange_name: str = "binance",
     **exchange: Any,
 ) -> dict[str, str]:
     """The environment of a `market-data` process: its own Dagster instance (dagster.yaml),
-    a watchlist of Binance ``markets`` on the simulator, the candle store."""
+    a watchlist of ``markets`` of one exchange on the simulator (Binance at its root, the
+    others under /<name>), the candle store."""
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
     if not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
     config = tmp_path / "watchlist.yaml"
-    settings = {"base_url": sim_url, "rate_limit_ms": 0, "step_retries": 0, **exchange}
+    base_url = sim_url if exchange_name == "binance" else f"{sim_url}/{exchange_name}"
+    settings = {"base_url": base_url, "rate_limit_ms": 0, "step_retries": 0, **exchange}
     config.write_text(
-        yaml.safe_dump({"start": start, "exchanges": {"binance": {**settings, "markets": markets}}})
+        yaml.safe_dump(
+            {"start": start, "exchanges": {exchange_name: {**settings, "markets": markets}}}
+        )
     )
     return {
         **os.environ,

@@ -90,6 +90,27 @@ def test_backfill_runs_dagster_materializations_and_resume_continues(env: dict[s
     store.dispose()
 
 
+def test_backfill_on_bitfinex_works_as_on_binance(tmp_path: Path, sim: RunningSimulator) -> None:
+    url = f"sqlite:///{tmp_path}/candles.sqlite"
+    env = cli_env(tmp_path, sim.url, url, ["BTC/USD/1h"], exchange_name="bitfinex")
+    done = cli(env, "backfill", "--exchange", "bitfinex", "--symbol", "BTC/USD",
+               "--timeframe", "1h", "--start", "2026-11-01", "--end", "2026-11-10")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "1 run(s) for 1 market(s) on bitfinex" in done.stdout
+    assert "216 rows written" in done.stdout  # 9 days x 24
+    store = CandleStore(url)
+    assert store.candle_stats(Series("bitfinex", "BTC-USD-SPOT", "1h"), 0, 2**62)[0] == 216
+    store.dispose()
+    # Coinbase has no 4h candles: refused before anything runs, saying why.
+    env = cli_env(tmp_path, sim.url, url, ["BTC/USD/1h"], exchange_name="coinbase")
+    refused = cli(env, "backfill", "--exchange", "coinbase", "--symbol", "BTC/USD",
+                  "--timeframe", "4h", "--start", "2026-11-01")  # fmt: skip
+    assert refused.returncode == 2
+    assert (
+        "coinbase has no 4h candles (it serves 1m, 5m, 15m, 30m, 1h, 2h, 6h, 1d)" in refused.stderr
+    )
+
+
 def test_dry_run_writes_nothing(env: dict[str, str]) -> None:
     done = backfill_btc(env, "2026-11-01", "--dry-run")
     assert done.returncode == 0, done.stderr

@@ -83,7 +83,9 @@ def test_every_sensor_schedule_and_job_is_defined() -> None:
     )
     assert printed == (
         "['freshness', 'gap_repair', 'watchlist'] ['gap_sweep_daily', 'instruments_daily', 'status_report'] "
-        "['candles/binance', 'instruments/binance', 'reports/status']"
+        "['candles/binance', 'candles/bitfinex', 'candles/coinbase', 'candles/kraken', "
+        "'instruments/binance', 'instruments/bitfinex', 'instruments/coinbase', 'instruments/kraken', "
+        "'reports/status']"
     )
 
 

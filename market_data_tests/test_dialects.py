@@ -17,6 +17,8 @@ import pytest
 
 from market_data.config import timeframes_of
 from market_data.domain.catalog import build_catalog
+from market_data.domain.selection import resolve
+from market_data.domain.symbols import parse_symbol
 from market_data.domain.timeframes import Timeframe
 from market_data.domain.watchlist import (
     ExchangeSettings,
@@ -30,7 +32,6 @@ from market_data.pipeline.ingest import Fetched, fetch_markets
 from market_data.simulator.book import CandleBook, Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.server import RunningSimulator, Simulator
-from market_data.domain.symbols import parse_symbol
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
 from market_data_tests.candle_harness import Harness, parse_like_a_client, watchlist
@@ -224,7 +225,10 @@ def test_each_exchanges_rate_limit_is_retried_after_its_pause(
 
 def test_an_exchange_without_retry_after_is_paused_as_long_as_it_blocks() -> None:
     assert ExchangeClient.of(ExchangeSettings("bitfinex")).rate_limit_pause_s == 60
-    assert ExchangeClient.of(ExchangeSettings("bitfinex", rate_limit_pause_s=5)).rate_limit_pause_s == 5
+    assert (
+        ExchangeClient.of(ExchangeSettings("bitfinex", rate_limit_pause_s=5)).rate_limit_pause_s
+        == 5
+    )
 
 
 @pytest.mark.parametrize("name", DIALECTS)
@@ -245,7 +249,9 @@ def test_a_server_error_in_the_exchanges_style_is_retried(
 
 
 @pytest.mark.parametrize("name", DIALECTS)
-def test_backfill_and_gap_check_end_to_end(sim: RunningSimulator, store_url: str, name: str) -> None:
+def test_backfill_and_gap_check_end_to_end(
+    sim: RunningSimulator, store_url: str, name: str
+) -> None:
     hole = {"symbol": BTC_USD, "start_ms": OCT + 9 * DAY, "end_ms": OCT + 9 * DAY + 3 * HOUR}
     admin(f"{sim.url}/{name}", "faults", {"holes": [hole]})
     wl = watchlist(sim.url, ["BTC/USD/1h", "BTC/USD/1d"], exchange=name)
@@ -301,8 +307,69 @@ def test_a_timeframe_the_exchange_lacks_is_refused_when_the_watchlist_loads() ->
     data = {"exchanges": {"coinbase": {"markets": ["BTC/USD/1h", "BTC/USD/4h"]}}}
     with pytest.raises(WatchlistError) as e:
         parse_watchlist(data, frozenset(ccxt.exchanges), date(2026, 11, 21), timeframes_of)
-    assert "exchanges.coinbase.markets[1] ('BTC/USD/4h'): coinbase has no 4h candles" in str(e.value)
+    assert "exchanges.coinbase.markets[1] ('BTC/USD/4h'): coinbase has no 4h candles" in str(
+        e.value
+    )
     assert "(it serves 1m, 5m, 15m, 30m, 1h, 2h, 6h, 1d)" in str(e.value)
     data = {"exchanges": {"kraken": {"select": [{"quote": "USD", "timeframes": ["2h"]}]}}}
     with pytest.raises(WatchlistError, match=r"select\[0\]: kraken has no 2h candles"):
         parse_watchlist(data, frozenset(ccxt.exchanges), date(2026, 11, 21), timeframes_of)
+
+
+def test_the_cross_exchange_minimum_over_four_real_catalogs(sim: RunningSimulator) -> None:
+    """Binance (root) and the three dialects: BTC-USDT spot is listed by all four, BTC-USD
+    spot by three (Binance has no USD pairs), the BTC-USDT perpetual by two (Binance and
+    Bitfinex's tBTCF0:USTF0), SOL-USDT spot by Binance alone."""
+
+    async def catalog(name: str) -> dict:
+        client = ExchangeClient.of(
+            ExchangeSettings(name, sim.url if name == "binance" else f"{sim.url}/{name}")
+        )
+        try:
+            return build_catalog(name, (await client.load_markets()).values())
+        finally:
+            await client.close()
+
+    names = ("binance", *DIALECTS)
+    catalogs = {name: asyncio.run(catalog(name)) for name in names}
+    symbols = ["BTC-USDT-SPOT", "BTC-USD-SPOT", "BTC-USDT-PERP", "SOL-USDT-SPOT"]
+
+    def kept(minimum: int) -> dict[str, list[str]]:
+        data = {
+            "exchanges": {name: {} for name in names},
+            "cross_exchange": {
+                "symbols": symbols,
+                "timeframes": ["1h"],
+                "min_exchanges_required": minimum,
+            },
+        }
+        wl = parse_watchlist(data, frozenset(ccxt.exchanges), date(2026, 11, 21), timeframes_of)
+        markets = resolve(wl, catalogs).markets
+        return {s: [ex for ex in names if f"{s}:1h" in markets[ex]] for s in symbols}
+
+    everywhere = ["binance", "bitfinex", "coinbase", "kraken"]
+    usd = ["bitfinex", "coinbase", "kraken"]
+    perp = ["binance", "bitfinex"]
+    assert (
+        kept(4)
+        == kept(0)
+        == {
+            "BTC-USDT-SPOT": everywhere,
+            "BTC-USD-SPOT": [],
+            "BTC-USDT-PERP": [],
+            "SOL-USDT-SPOT": [],
+        }
+    )
+    assert kept(3) == {
+        "BTC-USDT-SPOT": everywhere,
+        "BTC-USD-SPOT": usd,
+        "BTC-USDT-PERP": [],
+        "SOL-USDT-SPOT": [],
+    }
+    assert kept(2) == {
+        "BTC-USDT-SPOT": everywhere,
+        "BTC-USD-SPOT": usd,
+        "BTC-USDT-PERP": perp,
+        "SOL-USDT-SPOT": [],
+    }
+    assert kept(1)["SOL-USDT-SPOT"] == ["binance"]

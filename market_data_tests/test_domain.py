@@ -119,6 +119,8 @@ def test_lag_and_staleness() -> None:
         ("ETH-BTC-SPOT", "ETH-BTC-SPOT", "ETH/BTC"),
         ("BTC-USDT-FUTURE_260925", "BTC-USDT-FUTURE_260925", "BTC/USDT:USDT-260925"),
         ("XBT/USD", "BTC-USD-SPOT", "BTC/USD"),
+        ("BTC/UST", "BTC-USDT-SPOT", "BTC/USDT"),
+        ("BTC/UST:UST", "BTC-USDT-PERP", "BTC/USDT:USDT"),
     ],
 )
 def test_standard_symbols(text: str, standard: str, ccxt: str) -> None:

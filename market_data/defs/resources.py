@@ -34,6 +34,9 @@ class ExchangeConfig(dg.Config):
     retry_attempts: int = Field(_DEFAULTS.retry_attempts, description="per request")
     retry_base_s: float = Field(_DEFAULTS.retry_base_s, description="first backoff")
     step_retries: int = _DEFAULTS.step_retries
+    rate_limit_pause_s: float | None = Field(
+        None, description="pause after a rate limit without Retry-After (None: the exchange's)"
+    )
 
     @classmethod
     def of(cls, settings: ExchangeSettings) -> ExchangeConfig:

@@ -8,8 +8,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-#: Asset aliases some exchanges use, normalised to the common code.
-ASSET_ALIASES: dict[str, str] = {"XBT": "BTC", "XDG": "DOGE", "BCHABC": "BCH", "BCC": "BCH"}
+#: Asset aliases some exchanges use, normalised to the common code (XBT: Kraken's BTC;
+#: UST: Bitfinex's USDT, which ccxt translates in its symbols but a user may type as listed).
+ASSET_ALIASES: dict[str, str] = {
+    "XBT": "BTC", "XDG": "DOGE", "BCHABC": "BCH", "BCC": "BCH", "UST": "USDT",
+}  # fmt: skip
 
 _CCXT = re.compile(r"^([A-Z0-9]+)/([A-Z0-9]+)(?::([A-Z0-9]+)(?:-(\d{6}))?)?$")
 _STANDARD = re.compile(r"^([A-Z0-9]+)-([A-Z0-9]+)-(SPOT|PERP|FUTURE_(\d{6}))$")

@@ -205,7 +205,7 @@ def _entries(raw: Any, where: str) -> list[tuple[str, list[str] | None, Any]]:
     return [(text, None, None)]
 
 
-def _no_candles(
+def no_candles(
     name: str, frames: Iterable[Timeframe], native: Collection[str] | None
 ) -> str | None:
     """Why ``name`` cannot serve one of ``frames`` (None: it serves them all)."""
@@ -264,7 +264,7 @@ def parse_watchlist(
                     frames = [Timeframe.parse(tf) for tf in (tfs or defaults)]
                 except (MalformedSymbolError, UnknownTimeframeError) as e:
                     raise WatchlistError(f"{where}: {e}") from e
-                if why := _no_candles(name, frames, timeframes_of(name)):
+                if why := no_candles(name, frames, timeframes_of(name)):
                     raise WatchlistError(f"{where}: {why}")
                 day = _date(own_start, where, today) if own_start is not None else start
                 for tf in frames:
@@ -273,13 +273,13 @@ def parse_watchlist(
         for i, raw in enumerate(settings.get("select") or []):
             where = f"exchanges.{name}.select[{i}]"
             selector = _selector(raw, where, defaults, today)
-            if why := _no_candles(name, selector.timeframes, timeframes_of(name)):
+            if why := no_candles(name, selector.timeframes, timeframes_of(name)):
                 raise WatchlistError(f"{where}: {why}")
             selectors.append((name, selector))
     cross = _cross(data.get("cross_exchange"), defaults, today, len(exchanges))
     for ex in exchanges:
         if cross is not None and (
-            why := _no_candles(ex.name, cross.timeframes, timeframes_of(ex.name))
+            why := no_candles(ex.name, cross.timeframes, timeframes_of(ex.name))
         ):
             raise WatchlistError(f"cross_exchange.timeframes: {why}")
     gaps = _gap_settings(data.get("gaps"))
