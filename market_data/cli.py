@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import traceback
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,11 @@ from market_data.defs.candles.cli_runs import (
     plan,
     repair_plan,
 )
+from market_data.defs.composite.runs import run_composite
 from market_data.defs.reports.status import DagsterActivity, dagster_status
 from market_data.defs.resources import build_resources
-from market_data.domain.calendar import utc_text
+from market_data.domain.calendar import month_keys, utc_text
+from market_data.domain.composite import CompositeMarket, composite_markets
 from market_data.domain.gaps import GapCounts
 from market_data.domain.symbols import MalformedSymbolError, parse_symbol
 from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
@@ -302,6 +304,45 @@ def _check_listed(watchlist: Watchlist, exchange: str, markets: list[Market]) ->
         raise click.ClickException(f"cannot load the markets of {exchange}: {e}") from None
     if problems:
         raise click.UsageError("; ".join(problems))
+
+
+@main.command()
+@click.option(
+    "--symbol", required=True, help="a cross_exchange symbol: BTC-USD, BTC-USD-SPOT, BTC/USD"
+)
+@click.option("--timeframe", default="1h", show_default=True)
+@click.option("--start", required=True, help="first day, YYYY-MM-DD (UTC)")
+@click.option("--end", help="stop before this day, YYYY-MM-DD (default: up to now)")
+def composite(symbol: str, timeframe: str, start: str, end: str | None) -> None:
+    """Composite candles of one cross-exchange symbol: Dagster materializations of
+    composite/candles (and its divergence check) over the months from --start."""
+    first, last = _day(start, "--start"), _day(end, "--end")
+    assert first is not None
+    if last is not None and last <= first:
+        raise click.BadParameter("must be after --start", param_hint="--end")
+    try:
+        watchlist = load_watchlist()
+        text = symbol.strip().upper()
+        name = parse_symbol(text if text.count("-") != 1 else f"{text}-SPOT").standard
+        market = CompositeMarket(name, Timeframe.parse(timeframe))
+    except WatchlistError as e:
+        raise click.UsageError(str(e)) from e
+    except (MalformedSymbolError, UnknownTimeframeError) as e:
+        raise click.BadParameter(str(e)) from e
+    known = [m.key for m in composite_markets(watchlist)]
+    if market.key not in known:
+        raise click.UsageError(
+            f"{market.key} is not a composite market of the watchlist's cross_exchange block"
+            + (f" (it has {', '.join(known)})" if known else " (it has none)")
+        )
+    first = max(first, watchlist.start)  # no partition before the watchlist's start
+    today = datetime.now(UTC).date()
+    months = month_keys(first, min(last - timedelta(days=1), today) if last else today)
+    click.echo(f"composite {market.key}: {months[0][:7]}..{months[-1][:7]}")
+    ok = run_composite(
+        market, months, watchlist, build_resources(watchlist), dg.DagsterInstance.get(), click.echo
+    )
+    raise SystemExit(0 if ok else 1)
 
 
 @main.group()

@@ -6,28 +6,43 @@ import dagster as dg
 
 from market_data.config import load_watchlist
 from market_data.defs.candles.assets import candle_asset
-from market_data.defs.candles.checks import fresh_check, gap_check, gap_check_job
+from market_data.defs.candles.checks import (
+    consistency_check,
+    fresh_check,
+    gap_check,
+    gap_check_job,
+)
 from market_data.defs.candles.schedules import gap_sweep_schedule
 from market_data.defs.candles.sensors import freshness_sensor, gap_repair_sensor, watchlist_sensor
+from market_data.defs.composite.assets import composite_asset
+from market_data.defs.composite.checks import divergence_check
+from market_data.defs.composite.sensors import composites_sensor
 from market_data.defs.instruments.assets import instruments_asset
 from market_data.defs.instruments.schedules import instruments_refresh_schedule
 from market_data.defs.reports.assets import status_asset, status_schedule
 from market_data.defs.resources import build_resources
+from market_data.domain.composite import composite_markets
 from market_data.domain.watchlist import Watchlist
 
 
 def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
     watchlist = watchlist or load_watchlist()
+    # composite candles when the watchlist has a cross_exchange block
+    composite = bool(composite_markets(watchlist))
     return dg.Definitions(
         assets=[
             *(instruments_asset(ex.name) for ex in watchlist.exchanges),
             *(candle_asset(ex.name, watchlist) for ex in watchlist.exchanges),
+            *([composite_asset(watchlist)] if composite else []),
             status_asset(watchlist),
         ],
         asset_checks=[
-            check(ex.name, watchlist)
-            for ex in watchlist.exchanges
-            for check in (gap_check, fresh_check)
+            *(
+                check(ex.name, watchlist)
+                for ex in watchlist.exchanges
+                for check in (gap_check, fresh_check, consistency_check)
+            ),
+            *([divergence_check(watchlist)] if composite else []),
         ],
         jobs=[gap_check_job(ex.name, watchlist) for ex in watchlist.exchanges],
         schedules=[
@@ -39,6 +54,7 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
             watchlist_sensor(watchlist),
             gap_repair_sensor(watchlist),
             freshness_sensor(watchlist),
+            *([composites_sensor(watchlist)] if composite else []),
         ],
         resources=build_resources(watchlist),
         # A run's steps (fetch, then check) are sequential: one process per run, not one per step.

@@ -71,21 +71,26 @@ def resolve(
     cross = watchlist.cross_exchange
     if cross is not None:
         names = [ex.name for ex in watchlist.exchanges]
-        needed = cross.min_exchanges_required or len(names)
+        needed = cross.needed(len(names))
         qualified = 0
         for name in cross.symbols:
+            # per exchange, the symbol or else its first listed quote equivalent
             listing = [
-                ex
+                (ex, found)
                 for ex in names
-                if (i := (catalogs.get(ex) or {}).get(name)) is not None and i.active
+                if (found := _first_listed(catalogs.get(ex) or {}, cross.candidates(name)))
             ]
             if len(listing) < needed:
                 continue
             qualified += 1
-            for ex in listing:
+            for ex, symbol in listing:
                 for tf in cross.timeframes:
-                    out.add(Market(ex, parse_symbol(name), tf, cross.start or watchlist.start))
+                    out.add(Market(ex, parse_symbol(symbol), tf, cross.start or watchlist.start))
         out.notes.append(
             f"{qualified}/{len(cross.symbols)} symbols meet the minimum of {needed} exchange(s)"
         )
     return out
+
+
+def _first_listed(catalog: Mapping[str, Instrument], candidates: tuple[str, ...]) -> str | None:
+    return next((c for c in candidates if (i := catalog.get(c)) is not None and i.active), None)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from market_data.domain.calendar import day_ms
-from market_data.domain.symbols import MalformedSymbolError, Symbol, parse_symbol
+from market_data.domain.symbols import MalformedSymbolError, Symbol, normalise_asset, parse_symbol
 from market_data.domain.timeframes import (
     SUPPORTED_TIMEFRAMES,
     Timeframe,
@@ -109,12 +109,34 @@ class Selector:
 @dataclass(frozen=True)
 class CrossExchange:
     """Symbols kept on every exchange that lists them, if at least ``min_exchanges_required``
-    do (0 = every configured exchange), for cross-exchange aggregation."""
+    do (0 = every configured exchange), and combined into composite candles."""
 
     symbols: tuple[str, ...]
     timeframes: tuple[Timeframe, ...]
     min_exchanges_required: int = 0
     start: date | None = None
+    #: quote -> the quotes that count as it, in preference order (USD: USDT, USDC); an
+    #: exchange without the symbol itself takes its first equivalent. None by default.
+    quote_equivalents: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: the divergence check: a source close this far (percent) from the composite's
+    divergence_pct: float = 1.0
+    #: ... or a source whose newest candle is this many timeframes behind the others'
+    stale_after_timeframes: float = 2.0
+
+    def needed(self, n_exchanges: int) -> int:
+        """Exchanges a symbol (and a composite timestamp) needs: 0 means every one."""
+        return self.min_exchanges_required or n_exchanges
+
+    def candidates(self, standard: str) -> tuple[str, ...]:
+        """``standard`` and the same market in each equivalent quote, in preference order
+        (BTC-USD-SPOT, BTC-USDT-SPOT, BTC-USDC-SPOT)."""
+        symbol = parse_symbol(standard)
+        quotes = dict(self.quote_equivalents).get(symbol.quote, ())
+        same_settle = symbol.settle == symbol.quote
+        return (standard, *(
+            replace(symbol, quote=q, settle=q if same_settle else symbol.settle).standard
+            for q in quotes
+        ))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -369,7 +391,8 @@ def _cross(raw: Any, defaults: list[str], today: date, n_exchanges: int) -> Cros
     where = "cross_exchange"
     if raw is None:
         return None
-    allowed = {"symbols", "timeframes", "min_exchanges_required", "start"}
+    allowed = {"symbols", "timeframes", "min_exchanges_required", "start", "quote_equivalents",
+               "divergence_pct", "stale_after_timeframes"}  # fmt: skip
     if not isinstance(raw, dict) or set(raw) - allowed or "symbols" not in raw:
         raise WatchlistError(
             f"{where}: a mapping with 'symbols' and optional {sorted(allowed - {'symbols'})}"
@@ -379,9 +402,38 @@ def _cross(raw: Any, defaults: list[str], today: date, n_exchanges: int) -> Cros
         raise WatchlistError(
             f"{where}.min_exchanges_required: {needed!r} must be 0 (all) to {n_exchanges} (the exchanges configured)"
         )
+    numbers = {}
+    for name, default in (("divergence_pct", 1.0), ("stale_after_timeframes", 2.0)):
+        value = raw.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise WatchlistError(f"{where}.{name}: {value!r} must be a number above 0")
+        numbers[name] = float(value)
     return CrossExchange(
         symbols=tuple(sorted(_standard_names(raw["symbols"], f"{where}.symbols") or ())),
         timeframes=_frames(raw.get("timeframes"), defaults, where),
         min_exchanges_required=needed,
         start=_date(raw["start"], where, today) if raw.get("start") is not None else None,
+        quote_equivalents=_equivalents(raw.get("quote_equivalents"), f"{where}.quote_equivalents"),
+        **numbers,
     )
+
+
+def _equivalents(raw: Any, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """{USD: [USDT, USDC]} as ((USD, (USDT, USDC)),), codes normalised."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) for x in v)
+        for k, v in raw.items()
+    ):
+        raise WatchlistError(
+            f"{where}: a mapping of quote to a list of quotes, e.g. {{USD: [USDT]}}"
+        )
+    out = []
+    for key, values in raw.items():
+        quote = normalise_asset(key)
+        others = tuple(dict.fromkeys(normalise_asset(v) for v in values))
+        if quote in others:
+            raise WatchlistError(f"{where}.{key}: lists {quote} as its own equivalent")
+        out.append((quote, others))
+    return tuple(out)

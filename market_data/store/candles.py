@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from market_data.domain.candles import CandlePage
 from market_data.domain.intervals import merge_intervals
+from market_data.store.composite import CompositeStore
 from market_data.store.gaps import GapStore
 from market_data.store.instruments import InstrumentStore
 from market_data.store.schema import apply_schema, normalise_url
@@ -116,6 +117,7 @@ class CandleStore:
         )
         self.instruments = InstrumentStore(self.engine, self._dialect)
         self.gaps = GapStore(self.engine, self._dialect)
+        self.composite = CompositeStore(self.engine)
         if create:
             apply_schema(self.engine)
 

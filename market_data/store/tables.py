@@ -82,5 +82,23 @@ exchange_clock = sa.Table(
     sa.Column("read_at", sa.BigInteger, nullable=False),
 )
 
+composite_candles = sa.Table(
+    "composite_candles",
+    metadata,
+    sa.Column("symbol", sa.String(64), primary_key=True),
+    sa.Column("timeframe", sa.String(8), primary_key=True),
+    sa.Column("ts", sa.BigInteger, primary_key=True),
+    sa.Column("open", sa.Double, nullable=False),
+    sa.Column("high", sa.Double, nullable=False),
+    sa.Column("low", sa.Double, nullable=False),
+    sa.Column("close", sa.Double, nullable=False),
+    sa.Column("volume", sa.Double, nullable=False),
+    sa.Column("max_high", sa.Double, nullable=False),
+    sa.Column("min_low", sa.Double, nullable=False),
+    sa.Column("source_count", sa.Integer, nullable=False),
+    sa.Column("sources", sa.String(512), nullable=False),
+)
+
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
+COMPOSITE_VALUES = (*VALUE_COLUMNS, "max_high", "min_low", "source_count", "sources")
 KEY_COLUMNS = ("exchange", "symbol", "timeframe", "ts")

@@ -12,7 +12,11 @@ from collections.abc import Callable, Iterable
 import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset_key
-from market_data.defs.candles.evaluations import evaluation, latest_materializations
+from market_data.defs.candles.evaluations import (
+    evaluation,
+    latest_materializations,
+    partition_check,
+)
 from market_data.defs.candles.partitions import (
     candle_partitions,
     ranges_by_market,
@@ -23,6 +27,7 @@ from market_data.domain.calendar import month_bounds, month_key_of, utc_text
 from market_data.domain.freshness import is_stale, lag_seconds
 from market_data.domain.gaps import GapCounts
 from market_data.domain.watchlist import Watchlist
+from market_data.pipeline.consistency import Consistency, check_market
 from market_data.pipeline.gaps import MarketGaps, detect
 from market_data.store.candles import CandleStore
 from market_data.store.gaps import GapRow
@@ -114,7 +119,7 @@ def gap_evaluations(
     ]
 
 
-#: how a check judges partitions: (store, instance, watchlist, exchange, partition keys)
+#: how a candle check judges partitions: (store, instance, watchlist, exchange, keys)
 Evaluate = Callable[
     [CandleStore, dg.DagsterInstance, Watchlist, str, Iterable[str]],
     list[dg.AssetCheckEvaluation],
@@ -124,23 +129,14 @@ Evaluate = Callable[
 def _partition_check(
     exchange: str, watchlist: Watchlist, name: str, description: str, evaluate: Evaluate
 ) -> dg.AssetChecksDefinition:
-    """A check on candles/<exchange>, partitioned like it, that logs one evaluation per
-    partition of its run (evaluations.py says why)."""
-
-    @dg.asset_check(
-        asset=candle_asset_key(exchange),
-        name=name,
-        partitions_def=candle_partitions(exchange, watchlist.start),
-        description=description,
+    """A check on candles/<exchange>, partitioned like it (evaluations.partition_check)."""
+    return partition_check(
+        candle_asset_key(exchange),
+        candle_partitions(exchange, watchlist.start),
+        name,
+        description,
+        lambda store, instance, keys: evaluate(store, instance, watchlist, exchange, keys),
     )
-    def check(context: dg.AssetCheckExecutionContext, candle_store: CandleStoreResource) -> None:
-        op = context.op_execution_context
-        for e in evaluate(
-            candle_store.store(), context.instance, watchlist, exchange, op.partition_keys
-        ):
-            op.log_event(e)
-
-    return check
 
 
 def gap_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
@@ -243,4 +239,86 @@ def fresh_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition
         "the month in progress (a past month is complete); one result per partition, a "
         "warning when stale. Every freshness run evaluates it.",
         fresh_evaluations,
+    )
+
+
+CONSISTENT_CHECK = "consistent_timeframes"
+
+
+def consistency_check_key(exchange: str) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(candle_asset_key(exchange), CONSISTENT_CHECK)
+
+
+def _mismatch_table(found: Consistency) -> str:
+    lines = ["| candle | field | stored | from 1m |", "| --- | --- | --- | --- |"]
+    lines += [
+        f"| {utc_text(m.ts)} | {name} | {stored!r} | {built!r} |"
+        for m in found.mismatches[:SHOWN]
+        for name, (stored, built) in m.fields.items()
+    ]
+    return "\n".join(lines)
+
+
+def consistency_evaluations(
+    store: CandleStore,
+    instance: dg.DagsterInstance,
+    watchlist: Watchlist,
+    exchange: str,
+    partition_keys: Iterable[str],
+) -> list[dg.AssetCheckEvaluation]:
+    """Per partition of a higher timeframe: its candles against the aggregate of the same
+    market's stored 1m candles (pipeline/consistency.py)."""
+    keys = [str(k) for k in partition_keys]
+    check_key = consistency_check_key(exchange)
+    targets = latest_materializations(instance, check_key.asset_key, keys)
+    out = []
+    for pk in keys:
+        market_key, month = split_partition_key(pk)
+        market = watchlist.market_or_default(exchange, market_key)
+        found = check_market(store, Series.of(market), *month_bounds(month))
+        metadata: dict[str, dg.MetadataValue] = {}
+        if found is None:
+            description = "1m candles are the reference: nothing to compare"
+        elif not found.has_fine:
+            description = "no 1m candle of this market is stored in the month: nothing to compare"
+        else:
+            metadata = {
+                "compared": dg.MetadataValue.int(found.compared),
+                "mismatches": dg.MetadataValue.int(len(found.mismatches)),
+                "not_checkable": dg.MetadataValue.int(len(found.not_checkable)),
+            }
+            if found.mismatches:
+                metadata["first_mismatches"] = dg.MetadataValue.md(_mismatch_table(found))
+            if found.not_checkable:
+                metadata["first_not_checkable"] = dg.MetadataValue.text(
+                    ", ".join(utc_text(t) for t in found.not_checkable[:SHOWN])
+                )
+            description = (
+                f"{len(found.mismatches)} of {found.compared} candles differ from the "
+                "aggregate of their 1m candles"
+                if found.mismatches
+                else f"{found.compared} candles equal the aggregate of their 1m candles"
+            ) + (
+                f"; {len(found.not_checkable)} not checkable (1m candles missing)"
+                if found.not_checkable
+                else ""
+            )
+        passed = found is None or not found.mismatches
+        out.append(
+            evaluation(check_key, pk, passed, targets=targets, description=description,
+                       metadata=metadata)
+        )  # fmt: skip
+    return out
+
+
+def consistency_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
+    return _partition_check(
+        exchange,
+        watchlist,
+        CONSISTENT_CHECK,
+        "Each closed candle of a timeframe above 1m equals the exact aggregate of the same "
+        "market's stored 1m candles of its span (prices exact, volume within 1e-9 "
+        "relative); spans with 1m candles missing are counted as not checkable, never as "
+        "mismatches. One result per partition.",
+        consistency_evaluations,
     )

@@ -6,9 +6,7 @@ the run that produced them (a check evaluated in a ranged run would otherwise le
 result without a partition, and every planned partition "Skipped").
 """
 
-from __future__ import annotations
-
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import dagster as dg
@@ -18,6 +16,33 @@ import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData as Target,
 )
+
+from market_data.defs.resources import CandleStoreResource
+from market_data.store.candles import CandleStore
+
+#: how a partitioned check judges the partitions of its run: (store, instance, keys)
+Judge = Callable[[CandleStore, dg.DagsterInstance, list[str]], list[dg.AssetCheckEvaluation]]
+
+
+def partition_check(
+    asset_key: dg.AssetKey,
+    partitions_def: dg.PartitionsDefinition,
+    name: str,
+    description: str,
+    judge: Judge,
+) -> dg.AssetChecksDefinition:
+    """A check on ``asset_key``, partitioned like it, that logs one evaluation per partition
+    of its run (the module's docstring says why) and returns no result of its own."""
+
+    @dg.asset_check(
+        asset=asset_key, name=name, partitions_def=partitions_def, description=description
+    )
+    def check(context: dg.AssetCheckExecutionContext, candle_store: CandleStoreResource) -> None:
+        op = context.op_execution_context
+        for e in judge(candle_store.store(), context.instance, [str(k) for k in op.partition_keys]):
+            op.log_event(e)
+
+    return check
 
 
 def latest_materializations(

@@ -41,14 +41,16 @@ def market_partitions(exchange: str) -> dg.DynamicPartitionsDefinition:
     return dg.DynamicPartitionsDefinition(name=f"markets_{exchange}")
 
 
+def month_partitions(start: date) -> dg.MonthlyPartitionsDefinition:
+    """Months from ``start``'s, the month in progress included."""
+    return dg.MonthlyPartitionsDefinition(
+        start_date=start.replace(day=1).isoformat(), end_offset=1, timezone="UTC"
+    )
+
+
 def candle_partitions(exchange: str, start: date) -> dg.MultiPartitionsDefinition:
     return dg.MultiPartitionsDefinition(
-        {
-            MARKET_DIM: market_partitions(exchange),
-            MONTH_DIM: dg.MonthlyPartitionsDefinition(
-                start_date=start.replace(day=1).isoformat(), end_offset=1, timezone="UTC"
-            ),
-        }
+        {MARKET_DIM: market_partitions(exchange), MONTH_DIM: month_partitions(start)}
     )
 
 

@@ -1,0 +1,1 @@
+"""The composite candles: cross-exchange VWAP candles, their checks and automation."""
