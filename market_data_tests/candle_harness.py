@@ -20,6 +20,7 @@ from market_data.defs.resources import STORE_KEY, CandleStoreResource, build_res
 from market_data.domain.timeframes import Timeframe
 from market_data.domain.watchlist import Watchlist, parse_watchlist
 from market_data.simulator.book import CandleBook
+from market_data.simulator.faults import Faults
 from market_data.simulator.generator import Bars
 from market_data.simulator.markets import MARKETS, Kind, SimMarket
 from market_data.store.candles import CandleStore, Series
@@ -142,7 +143,7 @@ def exchange_truth(
     market = next(m for m in MARKETS if m.id == market_id and m.kind is kind)
     tf = Timeframe.parse(timeframe)
     end = min(end, tf.floor(now))
-    bars = CandleBook().klines(market, tf.ms, start, end - 1, 10**9, now, [])
+    bars = CandleBook().klines(market, tf.ms, start, end - 1, 10**9, now, Faults())
     return parse_like_a_client(bars, market)
 
 

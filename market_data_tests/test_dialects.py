@@ -94,7 +94,7 @@ def truth(timeframe: str, lo: int, hi: int) -> list[list[float]]:
     book = CandleBook()
     market = book.market(BTC_USD)
     tf = Timeframe.parse(timeframe)
-    bars = book.klines(market, tf.ms, lo, min(hi, tf.floor(NOW_MS)) - 1, 10**9, NOW_MS, [])
+    bars = book.klines(market, tf.ms, lo, min(hi, tf.floor(NOW_MS)) - 1, 10**9, NOW_MS, Faults())
     return parse_like_a_client(bars, market)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from market_data.domain.timeframes import SUPPORTED_TIMEFRAMES, Timeframe
 from market_data.simulator.book import CandleBook
 from market_data.simulator.encode import Column, encode_rows, rescale
-from market_data.simulator.faults import Hole
+from market_data.simulator.faults import Faults
 from market_data.simulator.generator import Bars, uniform
 from market_data.simulator.markets import Kind, SimMarket
 
@@ -138,7 +138,7 @@ class Binance:
         params: Mapping[str, str],
         futures: bool,
         now_ms: int,
-        holes: list[Hole],
+        faults: Faults,
     ) -> tuple[Any, int]:
         """Returns (JSON body, or bytes already encoded; candles served)."""
         if endpoint in ("ping",):
@@ -150,12 +150,12 @@ class Binance:
         if endpoint == "depth":
             return self.depth(params, futures, now_ms), 0
         if endpoint == "klines":
-            bars, market, tf_ms = self.klines(params, futures, now_ms, holes)
+            bars, market, tf_ms = self.klines(params, futures, now_ms, faults)
             return format_klines(bars, market, tf_ms), len(bars)
         raise BinanceError(404, -1000, "Unknown endpoint.")
 
     def klines(
-        self, params: Mapping[str, str], futures: bool, now_ms: int, holes: list[Hole]
+        self, params: Mapping[str, str], futures: bool, now_ms: int, faults: Faults
     ) -> tuple[Bars, SimMarket, int]:
         if not params.get("symbol"):
             raise mandatory("symbol")
@@ -170,7 +170,7 @@ class Binance:
         if start is not None and end is not None and start > end:
             raise BinanceError(400, -1023, "Start time is greater than end time.")
         tf_ms = INTERVALS[interval]
-        return self.book.klines(market, tf_ms, start, end, limit, now_ms, holes), market, tf_ms
+        return self.book.klines(market, tf_ms, start, end, limit, now_ms, faults), market, tf_ms
 
     def depth(self, params: Mapping[str, str], futures: bool, now_ms: int) -> dict[str, Any]:
         market = self.market(params, futures)

@@ -28,7 +28,7 @@ from market_data.simulator.dialect import (
     int_param,
     listing,
 )
-from market_data.simulator.faults import Hole
+from market_data.simulator.faults import Faults
 
 TIMEFRAMES = {
     "1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "3h": 180, "4h": 240, "6h": 360,
@@ -75,14 +75,14 @@ class Bitfinex:
         return _error(status, code or 10020, msg or "temporarily_unavailable")
 
     def handle(
-        self, endpoint: str, params: dict[str, str], now_ms: int, holes: list[Hole]
+        self, endpoint: str, params: dict[str, str], now_ms: int, faults: Faults
     ) -> tuple[Any, int]:
         if endpoint == "/v2/platform/status":
             return [1], 0
         if endpoint.startswith("/v2/conf/"):
             return [self.conf(key) for key in endpoint.removeprefix("/v2/conf/").split(",")], 0
         if endpoint.startswith("/v2/candles/trade:") and endpoint.endswith("/hist"):
-            return self.candles(endpoint, params, now_ms, holes)
+            return self.candles(endpoint, params, now_ms, faults)
         raise _error(404, 10020, "endpoint: invalid")
 
     def conf(self, key: str) -> Any:
@@ -104,7 +104,7 @@ class Bitfinex:
         return []
 
     def candles(
-        self, endpoint: str, params: dict[str, str], now_ms: int, holes: list[Hole]
+        self, endpoint: str, params: dict[str, str], now_ms: int, faults: Faults
     ) -> tuple[Any, int]:
         key = endpoint.removeprefix("/v2/candles/trade:").removesuffix("/hist")
         tf, _, symbol = key.partition(":")
@@ -118,9 +118,9 @@ class Bitfinex:
         tf_ms = TIMEFRAMES[tf] * MINUTE_MS
         market = listed.market
         if params.get("sort") == "1":
-            bars = self.book.klines(market, tf_ms, start or 0, end, limit, now_ms, holes)
+            bars = self.book.klines(market, tf_ms, start or 0, end, limit, now_ms, faults)
         else:
-            bars = self.book.klines(market, tf_ms, None, end, limit, now_ms, holes)
+            bars = self.book.klines(market, tf_ms, None, end, limit, now_ms, faults)
             if start is not None:
                 bars = bars.select(bars.ts >= start)
             bars = bars.select(slice(None, None, -1))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from market_data.domain.timeframes import MINUTE_MS
-from market_data.simulator.faults import Hole
+from market_data.simulator.faults import Faults
 from market_data.simulator.generator import (
     Bars,
     aggregate,
@@ -32,6 +32,20 @@ class Clock:
         if self.fixed_ms is not None:
             return self.fixed_ms
         return int(time.time() * 1000) + self.offset_ms
+
+
+def shifted(bars: Bars, pct: float) -> Bars:
+    """Prices moved by ``pct`` percent, rounded to whole ticks per minute (a monotonic map,
+    so every timeframe is still the exact aggregate of its minutes); sizes unchanged."""
+    factor = 1.0 + pct / 100.0
+
+    def scale(ticks: np.ndarray) -> np.ndarray:
+        return np.rint(ticks * factor).astype(ticks.dtype)
+
+    return replace(
+        bars, open=scale(bars.open), high=scale(bars.high), low=scale(bars.low),
+        close=scale(bars.close), quote_volume=scale(bars.quote_volume),
+    )  # fmt: skip
 
 
 class CandleBook:
@@ -68,10 +82,11 @@ class CandleBook:
         return minute_bars(market, start_ms, end_ms)
 
     def minutes_until(
-        self, market: SimMarket, start_ms: int, end_ms: int, now_ms: int, holes: list[Hole]
+        self, market: SimMarket, start_ms: int, end_ms: int, now_ms: int, faults: Faults
     ) -> Bars:
         """1m candles opening in [start_ms, end_ms) as the exchange shows them at ``now_ms``:
-        nothing opening after now, the minute in progress partial, holes removed."""
+        nothing opening after now, the minute in progress partial, holes removed, prices
+        shifted by the exchange's ``price_offset_pct``."""
         end_ms = min(end_ms, now_ms - now_ms % MINUTE_MS + MINUTE_MS)
         if end_ms <= start_ms:
             return self._minutes(market, start_ms, start_ms)
@@ -84,9 +99,11 @@ class CandleBook:
             bars = Bars.concat([bars.select(slice(0, len(bars) - 1)), last])
         elif len(bars) and bars.ts[-1] == current:  # now is exactly the minute's open
             bars = bars.select(slice(0, len(bars) - 1))
-        for hole in holes:
+        for hole in faults.holes:
             if hole.symbol in (None, market.id):
                 bars = bars.select((bars.ts < hole.start_ms) | (bars.ts >= hole.end_ms))
+        if faults.price_offset_pct:
+            bars = shifted(bars, faults.price_offset_pct)
         return bars
 
     def klines(
@@ -97,7 +114,7 @@ class CandleBook:
         end_ms: int | None,
         limit: int,
         now_ms: int,
-        holes: list[Hole],
+        faults: Faults,
     ) -> Bars:
         """Binance semantics: candles with open time in [startTime, endTime], at most
         ``limit``; the oldest first from startTime, else the newest up to endTime (or now)."""
@@ -117,7 +134,7 @@ class CandleBook:
             while cursor <= last and got < limit:
                 chunk_end = min(cursor + span, last + tf_ms)
                 bars = aggregate(
-                    self.minutes_until(market, cursor, chunk_end, now_ms, holes), tf_ms
+                    self.minutes_until(market, cursor, chunk_end, now_ms, faults), tf_ms
                 )
                 parts.append(bars)
                 got += len(bars)
@@ -126,7 +143,7 @@ class CandleBook:
         cursor = last + tf_ms
         while cursor > first and got < limit:
             chunk_start = max(cursor - span, first)
-            bars = aggregate(self.minutes_until(market, chunk_start, cursor, now_ms, holes), tf_ms)
+            bars = aggregate(self.minutes_until(market, chunk_start, cursor, now_ms, faults), tf_ms)
             parts.insert(0, bars)
             got += len(bars)
             cursor = chunk_start

@@ -27,7 +27,7 @@ from market_data.simulator.dialect import (
     listing,
     step_text,
 )
-from market_data.simulator.faults import Hole
+from market_data.simulator.faults import Faults
 
 GRANULARITIES = {
     "ONE_MINUTE": 60, "FIVE_MINUTE": 300, "FIFTEEN_MINUTE": 900, "THIRTY_MINUTE": 1800,
@@ -65,7 +65,7 @@ class Coinbase:
         return _error(status, "internal_server_error", msg or "Internal server error")
 
     def handle(
-        self, endpoint: str, params: dict[str, str], now_ms: int, holes: list[Hole]
+        self, endpoint: str, params: dict[str, str], now_ms: int, faults: Faults
     ) -> tuple[Any, int]:
         if endpoint == "/v2/time":
             iso = datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -88,7 +88,7 @@ class Coinbase:
             return {"products": products, "num_products": len(products)}, 0
         if endpoint.startswith(CANDLES) and endpoint.endswith("/candles"):
             product = endpoint.removeprefix(CANDLES).removesuffix("/candles")
-            return self.candles(product, params, now_ms, holes)
+            return self.candles(product, params, now_ms, faults)
         raise _error(404, "NOT_FOUND", "Not Found")
 
     def product(self, listed: Listed) -> dict[str, Any]:
@@ -113,7 +113,7 @@ class Coinbase:
         }
 
     def candles(
-        self, product: str, params: dict[str, str], now_ms: int, holes: list[Hole]
+        self, product: str, params: dict[str, str], now_ms: int, faults: Faults
     ) -> tuple[Any, int]:
         listed = self.markets.get(product)
         if listed is None:
@@ -133,7 +133,7 @@ class Coinbase:
             )
         market = listed.market
         bars = self.book.klines(
-            market, step * 1000, start * 1000, end * 1000, MAX_CANDLES, now_ms, holes
+            market, step * 1000, start * 1000, end * 1000, MAX_CANDLES, now_ms, faults
         ).select(slice(None, None, -1))
         pd, ld = market.price_decimals, market.lot_decimals
         columns = (

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from market_data.simulator.book import CandleBook
-from market_data.simulator.faults import Hole
+from market_data.simulator.faults import Faults
 from market_data.simulator.markets import SimMarket
 
 
@@ -84,7 +84,7 @@ class Dialect(Protocol):
         ...
 
     def handle(
-        self, endpoint: str, params: dict[str, str], now_ms: int, holes: list[Hole]
+        self, endpoint: str, params: dict[str, str], now_ms: int, faults: Faults
     ) -> tuple[Any, int]:
         """(JSON body, candles served) or DialectError."""
         ...

@@ -56,6 +56,8 @@ class Faults(BaseModel):
     truncate_rate: float = Field(0.0, ge=0, le=1)
     malformed_rate: float = Field(0.0, ge=0, le=1)
     holes: list[Hole] = []
+    #: every price this exchange serves, moved by this percent (an exchange that diverges)
+    price_offset_pct: float = Field(0.0, gt=-50, lt=100)
     fail: list[FailRule] = []
     seed: int = 0
 

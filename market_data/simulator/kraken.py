@@ -26,7 +26,7 @@ from market_data.simulator.dialect import (
     listing,
     step_text,
 )
-from market_data.simulator.faults import Hole
+from market_data.simulator.faults import Faults
 
 INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
 HISTORY = 720  # candles the OHLC endpoint serves, newest first
@@ -80,7 +80,7 @@ class Kraken:
         return _error(status, msg or "EService:Unavailable")
 
     def handle(
-        self, endpoint: str, params: dict[str, str], now_ms: int, holes: list[Hole]
+        self, endpoint: str, params: dict[str, str], now_ms: int, faults: Faults
     ) -> tuple[Any, int]:
         if endpoint == "/0/public/Time":
             return _ok({"unixtime": now_ms // 1000}), 0
@@ -89,7 +89,7 @@ class Kraken:
         if endpoint == "/0/public/AssetPairs":
             return _ok({native: self.pair(native) for native in PAIRS}), 0
         if endpoint == "/0/public/OHLC":
-            return self.ohlc(params, now_ms, holes)
+            return self.ohlc(params, now_ms, faults)
         raise _error(404, "EGeneral:Unknown method")
 
     def pair(self, native: str) -> dict[str, Any]:
@@ -120,7 +120,7 @@ class Kraken:
             "status": "online",
         }
 
-    def ohlc(self, params: dict[str, str], now_ms: int, holes: list[Hole]) -> tuple[Any, int]:
+    def ohlc(self, params: dict[str, str], now_ms: int, faults: Faults) -> tuple[Any, int]:
         pair = params.get("pair", "")
         native = pair if pair in self.markets else self.altnames.get(pair)
         if native is None:
@@ -130,7 +130,7 @@ class Kraken:
             raise _error(200, "EGeneral:Invalid arguments")
         tf_ms = interval * MINUTE_MS
         market = self.markets[native].market
-        bars = self.book.klines(market, tf_ms, None, None, HISTORY, now_ms, holes)
+        bars = self.book.klines(market, tf_ms, None, None, HISTORY, now_ms, faults)
         since = int_param(params, "since")
         if since is not None:
             bars = bars.select(bars.ts > since * 1000)

@@ -173,7 +173,7 @@ class Simulator:
             if forced is not None:
                 raise dialect.failure(forced.status, forced.code, forced.msg)
             body, candles = dialect.handle(
-                endpoint, dict(params), self.clock.now_ms(), state.faults.holes
+                endpoint, dict(params), self.clock.now_ms(), state.faults
             )
         except DialectError as e:
             status, body = e.status, e.body
@@ -230,7 +230,7 @@ class Simulator:
             if forced is not None:
                 raise server_error(forced.status, forced.code, forced.msg)
             body, candles = self.binance.handle(
-                endpoint, params, futures, self.clock.now_ms(), self.faults.holes
+                endpoint, params, futures, self.clock.now_ms(), self.faults
             )
         except BinanceError as e:
             self.stats.count(path, e.status, cost)

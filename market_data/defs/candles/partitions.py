@@ -64,10 +64,11 @@ def partition_key_at(market_key: str, ms: int) -> str:
 
 
 def split_partition_key(key: str) -> tuple[str, str]:
-    """(market key, month key) of a candle partition key."""
+    """(market key, month key) of a candle partition key (or of a composite one: its
+    composite market and month)."""
     if isinstance(key, dg.MultiPartitionKey):
         dims = key.keys_by_dimension
-        return dims[MARKET_DIM], dims[MONTH_DIM]
+        return next(v for d, v in dims.items() if d != MONTH_DIM), dims[MONTH_DIM]
     market, _, month = str(key).partition(KEY_SEPARATOR)
     return market, month
 
