@@ -89,6 +89,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/freshness.py
 	$(BIN)/python bench/starvation.py
 	$(BIN)/python bench/dialects.py
+	$(BIN)/python bench/composite.py
 
 clean:
 	rm -rf $(VENV) .dagster .dagster-prod .market_data

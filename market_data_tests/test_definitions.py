@@ -126,3 +126,17 @@ def test_every_schedule_sensor_and_job_says_what_it_does() -> None:
         "print(sorted(i.name for i in items if not i.name.startswith('__') and not i.description))"
     )
     assert printed == "[]"
+
+
+def test_the_composite_is_downstream_of_every_candle_asset() -> None:
+    printed = _printed_by(
+        "import dagster as dg\n"
+        "from market_data.definitions import defs\n"
+        "graph = defs.get_repository_def().asset_graph\n"
+        "node = graph.get(dg.AssetKey(['composite', 'candles']))\n"
+        "print(sorted(k.to_user_string() for k in node.parent_keys), sorted(node.check_keys))"
+    )
+    assert printed.startswith(
+        "['candles/binance', 'candles/bitfinex', 'candles/coinbase', 'candles/kraken'] "
+    )
+    assert "name='divergence'" in printed

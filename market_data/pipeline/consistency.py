@@ -38,47 +38,28 @@ class Consistency:
     has_fine: bool = True
 
 
-def aggregate(fine: pd.DataFrame, timeframe: Timeframe) -> pd.DataFrame:
-    """1m candles (ts, open, high, low, close, volume; ts ascending) per span of
-    ``timeframe``: the aggregate and how many 1m candles made it, indexed by open time."""
-    bucket = fine["ts"].to_numpy() // timeframe.ms * timeframe.ms
-    grouped = fine.groupby(bucket, sort=True)
-    return pd.DataFrame(
-        {
-            "open": grouped["open"].first(),
-            "high": grouped["high"].max(),
-            "low": grouped["low"].min(),
-            "close": grouped["close"].last(),
-            "volume": grouped["volume"].sum(),
-            "minutes": grouped["ts"].count(),
-        }
-    )
-
-
-def compare(fine: pd.DataFrame, coarse: pd.DataFrame, timeframe: Timeframe) -> Consistency:
-    """``coarse`` (stored candles of ``timeframe``) against the aggregate of ``fine``."""
-    if fine.empty:
+def compare(built: pd.DataFrame, coarse: pd.DataFrame, timeframe: Timeframe) -> Consistency:
+    """``coarse`` (stored candles of ``timeframe``) against ``built``, the aggregate of the
+    1m candles per span (store.aggregate: ts, open, high, low, close, volume, minutes)."""
+    if built.empty:
         return Consistency(has_fine=False)
-    built = aggregate(fine, timeframe)
-    stored = coarse.set_index("ts")
-    joined = stored.join(built, rsuffix="_1m", how="left")
+    joined = coarse.set_index("ts").join(built.set_index("ts"), rsuffix="_1m", how="left")
     complete = joined["minutes"].fillna(0).to_numpy() == timeframe.ms // MINUTE_MS
     out = Consistency(not_checkable=[int(t) for t in joined.index[~complete]])
     rows = joined[complete]
     out.compared = len(rows)
-    bad = np.zeros(len(rows), dtype=bool)
-    for name in _PRICES:
-        bad |= rows[name].to_numpy() != rows[f"{name}_1m"].to_numpy()
-    volume, summed = rows["volume"].to_numpy(), rows["volume_1m"].to_numpy()
-    bad |= ~np.isclose(volume, summed, rtol=VOLUME_RTOL, atol=0.0)
-    for ts, row in rows[bad].iterrows():
+    differs = {name: rows[name].to_numpy() != rows[f"{name}_1m"].to_numpy() for name in _PRICES}
+    differs["volume"] = ~np.isclose(
+        rows["volume"].to_numpy(), rows["volume_1m"].to_numpy(), rtol=VOLUME_RTOL, atol=0.0
+    )
+    bad = np.logical_or.reduce(list(differs.values()))
+    for i in np.flatnonzero(bad):
         fields = {
-            name: (float(row[name]), float(row[f"{name}_1m"]))
-            for name in (*_PRICES, "volume")
-            if (row[name] != row[f"{name}_1m"] if name != "volume"
-                else not np.isclose(row[name], row[f"{name}_1m"], rtol=VOLUME_RTOL, atol=0.0))
-        }  # fmt: skip
-        out.mismatches.append(Mismatch(int(ts), fields))  # type: ignore[arg-type]
+            name: (float(rows[name].iloc[i]), float(rows[f"{name}_1m"].iloc[i]))
+            for name, mask in differs.items()
+            if mask[i]
+        }
+        out.mismatches.append(Mismatch(int(rows.index[i]), fields))
     return out
 
 
@@ -89,5 +70,5 @@ def check_market(store: CandleStore, series: Series, lo: int, hi: int) -> Consis
         return None
     timeframe = Timeframe.parse(series.timeframe)
     coarse = store.read_candles(series, lo, hi)
-    fine = store.read_candles(Series(series.exchange, series.symbol, FINE), lo, hi)
-    return compare(fine, coarse, timeframe)
+    built = store.aggregate(Series(series.exchange, series.symbol, FINE), timeframe.ms, lo, hi)
+    return compare(built, coarse, timeframe)

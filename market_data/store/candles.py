@@ -225,6 +225,39 @@ class CandleStore:
                 sa.select(sa.func.max(candles.c.ts)).where(series.where(candles))
             ).scalar()
 
+    def aggregate(self, series: Series, span_ms: int, start: int, end: int) -> pd.DataFrame:
+        """``series``' candles in [start, end) aggregated per span of ``span_ms`` (epoch-
+        aligned), in SQL: per span its open time (ts), first open, highest high, lowest
+        low, last close, summed volume and how many candles made it (``minutes``). One
+        ordered pass with window functions: no join for the planner to get wrong."""
+        c = candles.c
+        bucket = c.ts - c.ts % span_ms
+        span = {"partition_by": bucket}
+        ordered = {"partition_by": bucket, "order_by": c.ts}
+        rows_ = (
+            sa.select(
+                bucket.label("ts"),
+                sa.func.first_value(c.open).over(**ordered).label("open"),
+                sa.func.max(c.high).over(**span).label("high"),
+                sa.func.min(c.low).over(**span).label("low"),
+                c.close,
+                sa.func.sum(c.volume).over(**span).label("volume"),
+                sa.func.count().over(**span).label("minutes"),
+                sa.func.row_number().over(partition_by=bucket, order_by=c.ts.desc()).label("nth"),
+            )
+            .where(series.where(candles), c.ts >= start, c.ts < end)
+            .subquery()
+        )
+        columns = ["ts", "open", "high", "low", "close", "volume", "minutes"]
+        query = (
+            sa.select(*(rows_.c[name] for name in columns))
+            .where(rows_.c.nth == 1)  # each span's last candle: its close is the span's
+            .order_by(rows_.c.ts)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return pd.DataFrame(rows, columns=columns).astype({"ts": "int64", "minutes": "int64"})
+
     def read_candles(self, series: Series, start: int, end: int) -> pd.DataFrame:
         query = (
             sa.select(*(candles.c[c] for c in COLUMNS))
