@@ -42,7 +42,9 @@ def run_composite(
             echo(f"  {reason}")
         return False
     checks = {str(e.partition): e for e in result.get_asset_check_evaluations()}
-    for m in result.asset_materializations_for_node(asset.op.name):
+    for m in sorted(
+        result.asset_materializations_for_node(asset.op.name), key=lambda m: str(m.partition)
+    ):
         meta = {k: v.value for k, v in m.metadata.items()}
         pk = str(m.partition)
         echo(
