@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -70,7 +70,7 @@ class Venue:
     #: how the first candle is found: "since_zero" (one request from time 0, oldest first),
     #: "scan" (windows of daily candles from ``scan_from_ms``: the exchange needs an end
     #: within a page of the start), or "none" (history too short to tell)
-    first_candle: str = "since_zero"
+    first_candle: Literal["since_zero", "scan", "none"] = "since_zero"
     scan_from_ms: int = 0
     #: ccxt's fetch_ohlcv takes ``until`` for this exchange
     takes_until: bool = True

@@ -41,15 +41,20 @@ def with_venue(listing: Listing, exchange: str) -> Listing:
     return replace(listing, history_candles=venue(exchange).history_candles)
 
 
+def stored_listing(store: CandleStore, market: Market) -> Listing:
+    """The market's listing as stored, with how deep the exchange's history goes."""
+    listing = store.instruments.listing(market.exchange, market.symbol.standard)
+    return with_venue(listing, market.exchange)
+
+
 def expected_ranges(
     store: CandleStore, market: Market, ranges: list[tuple[int, int]]
 ) -> list[tuple[int, int]]:
     """``ranges`` clipped to where the market's candles are expected, by its stored listing
     and the exchange clock as a run last read it (nothing is known to be missing after it)."""
-    listing = with_venue(
-        store.instruments.listing(market.exchange, market.symbol.standard), market.exchange
+    window = expected_window(
+        market, stored_listing(store, market), store.gaps.clock(market.exchange)
     )
-    window = expected_window(market, listing, store.gaps.clock(market.exchange))
     return clip(ranges, window, market.timeframe)
 
 

@@ -336,15 +336,14 @@ def _finish(store: CandleStore, market: Market, report: MarketReport, now_ms: in
             report.month(key)
     for key, figures in report.months.items():
         lo, hi = month_bounds(key)
-        parts = [(max(s, lo), min(e, hi)) for s, e in report.bounds if max(s, lo) < min(e, hi)]
+        parts = clip(report.bounds, (lo, hi), tf)
         figures.expected = expected_count(parts, tf)
         for start, end in parts:
             figures.add_present(*store.candle_stats(series, start, end))
-        for s, e in report.unserved_parts:  # history the exchange serves no more
-            if max(s, lo) < min(e, hi):
-                s, e = max(s, lo), min(e, hi)
-                figures.unavailable += expected_count([(s, e)], tf)
-                figures.unavailable -= store.candle_stats(series, s, e)[0]
+        for s, e in clip(report.unserved_parts, (lo, hi), tf):  # history no more served
+            figures.unavailable += (
+                expected_count([(s, e)], tf) - store.candle_stats(series, s, e)[0]
+            )
         report.expected += figures.expected
         report.unavailable += figures.unavailable
         report.add_present(figures.present, figures.first_ts, figures.last_ts)

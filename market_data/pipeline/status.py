@@ -19,7 +19,7 @@ from market_data.domain.freshness import is_stale, lag_seconds
 from market_data.domain.gaps import GapCounts
 from market_data.domain.symbols import parse_symbol, symbol_matches
 from market_data.domain.watchlist import Market, Watchlist
-from market_data.pipeline.gaps import expected_ranges, with_venue
+from market_data.pipeline.gaps import expected_ranges, stored_listing
 from market_data.store.candles import CandleStore, ping, series_stats
 from market_data.store.series import Series
 
@@ -159,10 +159,7 @@ def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist)
 
 def unavailable_count(store: CandleStore, market: Market, now_ms: int | None) -> int:
     """Candles in the span the exchange no longer serves that are not stored."""
-    listing = with_venue(
-        store.instruments.listing(market.exchange, market.symbol.standard), market.exchange
-    )
-    span = unserved(market, listing, now_ms)
+    span = unserved(market, stored_listing(store, market), now_ms)
     if span is None:
         return 0
     stored = store.candle_stats(Series.of(market), *span)[0]

@@ -125,11 +125,13 @@ class CompositeStore:
                 sa.select(sa.func.count(), sa.func.min(k.ts), sa.func.max(k.ts)).where(*where)
             ).one()
             below = 0
-            if sources:
-                counts = _grouped(market, sources, lo, hi).subquery()
-                below = conn.execute(
-                    sa.select(sa.func.count()).where(counts.c.source_count < needed)
-                ).scalar_one()
+            if sources:  # timestamps some source has, too few of them
+                c = candles.c
+                short = (
+                    sa.select(c.ts).where(_of_sources(sources), *_in_range(market, lo, hi))
+                    .group_by(c.ts).having(sa.func.count() < needed).subquery()
+                )  # fmt: skip
+                below = conn.execute(sa.select(sa.func.count()).select_from(short)).scalar_one()
         return CompositeFigures(int(emitted), int(below), int(changed), first, last)
 
     def read(self, market: CompositeMarket, lo: int, hi: int) -> list[dict[str, Any]]:

@@ -16,17 +16,15 @@ def _series_columns() -> list[sa.Column]:
     ]
 
 
-candles = sa.Table(
-    "candles",
-    metadata,
-    *_series_columns(),
-    sa.Column("ts", sa.BigInteger, primary_key=True),
-    sa.Column("open", sa.Double, nullable=False),
-    sa.Column("high", sa.Double, nullable=False),
-    sa.Column("low", sa.Double, nullable=False),
-    sa.Column("close", sa.Double, nullable=False),
-    sa.Column("volume", sa.Double, nullable=False),
-)
+def _candle_columns() -> list[sa.Column]:
+    """Open time and the five values of a candle."""
+    return [
+        sa.Column("ts", sa.BigInteger, primary_key=True),
+        *(sa.Column(c, sa.Double, nullable=False) for c in ("open", "high", "low", "close", "volume")),
+    ]  # fmt: skip
+
+
+candles = sa.Table("candles", metadata, *_series_columns(), *_candle_columns())
 
 fetch_coverage = sa.Table(
     "fetch_coverage",
@@ -87,12 +85,7 @@ composite_candles = sa.Table(
     metadata,
     sa.Column("symbol", sa.String(64), primary_key=True),
     sa.Column("timeframe", sa.String(8), primary_key=True),
-    sa.Column("ts", sa.BigInteger, primary_key=True),
-    sa.Column("open", sa.Double, nullable=False),
-    sa.Column("high", sa.Double, nullable=False),
-    sa.Column("low", sa.Double, nullable=False),
-    sa.Column("close", sa.Double, nullable=False),
-    sa.Column("volume", sa.Double, nullable=False),
+    *_candle_columns(),
     sa.Column("max_high", sa.Double, nullable=False),
     sa.Column("min_low", sa.Double, nullable=False),
     sa.Column("source_count", sa.Integer, nullable=False),

@@ -7,6 +7,8 @@ feed it), so the lineage graph shows it downstream of them all; the ``composites
 (sensors.py) brings the partitions a candle materialization touched up to date.
 """
 
+from collections.abc import Callable
+
 import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset_key
@@ -47,15 +49,17 @@ def cross_of(watchlist: Watchlist) -> CrossExchange:
     return watchlist.cross_exchange
 
 
-def watched_sources(
-    instance: dg.DagsterInstance, watchlist: Watchlist, market: CompositeMarket
-) -> list[Source]:
-    """The composite's sources among the markets each exchange's candle asset has now."""
+def source_finder(
+    instance: dg.DagsterInstance, watchlist: Watchlist
+) -> Callable[[CompositeMarket], list[Source]]:
+    """A composite's sources among the markets each exchange's candle asset has now (read
+    once, for every composite market a run or check covers)."""
+    cross = cross_of(watchlist)
     watched = {
         ex.name: set(instance.get_dynamic_partitions(market_partitions(ex.name).name))
         for ex in watchlist.exchanges
     }
-    return sources(cross_of(watchlist), market, watched)
+    return lambda market: sources(cross, market, watched)
 
 
 def composite_asset(watchlist: Watchlist) -> dg.AssetsDefinition:
@@ -82,14 +86,12 @@ def composite_asset(watchlist: Watchlist) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, candle_store: CandleStoreResource
     ) -> dg.MaterializeResult:
         store = candle_store.store()
-        by_market: dict[str, list[Source]] = {}
+        sources_of = source_finder(context.instance, watchlist)
         total = 0
         for pk in context.partition_keys:
             key, month = split_partition_key(pk)
             market = CompositeMarket.parse(key)
-            if key not in by_market:
-                by_market[key] = watched_sources(context.instance, watchlist, market)
-            srcs = by_market[key]
+            srcs = sources_of(market)
             figures = store.composite.build(market, srcs, *month_bounds(month), needed)
             total += figures.rows_changed
             context.log.info(

@@ -16,7 +16,7 @@ from market_data.defs.composite.assets import (
     COMPOSITE_KEY,
     composite_partitions,
     cross_of,
-    watched_sources,
+    source_finder,
 )
 from market_data.domain.calendar import month_bounds, utc_text
 from market_data.domain.composite import CompositeMarket
@@ -59,11 +59,12 @@ def divergence_evaluations(
 ) -> list[dg.AssetCheckEvaluation]:
     cross = cross_of(watchlist)
     targets = latest_materializations(instance, COMPOSITE_KEY, keys)
+    sources_of = source_finder(instance, watchlist)
     out = []
     for pk in keys:
         key, month = split_partition_key(pk)
         market = CompositeMarket.parse(key)
-        srcs = watched_sources(instance, watchlist, market)
+        srcs = sources_of(market)
         lo, hi = month_bounds(month)
         found = store.composite.divergences(market, srcs, lo, hi, cross.divergence_pct)
         # behind by more than the stale limit in timeframes, and by more than one freshness
