@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from datetime import UTC, date, datetime, timedelta
@@ -37,10 +39,11 @@ from market_data.domain.gaps import GapCounts
 from market_data.domain.symbols import MalformedSymbolError, parse_symbol
 from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
 from market_data.domain.watchlist import Market, Watchlist, WatchlistError, no_candles
-from market_data.exchanges.client import SyncExchangeClient
+from market_data.exchanges.client import ExchangeClient, SyncExchangeClient
 from market_data.exchanges.errors import ExchangeDataError
 from market_data.pipeline.gaps import months_to_repair
 from market_data.pipeline.ingest import unlisted
+from market_data.pipeline.live import LiveService, streaming_exchanges
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.replay import ReplayFileError
@@ -473,6 +476,13 @@ def status(as_json: bool) -> None:
                 f"runs in the last 24 h on {exchange}: "
                 + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none")
             )
+        for exchange, live in report.live.items():
+            click.echo(
+                f"live on {exchange}: {live['state']}, {live['connections']} connection(s), "
+                f"{live['markets']} market(s), heartbeat {live['heartbeat_age_s']}s ago, "
+                f"p99 {live['latency_p99_ms']} ms, {live['reconnects']} reconnect(s)"
+                + (f", last error: {live['last_error']}" if live["last_error"] else "")
+            )
     if not report.database_ok:
         raise SystemExit(1)
 
@@ -498,6 +508,39 @@ def api(host: str, port: int) -> None:
     )
     click.echo(f"status API on http://{host}:{port} (store {_redacted(url)})")
     serve(sources, host, port)
+
+
+@main.command()
+def live() -> None:
+    """Stream closed candles of every watched market of every exchange that streams
+    (Binance) and store each within seconds of its close; fill what a disconnect missed
+    over REST; read the watchlist again every live.refresh_s; take order book snapshots
+    set below a minute apart. Ctrl-C or SIGTERM stops it."""
+    watchlist = load_watchlist()
+    store = CandleStore(database_url())
+    names = streaming_exchanges(watchlist)
+    click.echo(
+        f"live: streaming {', '.join(names) or 'nothing (no exchange of the watchlist streams)'}"
+        f" into {_redacted(database_url())}"
+    )
+
+    def client(w: Watchlist, name: str) -> ExchangeClient:
+        return ExchangeClient.of(w.exchange(name))
+
+    def log(line: str) -> None:
+        click.echo(f"{datetime.now(UTC):%H:%M:%S} {line}")
+
+    service = LiveService(store, load_watchlist, client, log)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await service.run(stop)
+
+    asyncio.run(run())
+    click.echo("live: stopped")
 
 
 @main.command()

@@ -19,6 +19,10 @@ from market_data.defs.composite.checks import divergence_check
 from market_data.defs.composite.sensors import composites_sensor
 from market_data.defs.instruments.assets import instruments_asset
 from market_data.defs.instruments.schedules import instruments_refresh_schedule
+from market_data.defs.live.sensors import live_sensor
+from market_data.defs.orderbooks.assets import orderbook_asset
+from market_data.defs.orderbooks.checks import orderbook_checks
+from market_data.defs.orderbooks.sensors import orderbooks_sensor
 from market_data.defs.reports.assets import status_asset, status_schedule
 from market_data.defs.resources import build_resources
 from market_data.domain.composite import composite_markets
@@ -29,11 +33,14 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
     watchlist = watchlist or load_watchlist()
     # composite candles when the watchlist has a cross_exchange block
     composite = bool(composite_markets(watchlist))
+    # order book snapshots of the exchanges whose settings ask for them
+    books = [ex for ex in watchlist.exchanges if ex.orderbooks is not None]
     return dg.Definitions(
         assets=[
             *(instruments_asset(ex.name) for ex in watchlist.exchanges),
             *(candle_asset(ex.name, watchlist) for ex in watchlist.exchanges),
             *([composite_asset(watchlist)] if composite else []),
+            *(orderbook_asset(ex.name, watchlist) for ex in books),
             status_asset(watchlist),
         ],
         asset_checks=[
@@ -43,6 +50,7 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
                 for check in (gap_check, fresh_check, consistency_check)
             ),
             *([divergence_check(watchlist)] if composite else []),
+            *(orderbook_checks(ex.name, watchlist) for ex in books),
         ],
         jobs=[gap_check_job(ex.name, watchlist) for ex in watchlist.exchanges],
         schedules=[
@@ -55,6 +63,8 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
             gap_repair_sensor(watchlist),
             freshness_sensor(watchlist),
             *([composites_sensor(watchlist)] if composite else []),
+            live_sensor(watchlist),
+            *([orderbooks_sensor(watchlist)] if books else []),
         ],
         resources=build_resources(watchlist),
         # A run's steps (fetch, then check) are sequential: one process per run, not one per step.

@@ -61,6 +61,32 @@ class ExchangeSettings:
     step_retries: int = 2  # Dagster step retries after a request has used all its attempts
     #: pause after a rate limit that says no Retry-After; None = the exchange's (venues.py)
     rate_limit_pause_s: float | None = None
+    #: order book snapshots of the exchange's watched symbols; None = none taken
+    orderbooks: OrderbookSettings | None = None
+
+
+@dataclass(frozen=True)
+class OrderbookSettings:
+    interval_s: int = 60  # one snapshot of every symbol this often (< 60: the live service)
+    depth: int = 100  # levels per side
+    #: standard names; None = every symbol of the exchange's watched markets
+    symbols: tuple[str, ...] | None = None
+
+    @property
+    def by_live(self) -> bool:
+        """Below a minute, snapshots are the live service's (Dagster runs are per minute)."""
+        return self.interval_s < 60
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """The live service (`market-data live`): closed candles over WebSocket."""
+
+    refresh_s: int = 10  # the watchlist is read again this often (new markets subscribed)
+    heartbeat_s: int = 5  # its state is written this often
+    stale_after_s: int = 30  # a heartbeat older than this: the service is down
+    #: exchanges to stream; None = every exchange of the watchlist that streams
+    exchanges: tuple[str, ...] | None = None
 
 
 _SETTING_TYPES = {"base_url": str, "rate_limit_ms": float, "timeout_ms": int, "retry_attempts": int,
@@ -72,6 +98,9 @@ def _exchange_settings(name: str, settings: dict[str, Any]) -> ExchangeSettings:
     values: dict[str, Any] = {}
     for key, value in settings.items():
         if key in ("markets", "select"):
+            continue
+        if key == "orderbooks":
+            values[key] = _orderbook_settings(value, f"exchanges.{name}.orderbooks")
             continue
         if key not in _SETTING_TYPES:
             raise WatchlistError(
@@ -164,6 +193,7 @@ class Watchlist:
     cross_exchange: CrossExchange | None = None
     gaps: GapSettings = GapSettings()
     freshness: FreshnessSettings = FreshnessSettings()
+    live: LiveSettings = LiveSettings()
 
     def exchange(self, name: str) -> ExchangeSettings:
         for ex in self.exchanges:
@@ -260,6 +290,7 @@ def parse_watchlist(
         "cross_exchange",
         "gaps",
         "freshness",
+        "live",
     }
     if unknown:
         raise WatchlistError(f"unknown top-level keys: {sorted(unknown)}")
@@ -306,8 +337,16 @@ def parse_watchlist(
             raise WatchlistError(f"cross_exchange.timeframes: {why}")
     gaps = _gap_settings(data.get("gaps"))
     freshness = _freshness_settings(data.get("freshness"))
+    live = _live_settings(data.get("live"))
     return Watchlist(
-        start, tuple(exchanges), tuple(markets.values()), tuple(selectors), cross, gaps, freshness
+        start,
+        tuple(exchanges),
+        tuple(markets.values()),
+        tuple(selectors),
+        cross,
+        gaps,
+        freshness,
+        live,
     )
 
 
@@ -322,6 +361,34 @@ def _block(cls: type[B], raw: Any, where: str) -> B:
         return cls(**{k: types[k](v) for k, v in raw.items()})
     except (TypeError, ValueError) as e:
         raise WatchlistError(f"{where}: {e}") from e
+
+
+def _orderbook_settings(raw: Any, where: str) -> OrderbookSettings | None:
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        return OrderbookSettings()
+    if not isinstance(raw, dict):
+        raise WatchlistError(f"{where}: true, or a mapping of interval_s, depth, symbols")
+    symbols = raw.get("symbols")
+    names = _standard_names(symbols, f"{where}.symbols") if symbols is not None else None
+    settings = _block(OrderbookSettings, {k: v for k, v in raw.items() if k != "symbols"}, where)
+    if settings.interval_s < 1 or not 1 <= settings.depth <= 5000:
+        raise WatchlistError(f"{where}: interval_s >= 1 and 1 <= depth <= 5000")
+    return replace(settings, symbols=tuple(sorted(names)) if names is not None else None)
+
+
+def _live_settings(raw: Any) -> LiveSettings:
+    names = None
+    if isinstance(raw, dict) and raw.get("exchanges") is not None:
+        names = _names(raw["exchanges"], "live.exchanges", upper=False)
+        raw = {k: v for k, v in raw.items() if k != "exchanges"}
+    settings = _block(LiveSettings, raw, "live")
+    if min(settings.refresh_s, settings.heartbeat_s) < 1 or settings.stale_after_s <= (
+        settings.heartbeat_s
+    ):
+        raise WatchlistError("live: refresh_s, heartbeat_s >= 1 and stale_after_s > heartbeat_s")
+    return replace(settings, exchanges=tuple(sorted(names)) if names is not None else None)
 
 
 def _freshness_settings(raw: Any) -> FreshnessSettings:

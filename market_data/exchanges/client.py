@@ -24,6 +24,7 @@ import ccxt
 import ccxt.async_support as ccxt_async
 import numpy as np
 
+from market_data.domain.orderbooks import OrderBook
 from market_data.domain.watchlist import ExchangeSettings
 from market_data.exchanges.errors import (
     ExchangeBannedError,
@@ -137,6 +138,8 @@ class ExchangeClient:
     max_in_flight: int = 16
     #: pause after a rate limit that says no Retry-After (the exchange's, venues.py)
     rate_limit_pause_s: float = 1.0
+    #: the exchange's clock minus ours, as the last fetch_time measured it
+    clock_offset_ms: int = 0
 
     @classmethod
     def of(
@@ -236,13 +239,17 @@ class ExchangeClient:
         """The exchange's clock: its time endpoint, or where it has none (Bitfinex) the Date
         header of a cheap request (whole seconds: never later than the exchange's time)."""
         method = venue(self.id).clock_method
+        asked = time.time()
         if method is None:
-            return int(await self._call("fetch_time"))
-        await self._call(method, {})
-        date = header(self.exchange.last_response_headers, "Date")
-        if date is None:
-            raise ExchangeUnavailableError(f"{self.id}: no Date header to read the clock from")
-        return int(parsedate_to_datetime(date).timestamp() * 1000)
+            now = int(await self._call("fetch_time"))
+        else:
+            await self._call(method, {})
+            date = header(self.exchange.last_response_headers, "Date")
+            if date is None:
+                raise ExchangeUnavailableError(f"{self.id}: no Date header to read the clock from")
+            now = int(parsedate_to_datetime(date).timestamp() * 1000)
+        self.clock_offset_ms = now - int((asked + time.time()) / 2 * 1000)
+        return now
 
     async def fetch_ohlcv(
         self, symbol: str, timeframe: str, since: int | None, limit: int, until: int | None = None
@@ -269,6 +276,27 @@ class ExchangeClient:
             await self.load_markets(symbols=[symbol])
         method, params = raw.request(self.exchange, symbol, timeframe, since, limit, until)
         return raw.table(await self._call(method, params))
+
+    async def fetch_order_book(self, symbol: str, standard: str, depth: int) -> OrderBook:
+        """The top ``depth`` levels a side, prices and amounts exact: the venue's depth
+        endpoint as text where the venue table has it, else ccxt's fetch_order_book. The
+        time is the exchange's where it sends one, else ``exchange_ms()`` (its clock)."""
+        raw = venue(self.id).raw_depth
+        if raw is None:
+            book = await self._call("fetch_order_book", symbol, depth)
+            ts = book.get("timestamp") or self.exchange_ms()
+            return OrderBook.of(standard, int(ts), book["bids"], book["asks"], depth)
+        if not self.exchange.markets:
+            await self.load_markets(symbols=[symbol])
+        method, params = raw.request(self.exchange, symbol, depth)
+        body = await self._call(method, params)
+        ts = body.get("T") or body.get("E") or self.exchange_ms()
+        return OrderBook.of(standard, int(ts), body["bids"], body["asks"], depth)
+
+    def exchange_ms(self) -> int:
+        """The exchange's clock now, from the offset measured by the last ``fetch_time``
+        (our own clock before any)."""
+        return int(time.time() * 1000) + self.clock_offset_ms
 
     async def close(self) -> None:
         await self.exchange.close()

@@ -55,6 +55,35 @@ class RawKlines:
 
 
 @dataclass(frozen=True)
+class RawDepth:
+    """A venue's order book endpoint through ccxt's implicit API, its numbers kept as the
+    exact text the exchange sent (ccxt's fetch_order_book turns them into floats)."""
+
+    #: ccxt market type -> implicit API method
+    methods: Mapping[str, str]
+    #: ccxt market type -> the only limits the endpoint takes (None: any up to the maximum)
+    limits: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def request(self, exchange: Any, symbol: str, depth: int) -> tuple[str, dict[str, Any]]:
+        kind = ccxt_market_type(symbol)
+        allowed = self.limits.get(kind)
+        limit = depth if not allowed else min((n for n in allowed if n >= depth), default=depth)
+        return self.methods[kind], {"symbol": exchange.market(symbol)["id"], "limit": limit}
+
+
+@dataclass(frozen=True)
+class Streams:
+    """Where a venue's WebSocket kline streams are (Binance: one host per market type)."""
+
+    #: ccxt market type -> the stream host (wss://...)
+    hosts: Mapping[str, str]
+    #: with a base URL (the simulator: one port for every host): market type -> its path
+    local_paths: Mapping[str, str]
+    #: streams per connection, at most, by market type
+    max_streams: Mapping[str, int]
+
+
+@dataclass(frozen=True)
 class Venue:
     #: largest page of candles per request (ccxt's cap where it has one)
     page_limit: int = 500
@@ -78,6 +107,10 @@ class Venue:
     clock_method: str | None = None
     #: seconds to pause after a rate limit that says no Retry-After
     rate_limit_pause_s: float = 1.0
+    #: the order book endpoint called directly (exact text); None: ccxt's fetch_order_book
+    raw_depth: RawDepth | None = None
+    #: WebSocket kline streams the live service reads; None: the venue is not streamed
+    streams: Streams | None = None
 
     def restrict_types(self, exchange: Any, symbols: Iterable[str]) -> None:
         """Make ``exchange.load_markets`` fetch only the types of ``symbols`` (e.g. Binance:
@@ -102,6 +135,15 @@ VENUES: dict[str, Venue] = {
                 "linear": "fapiPublicGetKlines",
                 "inverse": "dapiPublicGetKlines",
             }
+        ),
+        raw_depth=RawDepth(
+            {"spot": "publicGetDepth", "linear": "fapiPublicGetDepth"},
+            {"linear": (5, 10, 20, 50, 100, 500, 1000)},
+        ),
+        streams=Streams(
+            {"spot": "wss://stream.binance.com:9443", "linear": "wss://fstream.binance.com"},
+            {"spot": "", "linear": "/fstream"},
+            {"spot": 1024, "linear": 200},
         ),
     ),
     # candles: 90 requests a minute; a rate limit blocks the address for 60 s

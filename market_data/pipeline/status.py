@@ -9,6 +9,7 @@ Dagster instance, so this module needs no Dagster.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ from market_data.domain.symbols import parse_symbol, symbol_matches
 from market_data.domain.watchlist import Market, Watchlist
 from market_data.pipeline.gaps import expected_ranges, stored_listing
 from market_data.store.candles import CandleStore, ping, series_stats
+from market_data.store.live import LiveHealth, live_health
 from market_data.store.series import Series
 
 
@@ -65,6 +67,9 @@ class MarketStatus:
     lag_s: float | None
     stale: bool
     last_materialization: str | None
+    #: the live service: "streaming" (its newest candle stored), "behind", "down" (the
+    #: service is not beating or not connected); None: not streamed
+    live: str | None = None
 
 
 @dataclass
@@ -75,6 +80,8 @@ class StatusReport:
     database_error: str | None = None
     markets: list[MarketStatus] = field(default_factory=list)
     runs_24h: dict[str, dict[str, int]] = field(default_factory=dict)  # exchange -> status -> n
+    #: exchange -> the live service's heartbeat (exchanges it has streamed)
+    live: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,14 +98,15 @@ class StatusReport:
             and (timeframe is None or m.timeframe == timeframe)
         ]  # fmt: skip
         runs = {ex: n for ex, n in self.runs_24h.items() if exchange is None or ex == exchange}
+        live = {ex: v for ex, v in self.live.items() if exchange is None or ex == exchange}
         return StatusReport(
             self.generated_at, self.database_ok, self.database_latency_ms, self.database_error,
-            markets, runs,
+            markets, runs, live,
         )  # fmt: skip
 
     def headers(self) -> list[str]:
         return ["exchange", "market", "first", "last", "rows", "expected", "absent", "open gaps",
-                "missing", "empty", "exch.-empty", "unavail.", "lag s", "last run"]  # fmt: skip
+                "missing", "empty", "exch.-empty", "unavail.", "lag s", "last run", "live"]  # fmt: skip
 
     def rows(self) -> list[list[Any]]:
         """One row per market, in the order of ``headers``."""
@@ -106,7 +114,7 @@ class StatusReport:
             [m.exchange, m.market, m.first_candle or "", m.last_candle or "", m.rows, m.expected,
              m.absent, m.open_gaps, m.missing, m.empty, m.exchange_empty, m.unavailable,
              "" if m.lag_s is None else f"{m.lag_s:.0f}" + (" STALE" if m.stale else ""),
-             m.last_materialization or ""]
+             m.last_materialization or "", m.live or ""]
             for m in self.markets
         ]  # fmt: skip
 
@@ -134,6 +142,9 @@ def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist)
         clock = store.gaps.clock(ex.name)
         gaps = store.gaps.totals(ex.name)
         latest = activity.last_materialized(ex.name)
+        live = live_health(store.live, ex.name, watchlist.live.stale_after_s)
+        if live.service is not None:
+            report.live[ex.name] = live_summary(live)
         for key in keys:
             market = watchlist.market_or_default(ex.name, key)
             tf, name = market.timeframe, market.symbol.standard
@@ -152,9 +163,36 @@ def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist)
                     lag_s=lag,
                     stale=is_stale(lag, tf.ms, watchlist.freshness.max_lag_timeframes),
                     last_materialization=latest.get(key),
+                    live=live_state(live, key, tf.ms),
                 )
             )  # fmt: skip
     return report
+
+
+def live_state(live: LiveHealth, key: str, tf_ms: int) -> str | None:
+    if key not in live.streams:
+        return None
+    if not live.healthy:
+        return "down"
+    return "streaming" if live.current(key, tf_ms) else "behind"
+
+
+def live_summary(live: LiveHealth) -> dict[str, Any]:
+    s = live.service
+    assert s is not None
+    return {
+        "state": "streaming" if live.healthy else "down",
+        "connections": f"{s.connected}/{s.connections}",
+        "markets": s.streams,
+        "heartbeat_age_s": round(time.time() - s.heartbeat_at / 1000, 1),
+        "closes_stored": s.closes_stored,
+        "latency_p50_ms": s.latency_p50_ms,
+        "latency_p99_ms": s.latency_p99_ms,
+        "reconnects": s.reconnects,
+        "last_error": s.last_error,
+        "pid": s.pid,
+        "host": s.host,
+    }
 
 
 def unavailable_count(store: CandleStore, market: Market, now_ms: int | None) -> int:

@@ -148,7 +148,7 @@ class Binance:
         if endpoint == "exchangeInfo":
             return self.exchange_info(futures, now_ms), 0
         if endpoint == "depth":
-            return self.depth(params, futures, now_ms), 0
+            return self.depth(params, futures, now_ms, faults.crossed_book), 0
         if endpoint == "klines":
             bars, market, tf_ms = self.klines(params, futures, now_ms, faults)
             return format_klines(bars, market, tf_ms), len(bars)
@@ -172,7 +172,12 @@ class Binance:
         tf_ms = INTERVALS[interval]
         return self.book.klines(market, tf_ms, start, end, limit, now_ms, faults), market, tf_ms
 
-    def depth(self, params: Mapping[str, str], futures: bool, now_ms: int) -> dict[str, Any]:
+    def depth(
+        self, params: Mapping[str, str], futures: bool, now_ms: int, crossed: bool = False
+    ) -> dict[str, Any]:
+        """The top ``limit`` levels a side around the mid price, one tick apart, sizes
+        changing every second; ``crossed``: the bids start two ticks higher (best bid above
+        the best ask)."""
         market = self.market(params, futures)
         if futures:
             limit = _int_param(params, "limit") or 500
@@ -190,8 +195,9 @@ class Binance:
         )
         sizes = np.maximum(sizes, 10.0**-market.lot_decimals)
         base = round(mid / tick)
+        bid_base = base + 2 if crossed else base
         bids = [
-            [_dec((base - i) * tick, places), _dec(q, qplaces)]
+            [_dec((bid_base - i) * tick, places), _dec(q, qplaces)]
             for i, q in zip(steps, sizes, strict=True)
         ]
         asks = [

@@ -23,15 +23,34 @@ from market_data.simulator.replay import ReplaySeries
 
 @dataclass
 class Clock:
-    """Real time by default; ``offset_ms`` shifts it, ``fixed_ms`` freezes it."""
+    """Real time by default; ``offset_ms`` shifts it, ``fixed_ms`` freezes it, ``rate``
+    makes it run faster (``run_from``: from an instant, ``rate`` exchange ms per wall ms)."""
 
     offset_ms: int = 0
     fixed_ms: int | None = None
+    rate: float = 1.0
 
     def now_ms(self) -> int:
         if self.fixed_ms is not None:
             return self.fixed_ms
-        return int(time.time() * 1000) + self.offset_ms
+        return int(time.time() * 1000 * self.rate) + self.offset_ms
+
+    def run_from(self, start_ms: int, rate: float = 1.0) -> None:
+        """Let the clock run from ``start_ms`` now, at ``rate`` times real time."""
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.fixed_ms, self.rate = None, rate
+        self.offset_ms = start_ms - int(time.time() * 1000 * rate)
+
+    def rate_per_ms(self) -> float | None:
+        """Exchange ms per wall ms; None while frozen."""
+        return None if self.fixed_ms is not None else self.rate
+
+    def wall_at(self, t_ms: int) -> float | None:
+        """When (wall time, s) the running clock reads ``t_ms``; None while frozen."""
+        if self.fixed_ms is not None:
+            return None
+        return (t_ms - self.offset_ms) / self.rate / 1000
 
 
 def shifted(bars: Bars, pct: float) -> Bars:

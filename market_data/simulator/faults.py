@@ -59,6 +59,8 @@ class Faults(BaseModel):
     #: every price this exchange serves, moved by this percent (an exchange that diverges)
     price_offset_pct: float = Field(0.0, gt=-50, lt=100)
     fail: list[FailRule] = []
+    #: order books whose best bid is at or above the best ask (a broken book)
+    crossed_book: bool = False
     seed: int = 0
 
 

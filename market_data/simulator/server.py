@@ -17,6 +17,14 @@ Admin endpoints (JSON), at the root for Binance and under /<name>/admin/... for 
                                (and starts fresh rate-limit windows; the random fault
                                sequence goes on unless the body sets "seed")
   GET  /admin/clock            {"now_ms": ...};     POST {"fixed_ms"|"offset_ms"|"advance_ms"}
+                               or {"run_from_ms", "rate"}: a clock that runs, faster
+  GET  /admin/ws               Binance's stream connections and what they were sent
+  GET  /admin/ws/closes        every closed-candle event sent: stream, open time, wall time
+  POST /admin/ws/drop          cut every stream connection (as a network failure does)
+  POST /admin/ws/settings      {"update_ms": n}: updates of candles in progress every n ms
+
+Binance's WebSocket market streams (simulator/streams.py): spot at /ws and /stream,
+USD-M futures at /fstream/ws and /fstream/stream.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from market_data.simulator.coinbase import Coinbase
 from market_data.simulator.dialect import Buckets, Dialect, DialectError
 from market_data.simulator.faults import Faults, Injector, Limiter
 from market_data.simulator.kraken import Kraken
+from market_data.simulator.streams import KlineStreams
 
 JSON = "application/json;charset=UTF-8"
 
@@ -123,6 +132,7 @@ class Simulator:
         self.stats = Stats()
         self.book = CandleBook(replay)
         self.binance = Binance(self.book)
+        self.streams = KlineStreams(self.book, self.clock, self.injector)
         start = faults or Faults()
         self.dialects: dict[str, DialectState] = {
             d.name: DialectState(d, Injector(start.model_copy(deep=True)))
@@ -289,17 +299,61 @@ class Simulator:
                 self.clock.fixed_ms = None if body["fixed_ms"] is None else int(body["fixed_ms"])
             if "offset_ms" in body:
                 self.clock.offset_ms = int(body["offset_ms"])
+            if "run_from_ms" in body:
+                self.clock.run_from(int(body["run_from_ms"]), float(body.get("rate", 1.0)))
             if "advance_ms" in body:
                 if self.clock.fixed_ms is not None:
                     self.clock.fixed_ms += int(body["advance_ms"])
                 else:
                     self.clock.offset_ms += int(body["advance_ms"])
         return web.json_response(
-            {"now_ms": self.clock.now_ms(), "fixed": self.clock.fixed_ms is not None}
+            {
+                "now_ms": self.clock.now_ms(),
+                "fixed": self.clock.fixed_ms is not None,
+                "rate": self.clock.rate,
+                "offset_ms": self.clock.offset_ms,
+            }
         )
+
+    async def admin_ws(self, request: web.Request) -> web.Response:
+        return web.json_response(self.streams.stats.as_json(self.streams.describe()))
+
+    async def admin_ws_closes(self, request: web.Request) -> web.Response:
+        rows = [{"stream": s, "t": t, "sent": w} for s, t, w in self.streams.stats.closes]
+        return web.json_response(rows)
+
+    async def admin_ws_drop(self, request: web.Request) -> web.Response:
+        return web.json_response({"dropped": await self.streams.drop_all()})
+
+    async def admin_ws_settings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if "update_ms" in body:
+            self.streams.update_ms = None if body["update_ms"] is None else int(body["update_ms"])
+        return web.json_response({"update_ms": self.streams.update_ms})
+
+    async def _drop_streams(self, _: web.Application) -> None:
+        await self.streams.drop_all()
+
+    def _stream_routes(self, app: web.Application) -> None:
+        for prefix, futures in (("", False), ("/fstream", True)):
+
+            async def raw(request: web.Request, futures: bool = futures) -> Any:
+                return await self.streams.serve(request, futures, combined=False)
+
+            async def combined(request: web.Request, futures: bool = futures) -> Any:
+                return await self.streams.serve(request, futures, combined=True)
+
+            app.router.add_get(f"{prefix}/ws/{{stream}}", raw)
+            app.router.add_get(f"{prefix}/stream", combined)
 
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_get("/admin/ws", self.admin_ws)
+        app.router.add_get("/admin/ws/closes", self.admin_ws_closes)
+        app.router.add_post("/admin/ws/drop", self.admin_ws_drop)
+        app.router.add_post("/admin/ws/settings", self.admin_ws_settings)
+        self._stream_routes(app)
+        app.on_shutdown.append(self._drop_streams)
         for prefix in ("", "/{exchange}"):
             app.router.add_get(f"{prefix}/admin/stats", self.admin_stats)
             app.router.add_get(f"{prefix}/admin/timeline", self.admin_timeline)
@@ -339,6 +393,9 @@ class RunningSimulator:
         return self
 
     def stop(self) -> None:
+        if self._loop.is_running():  # open streams would hold the server's cleanup
+            drop = self.simulator.streams.drop_all()
+            asyncio.run_coroutine_threadsafe(drop, self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 

@@ -19,6 +19,8 @@ from market_data.domain.intervals import merge_intervals
 from market_data.store.composite import CompositeStore
 from market_data.store.gaps import GapStore
 from market_data.store.instruments import InstrumentStore
+from market_data.store.live import LiveStore
+from market_data.store.orderbooks import OrderbookStore
 from market_data.store.schema import apply_schema, normalise_url
 from market_data.store.series import Series
 from market_data.store.tables import KEY_COLUMNS, VALUE_COLUMNS, candles, fetch_coverage
@@ -118,6 +120,8 @@ class CandleStore:
         self.instruments = InstrumentStore(self.engine, self._dialect)
         self.gaps = GapStore(self.engine, self._dialect)
         self.composite = CompositeStore(self.engine)
+        self.live = LiveStore(self.engine, self._dialect)
+        self.orderbooks = OrderbookStore(self.engine, self._dialect)
         if create:
             apply_schema(self.engine)
 

@@ -3,6 +3,9 @@ these mirror them (a test checks that they agree)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -90,6 +93,69 @@ composite_candles = sa.Table(
     sa.Column("min_low", sa.Double, nullable=False),
     sa.Column("source_count", sa.Integer, nullable=False),
     sa.Column("sources", sa.String(512), nullable=False),
+)
+
+live_service = sa.Table(
+    "live_service",
+    metadata,
+    sa.Column("exchange", sa.String(32), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("heartbeat_at", sa.BigInteger, nullable=False),
+    sa.Column("connections", sa.Integer, nullable=False),
+    sa.Column("connected", sa.Integer, nullable=False),
+    sa.Column("streams", sa.Integer, nullable=False),
+    sa.Column("exchange_now", sa.BigInteger),
+    sa.Column("reconnects", sa.Integer, nullable=False),
+    sa.Column("closes_stored", sa.BigInteger, nullable=False),
+    sa.Column("latency_p50_ms", sa.Integer),
+    sa.Column("latency_p99_ms", sa.Integer),
+    sa.Column("last_error", sa.String(512)),
+)
+
+live_streams = sa.Table(
+    "live_streams",
+    metadata,
+    *_series_columns(),
+    sa.Column("subscribed_at", sa.BigInteger, nullable=False),
+    sa.Column("last_close_ts", sa.BigInteger),
+    sa.Column("stored_at", sa.BigInteger),
+    sa.Column("lag_ms", sa.BigInteger),
+)
+
+
+class ExactDecimal(sa.TypeDecorator[Decimal]):
+    """Exact decimals: NUMERIC on PostgreSQL, the decimal's text on SQLite (whose NUMERIC
+    would turn it into a float)."""
+
+    impl = sa.Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.Text())
+        return dialect.type_descriptor(sa.Numeric(asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: sa.Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return value
+        return str(value)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
+
+
+orderbook_snapshots = sa.Table(
+    "orderbook_snapshots",
+    metadata,
+    sa.Column("exchange", sa.String(32), primary_key=True),
+    sa.Column("symbol", sa.String(64), primary_key=True),
+    sa.Column("ts", sa.BigInteger, primary_key=True),
+    sa.Column("side", sa.String(1), primary_key=True),
+    sa.Column("level", sa.SmallInteger, primary_key=True),
+    sa.Column("price", ExactDecimal, nullable=False),
+    sa.Column("amount", ExactDecimal, nullable=False),
 )
 
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume")

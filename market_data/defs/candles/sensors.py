@@ -21,8 +21,9 @@ from market_data.defs.instruments.assets import instruments_asset_key
 from market_data.defs.resources import CandleStoreResource
 from market_data.domain.calendar import month_keys, ms_day, previous_month
 from market_data.domain.selection import Resolution, resolve
-from market_data.domain.watchlist import Market, Watchlist
+from market_data.domain.watchlist import Market, Watchlist, split_key
 from market_data.pipeline.gaps import due_gaps
+from market_data.store.live import live_health
 
 
 def backfill_requests(
@@ -209,7 +210,8 @@ def freshness_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         asset_selection=[candle_asset_key(ex.name) for ex in watchlist.exchanges],
         description="Brings the month in progress (by the exchange's clock) of every market up "
         f"to its last closed candle: every {watchlist.freshness.interval_s}s, one ranged run per "
-        "exchange (skipped while the previous one is still queued or running).",
+        "exchange (skipped while the previous one is still queued or running, and while the "
+        "live service has every market of the exchange current).",
     )
     def sensor(
         context: dg.SensorEvaluationContext, candle_store: CandleStoreResource
@@ -223,6 +225,10 @@ def freshness_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
                 context.log.info(f"{ex.name}: the previous freshness run is still in flight")
                 continue
             keys = list(context.instance.get_dynamic_partitions(market_partitions(ex.name).name))
+            live = live_health(store.live, ex.name, watchlist.live.stale_after_s)
+            if live.covers({k: split_key(k)[1].ms for k in keys}):
+                context.log.info(f"{ex.name}: the live service has every market current")
+                continue
             # the month in progress is the exchange's (its clock as the last run read it)
             clock = store.gaps.clock(ex.name)
             now = datetime.fromtimestamp(clock / 1000, UTC) if clock else datetime.now(UTC)

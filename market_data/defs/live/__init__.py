@@ -1,0 +1,1 @@
+"""The live service as Dagster sees it."""

@@ -1,0 +1,21 @@
+"""The markets being kept: the watchlist resolved against the stored catalogs, as the
+watchlist sensor resolves it (the live service and the order books read it too)."""
+
+from __future__ import annotations
+
+from market_data.domain.selection import resolve
+from market_data.domain.watchlist import Market, Watchlist
+from market_data.store.candles import CandleStore
+
+
+def watched_markets(store: CandleStore, watchlist: Watchlist) -> dict[str, list[Market]]:
+    """Exchange -> its watched markets (explicit ones, selections, the cross-exchange list)."""
+    catalogs = {
+        ex.name: {s: row.instrument for s, row in store.instruments.stored(ex.name).items()}
+        for ex in watchlist.exchanges
+    }
+    resolution = resolve(watchlist, catalogs)
+    return {
+        ex.name: sorted(resolution.markets.get(ex.name, {}).values(), key=lambda m: m.key)
+        for ex in watchlist.exchanges
+    }

@@ -1,0 +1,294 @@
+"""Binance's WebSocket market streams: kline events for spot and USD-M futures.
+
+Served as Binance serves them (one simulator port stands in for both hosts):
+
+    spot     stream.binance.com:9443  ->  /ws/<stream>, /stream?streams=<a>/<b>
+    futures  fstream.binance.com      ->  /fstream/ws/<stream>, /fstream/stream?streams=...
+
+A stream is ``<symbol>@kline_<interval>`` (symbol in lower case). Raw streams (/ws) carry
+the event itself; combined streams (/stream) wrap it as ``{"stream": name, "data": event}``.
+On any connection the client may send ``SUBSCRIBE``, ``UNSUBSCRIBE`` and
+``LIST_SUBSCRIPTIONS`` requests (``{"method", "params", "id"}``) and gets ``{"result",
+"id"}`` back, or ``{"error": {"code", "msg"}, "id"}``.
+
+Rules, as Binance documents them: at most 1024 streams per connection on spot and 200 on
+futures (a URL asking for more is refused with HTTP 400, a SUBSCRIBE past it gets an
+error); at most 5 incoming messages per second (past it the connection is closed); the
+server pings every 20 s (futures: 3 min) and closes a connection that does not answer;
+every connection is closed after 24 hours (of the exchange's clock).
+
+Events: an update of the candle in progress every ``update_ms`` (Binance: 2000 ms spot,
+250 ms futures) and, at the candle's close, its final values with ``k.x = true``, exactly
+once per candle (a candle the exchange has no trades for, absent from the REST klines too,
+is not sent). Values come from the same book as the REST klines at the same clock, through
+the same formatting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from market_data.simulator.binance import INTERVALS, format_klines
+from market_data.simulator.book import CandleBook, Clock
+from market_data.simulator.faults import Injector
+from market_data.simulator.markets import SimMarket
+
+MAX_STREAMS = {False: 1024, True: 200}  # per connection, by "is futures"
+UPDATE_MS = {False: 2000, True: 250}
+PING_S = {False: 20.0, True: 180.0}
+LIFETIME_MS = 24 * 3600 * 1000
+MESSAGES_PER_S = 5
+FIXED_CLOCK_POLL_S = 0.02  # with a frozen clock, how often a moved clock is noticed
+
+
+@dataclass
+class Stream:
+    name: str
+    market: SimMarket
+    tf_ms: int
+    #: open time of the candle in progress as last sent (None: nothing sent yet)
+    current: int | None = None
+
+
+@dataclass
+class StreamStats:
+    connections: int = 0
+    refused: int = 0
+    updates_sent: int = 0
+    closes_sent: int = 0
+    dropped: int = 0
+    expired: int = 0
+    #: (stream, candle open time, wall time sent) of every close, newest last
+    closes: deque[tuple[str, int, float]] = field(default_factory=lambda: deque(maxlen=200_000))
+
+    def as_json(self, open_connections: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "connections": open_connections,
+            "connections_opened": self.connections,
+            "refused": self.refused,
+            "updates_sent": self.updates_sent,
+            "closes_sent": self.closes_sent,
+            "dropped": self.dropped,
+            "expired": self.expired,
+        }
+
+
+class StreamError(Exception):
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.code, self.msg = code, msg
+
+
+@dataclass(eq=False)
+class Connection:
+    ws: web.WebSocketResponse
+    futures: bool
+    combined: bool
+    opened_ms: int
+    transport: Any
+    streams: dict[str, Stream] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    received: deque[float] = field(default_factory=deque)
+
+
+class KlineStreams:
+    """Every open stream connection of the simulator, and what they were sent."""
+
+    def __init__(self, book: CandleBook, clock: Clock, injector: Injector) -> None:
+        self.book, self.clock, self.injector = book, clock, injector
+        self.connections: set[Connection] = set()
+        self.stats = StreamStats()
+        #: None = Binance's update speed per family
+        self.update_ms: int | None = None
+
+    # -- subscriptions ------------------------------------------------------------------
+    def stream(self, name: str, futures: bool) -> Stream:
+        symbol, _, kind = name.partition("@")
+        interval = kind.removeprefix("kline_")
+        market = self.book.index.family(futures).get(symbol.upper())
+        if not kind.startswith("kline_") or interval not in INTERVALS or market is None:
+            raise StreamError(2, f"Invalid request: unknown stream {name!r}")
+        return Stream(name, market, INTERVALS[interval])
+
+    def subscribe(self, conn: Connection, names: list[str]) -> None:
+        streams = [self.stream(str(n), conn.futures) for n in names]
+        added = {s.name: s for s in streams if s.name not in conn.streams}
+        if len(conn.streams) + len(added) > MAX_STREAMS[conn.futures]:
+            raise StreamError(
+                2, f"Invalid request: too many streams (max {MAX_STREAMS[conn.futures]})"
+            )
+        conn.streams |= added
+        conn.wake.set()
+
+    # -- the connection -----------------------------------------------------------------
+    async def serve(self, request: web.Request, futures: bool, combined: bool) -> Any:
+        names = (
+            [n for n in request.query.get("streams", "").split("/") if n]
+            if combined
+            else [request.match_info["stream"]]
+        )
+        conn = Connection(
+            web.WebSocketResponse(heartbeat=PING_S[futures]),
+            futures,
+            combined,
+            self.clock.now_ms(),
+            request.transport,
+        )
+        try:
+            if len(names) > MAX_STREAMS[futures]:
+                raise StreamError(2, f"too many streams (max {MAX_STREAMS[futures]})")
+            self.subscribe(conn, names)
+        except StreamError as e:
+            self.stats.refused += 1
+            return web.json_response({"code": e.code, "msg": e.msg}, status=400)
+        await conn.ws.prepare(request)
+        self.connections.add(conn)
+        self.stats.connections += 1
+        pusher = asyncio.create_task(self._push(conn))
+        try:
+            async for msg in conn.ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                if self._flooded(conn):
+                    break
+                await self._request(conn, msg.data)
+        finally:
+            pusher.cancel()
+            self.connections.discard(conn)
+            await conn.ws.close()
+        return conn.ws
+
+    def _flooded(self, conn: Connection) -> bool:
+        now = time.monotonic()
+        conn.received.append(now)
+        while conn.received and conn.received[0] < now - 1.0:
+            conn.received.popleft()
+        return len(conn.received) > MESSAGES_PER_S
+
+    async def _request(self, conn: Connection, raw: str) -> None:
+        try:
+            body = orjson.loads(raw)
+            method, ident = body.get("method"), body.get("id")
+            params = body.get("params") or []
+        except (orjson.JSONDecodeError, AttributeError):
+            await conn.ws.send_bytes(orjson.dumps({"error": {"code": 3, "msg": "Invalid JSON"}}))
+            return
+        try:
+            result: Any = None
+            if method == "SUBSCRIBE":
+                self.subscribe(conn, params)
+            elif method == "UNSUBSCRIBE":
+                for name in params:
+                    conn.streams.pop(str(name), None)
+            elif method == "LIST_SUBSCRIPTIONS":
+                result = sorted(conn.streams)
+            else:
+                raise StreamError(1, f"Invalid request: unknown method {method!r}")
+            reply: dict[str, Any] = {"result": result, "id": ident}
+        except StreamError as e:
+            reply = {"error": {"code": e.code, "msg": e.msg}, "id": ident}
+        await conn.ws.send_str(orjson.dumps(reply).decode())
+
+    async def _push(self, conn: Connection) -> None:
+        """Updates every update_ms and each close as the exchange's clock passes it."""
+        try:
+            while not conn.ws.closed:
+                now = self.clock.now_ms()
+                if now - conn.opened_ms >= LIFETIME_MS:
+                    self.stats.expired += 1
+                    await conn.ws.close(code=1000, message=b"24h connection limit")
+                    return
+                events = [e for s in list(conn.streams.values()) for e in self._events(s, now)]
+                for stream, event, closed in events:
+                    payload = {"stream": stream, "data": event} if conn.combined else event
+                    await conn.ws.send_bytes(orjson.dumps(payload))
+                    if closed:
+                        self.stats.closes_sent += 1
+                        self.stats.closes.append((stream, event["k"]["t"], time.time()))
+                    else:
+                        self.stats.updates_sent += 1
+                conn.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(conn.wake.wait(), self._sleep_s(conn, now))
+        except (ConnectionResetError, RuntimeError):
+            return  # the client went away mid-send
+
+    def _sleep_s(self, conn: Connection, now: int) -> float:
+        """Until the next update or the next close, whichever is first (in wall time)."""
+        update_s = (self.update_ms or UPDATE_MS[conn.futures]) / 1000
+        rate = self.clock.rate_per_ms()
+        if rate is None:  # a frozen clock: close as soon as it is moved
+            return min(update_s, FIXED_CLOCK_POLL_S)
+        closes = [s.tf_ms - now % s.tf_ms for s in conn.streams.values()]
+        until_close = min(closes, default=update_s * 1000) / rate / 1000
+        return max(0.0005, min(update_s, until_close))
+
+    def _events(self, stream: Stream, now: int) -> list[tuple[str, dict[str, Any], bool]]:
+        tf = stream.tf_ms
+        current = now - now % tf
+        out = []
+        if stream.current is not None and stream.current < current:
+            # every candle that closed since the last event, in order (a moved clock may
+            # close several at once), each exactly once
+            for t in range(stream.current, current, tf):
+                event = self._event(stream, t, now, closed=True)
+                if event is not None:
+                    out.append((stream.name, event, True))
+        stream.current = current
+        if stream.market.ends_ms is None or current < stream.market.ends_ms:
+            event = self._event(stream, current, now, closed=False)
+            if event is not None:
+                out.append((stream.name, event, False))
+        return out
+
+    def _event(self, stream: Stream, t: int, now: int, closed: bool) -> dict[str, Any] | None:
+        market, tf = stream.market, stream.tf_ms
+        bars = self.book.klines(market, tf, t, t, 1, now, self.injector.faults)
+        if not len(bars) or int(bars.ts[0]) != t:
+            return None
+        (row,) = orjson.loads(format_klines(bars, market, tf))
+        ts, o, h, low, c, v, close_time, q, n, taker_v, taker_q, _ = row
+        return {
+            "e": "kline",
+            "E": now,
+            "s": market.id,
+            "k": {
+                "t": ts, "T": close_time, "s": market.id, "i": _interval(tf),
+                "f": 0, "L": n, "o": o, "c": c, "h": h, "l": low, "v": v, "n": n,
+                "x": closed, "q": q, "V": taker_v, "Q": taker_q, "B": "0",
+            },
+        }  # fmt: skip
+
+    # -- admin --------------------------------------------------------------------------
+    async def drop_all(self) -> int:
+        """Cut every connection without a closing handshake (as a network failure does)."""
+        conns = list(self.connections)
+        for conn in conns:
+            if conn.transport is not None:
+                conn.transport.abort()
+            self.connections.discard(conn)
+        self.stats.dropped += len(conns)
+        return len(conns)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "futures": c.futures,
+                "combined": c.combined,
+                "streams": len(c.streams),
+                "opened_ms": c.opened_ms,
+            }
+            for c in self.connections
+        ]
+
+
+def _interval(tf_ms: int) -> str:
+    return next(code for code, ms in INTERVALS.items() if ms == tf_ms)

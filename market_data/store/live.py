@@ -1,0 +1,143 @@
+"""The live service's state: one heartbeat row per exchange, one row per streamed market."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from market_data.store.series import Series
+from market_data.store.tables import live_service, live_streams
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    exchange: str
+    host: str
+    pid: int
+    started_at: int
+    heartbeat_at: int
+    connections: int
+    connected: int
+    streams: int
+    exchange_now: int | None
+    reconnects: int
+    closes_stored: int
+    latency_p50_ms: int | None
+    latency_p99_ms: int | None
+    last_error: str | None
+
+    def healthy(self, stale_after_s: int, now_ms: int | None = None) -> bool:
+        """Beating recently, with every wanted connection open."""
+        now_ms = now_ms or int(time.time() * 1000)
+        return (
+            now_ms - self.heartbeat_at <= stale_after_s * 1000
+            and self.connections > 0
+            and self.connected == self.connections
+        )
+
+
+@dataclass(frozen=True)
+class StreamState:
+    symbol: str
+    timeframe: str
+    subscribed_at: int
+    last_close_ts: int | None
+    stored_at: int | None
+    lag_ms: int | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.symbol}:{self.timeframe}"
+
+
+class LiveStore:
+    def __init__(self, engine: sa.Engine, dialect: Any) -> None:
+        self.engine, self._dialect = engine, dialect
+
+    def beat(
+        self,
+        state: Mapping[str, Any],
+        streams: Iterable[tuple[Series, int, int | None, int | None, int | None]],
+    ) -> None:
+        """The service's heartbeat for one exchange (``state``: live_service's columns) and
+        its markets (series, subscribed_at, last_close_ts, stored_at, lag_ms); markets no
+        longer streamed are removed."""
+        insert = self._dialect.insert(live_service).values(**state)
+        service = insert.on_conflict_do_update(
+            index_elements=["exchange"],
+            set_={k: insert.excluded[k] for k in state if k != "exchange"},
+        )
+        rows = [
+            s.params(subscribed_at=sub, last_close_ts=last, stored_at=at, lag_ms=lag)
+            for s, sub, last, at, lag in streams
+        ]
+        exchange = state["exchange"]
+        with self.engine.begin() as conn:
+            conn.execute(service)
+            conn.execute(sa.delete(live_streams).where(live_streams.c.exchange == exchange))
+            if rows:
+                conn.execute(sa.insert(live_streams), rows)
+
+    def service(self, exchange: str) -> ServiceState | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(live_service).where(live_service.c.exchange == exchange)
+            ).first()
+        return None if row is None else ServiceState(**row._asdict())
+
+    def streams(self, exchange: str) -> dict[str, StreamState]:
+        """The streamed markets of ``exchange`` by partition key (SYMBOL:TIMEFRAME)."""
+        c = live_streams.c
+        query = sa.select(
+            c.symbol, c.timeframe, c.subscribed_at, c.last_close_ts, c.stored_at, c.lag_ms
+        ).where(c.exchange == exchange)
+        with self.engine.connect() as conn:
+            states = [StreamState(*row) for row in conn.execute(query)]
+        return {s.key: s for s in states}
+
+    def stop(self, exchange: str) -> None:
+        """The service stopped: nothing is connected any more (its rows stay, for history)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(live_service)
+                .where(live_service.c.exchange == exchange)
+                .values(connected=0, heartbeat_at=int(time.time() * 1000))
+            )
+
+
+#: a streamed market is current when its newest candle closed at most this long before the
+#: exchange's clock, beyond one timeframe (the next close is not due yet)
+GRACE_MS = 10_000
+
+
+@dataclass(frozen=True)
+class LiveHealth:
+    """What the live service says of one exchange, read from its heartbeat."""
+
+    service: ServiceState | None
+    streams: dict[str, StreamState]
+    stale_after_s: int
+
+    @property
+    def healthy(self) -> bool:
+        return self.service is not None and self.service.healthy(self.stale_after_s)
+
+    def current(self, key: str, tf_ms: int) -> bool:
+        """The market is streamed and its newest closed candle is stored."""
+        s = self.streams.get(key)
+        return s is not None and s.lag_ms is not None and s.lag_ms <= tf_ms + GRACE_MS
+
+    def covers(self, keys: Mapping[str, int]) -> bool:
+        """Healthy, and every market (key -> timeframe ms) current: REST has nothing to add."""
+        return bool(keys) and self.healthy and all(self.current(k, tf) for k, tf in keys.items())
+
+    def behind(self, keys: Mapping[str, int]) -> list[str]:
+        return sorted(k for k, tf in keys.items() if k in self.streams and not self.current(k, tf))
+
+
+def live_health(store: LiveStore, exchange: str, stale_after_s: int) -> LiveHealth:
+    return LiveHealth(store.service(exchange), store.streams(exchange), stale_after_s)
