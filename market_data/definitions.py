@@ -34,7 +34,7 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
     # composite candles when the watchlist has a cross_exchange block
     composite = bool(composite_markets(watchlist))
     # order book snapshots of the exchanges whose settings ask for them
-    books = [ex for ex in watchlist.exchanges if ex.orderbooks is not None]
+    books = [ex for ex in watchlist.exchanges if watchlist.orderbooks_of(ex.name)]
     return dg.Definitions(
         assets=[
             *(instruments_asset(ex.name) for ex in watchlist.exchanges),

@@ -82,11 +82,11 @@ def test_every_sensor_schedule_and_job_is_defined() -> None:
         " sorted(a.key.to_user_string() for a in defs.assets))"
     )
     assert printed == (
-        "['composites', 'freshness', 'gap_repair', 'watchlist'] "
+        "['composites', 'freshness', 'gap_repair', 'live_status', 'orderbooks', 'watchlist'] "
         "['gap_sweep_daily', 'instruments_daily', 'status_report'] "
         "['candles/binance', 'candles/bitfinex', 'candles/coinbase', 'candles/kraken', 'composite/candles', "
         "'instruments/binance', 'instruments/bitfinex', 'instruments/coinbase', 'instruments/kraken', "
-        "'reports/status']"
+        "'orderbooks/binance', 'reports/status']"
     )
 
 

@@ -61,8 +61,6 @@ class ExchangeSettings:
     step_retries: int = 2  # Dagster step retries after a request has used all its attempts
     #: pause after a rate limit that says no Retry-After; None = the exchange's (venues.py)
     rate_limit_pause_s: float | None = None
-    #: order book snapshots of the exchange's watched symbols; None = none taken
-    orderbooks: OrderbookSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -97,10 +95,7 @@ _SETTING_TYPES = {"base_url": str, "rate_limit_ms": float, "timeout_ms": int, "r
 def _exchange_settings(name: str, settings: dict[str, Any]) -> ExchangeSettings:
     values: dict[str, Any] = {}
     for key, value in settings.items():
-        if key in ("markets", "select"):
-            continue
-        if key == "orderbooks":
-            values[key] = _orderbook_settings(value, f"exchanges.{name}.orderbooks")
+        if key in ("markets", "select", "orderbooks"):
             continue
         if key not in _SETTING_TYPES:
             raise WatchlistError(
@@ -194,6 +189,11 @@ class Watchlist:
     gaps: GapSettings = GapSettings()
     freshness: FreshnessSettings = FreshnessSettings()
     live: LiveSettings = LiveSettings()
+    #: exchange -> its order book snapshot settings (exchanges that take snapshots)
+    orderbooks: tuple[tuple[str, OrderbookSettings], ...] = ()
+
+    def orderbooks_of(self, exchange: str) -> OrderbookSettings | None:
+        return dict(self.orderbooks).get(exchange)
 
     def exchange(self, name: str) -> ExchangeSettings:
         for ex in self.exchanges:
@@ -302,6 +302,7 @@ def parse_watchlist(
     exchanges: list[ExchangeSettings] = []
     markets: dict[tuple[str, str], Market] = {}
     selectors: list[tuple[str, Selector]] = []
+    orderbooks: list[tuple[str, OrderbookSettings]] = []
     for name, settings in exchanges_raw.items():
         settings = settings or {}
         if name not in known_exchanges:
@@ -309,6 +310,9 @@ def parse_watchlist(
         if not isinstance(settings, dict):
             raise WatchlistError(f"exchanges.{name}: settings must be a mapping")
         exchanges.append(_exchange_settings(name, settings))
+        books = _orderbook_settings(settings.get("orderbooks"), f"exchanges.{name}.orderbooks")
+        if books is not None:
+            orderbooks.append((name, books))
         for i, entry in enumerate(settings.get("markets") or []):
             where = f"exchanges.{name}.markets[{i}] ({entry!r})"
             for text, tfs, own_start in _entries(entry, where):
@@ -347,6 +351,7 @@ def parse_watchlist(
         gaps,
         freshness,
         live,
+        tuple(orderbooks),
     )
 
 

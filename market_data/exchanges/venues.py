@@ -112,6 +112,13 @@ class Venue:
     #: WebSocket kline streams the live service reads; None: the venue is not streamed
     streams: Streams | None = None
 
+    def all_types(self, exchange: Any) -> None:
+        """Make ``exchange.load_markets`` fetch every market type again."""
+        if self.types_option is not None:
+            option = dict(exchange.options.get(self.types_option) or {})
+            option["types"] = list(self.known_types)
+            exchange.options[self.types_option] = option
+
     def restrict_types(self, exchange: Any, symbols: Iterable[str]) -> None:
         """Make ``exchange.load_markets`` fetch only the types of ``symbols`` (e.g. Binance:
         spot pairs need exchangeInfo of /api/v3 alone, not the futures lists too)."""

@@ -38,6 +38,7 @@ import numpy as np
 
 from market_data.domain.calendar import utc_text
 from market_data.domain.candles import CandlePage, validate_pages
+from market_data.domain.catalog import Instrument, build_catalog
 from market_data.domain.watchlist import Market, Watchlist, WatchlistError
 from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.errors import ExchangeDataError as ExchangeError
@@ -53,6 +54,7 @@ from market_data.store.series import Series
 Log = Callable[[str], None]
 DAY_MS = 86_400_000
 LATENCY_SAMPLES = 1000
+CATALOG_RELOAD_S = 3600.0
 
 
 def streaming_exchanges(watchlist: Watchlist) -> list[str]:
@@ -118,8 +120,6 @@ class ExchangeLive:
     async def update(self, watchlist: Watchlist, markets: list[Market]) -> None:
         """Stream exactly ``markets`` (those of a type the venue streams)."""
         self.watchlist = watchlist
-        if markets:
-            await self.client.load_markets(symbols=[m.symbol.ccxt for m in markets])
         wanted: dict[str, Streamed] = {}
         for market in markets:
             kind = ccxt_market_type(market.symbol.ccxt)
@@ -338,7 +338,7 @@ class ExchangeLive:
     async def orderbooks(self) -> None:
         """Snapshots every interval_s below a minute (the asset takes the slower ones)."""
         while True:
-            settings = self.watchlist.exchange(self.name).orderbooks
+            settings = self.watchlist.orderbooks_of(self.name)
             if settings is None or not settings.by_live:
                 await asyncio.sleep(1)
                 continue
@@ -373,18 +373,42 @@ class LiveService:
     ) -> None:
         self.store, self.load, self.make_client, self.log = store, load, client, log
         self.exchanges: dict[str, ExchangeLive] = {}
+        self.clients: dict[str, ExchangeClient] = {}
+        self.loaded_at: dict[str, float] = {}
 
-    def markets(self, watchlist: Watchlist) -> dict[str, list[Market]]:
-        watched = watched_markets(self.store, watchlist)
+    def markets(
+        self, watchlist: Watchlist, loaded: dict[str, dict[str, Instrument]]
+    ) -> dict[str, list[Market]]:
+        watched = watched_markets(self.store, watchlist, loaded)
         return {name: watched[name] for name in streaming_exchanges(watchlist)}
+
+    async def catalogs(self, watchlist: Watchlist) -> dict[str, dict[str, Instrument]]:
+        """The streaming exchanges' market lists as they are now (read again every hour):
+        a market the exchange lists is streamed even before instruments/<exchange> ran."""
+        out = {}
+        for name in streaming_exchanges(watchlist):
+            if name not in self.clients:
+                self.clients[name] = self.make_client(watchlist, name)
+            client = self.clients[name]
+            reload = (
+                time.monotonic() - self.loaded_at.get(name, -CATALOG_RELOAD_S) >= CATALOG_RELOAD_S
+            )
+            if reload:  # REST fills load only the types they need; the catalog needs all
+                venue(name).all_types(client.exchange)
+            markets = await client.load_markets(reload=reload)
+            if reload:
+                self.loaded_at[name] = time.monotonic()
+            out[name] = build_catalog(name, markets.values())
+        return out
 
     async def refresh(self, session: aiohttp.ClientSession, tasks: list[asyncio.Task]) -> Watchlist:
         watchlist = self.load()
-        wanted = await asyncio.to_thread(self.markets, watchlist)
+        loaded = await self.catalogs(watchlist)
+        wanted = await asyncio.to_thread(self.markets, watchlist, loaded)
         for name, markets in wanted.items():
             live = self.exchanges.get(name)
             if live is None:
-                client = self.make_client(watchlist, name)
+                client = self.clients[name]
                 live = self.exchanges[name] = ExchangeLive(
                     client, self.store, watchlist, session, self.log
                 )

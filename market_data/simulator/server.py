@@ -19,9 +19,11 @@ Admin endpoints (JSON), at the root for Binance and under /<name>/admin/... for 
   GET  /admin/clock            {"now_ms": ...};     POST {"fixed_ms"|"offset_ms"|"advance_ms"}
                                or {"run_from_ms", "rate"}: a clock that runs, faster
   GET  /admin/ws               Binance's stream connections and what they were sent
-  GET  /admin/ws/closes        every closed-candle event sent: stream, open time, wall time
+  GET  /admin/ws/closes        every closed-candle event sent: futures or spot, stream, open
+                               time, wall time
   POST /admin/ws/drop          cut every stream connection (as a network failure does)
-  POST /admin/ws/settings      {"update_ms": n}: updates of candles in progress every n ms
+  POST /admin/ws/settings      {"update_ms": n}: updates of candles in progress every n ms;
+                               {"ping_s": s}: the server's ping interval
 
 Binance's WebSocket market streams (simulator/streams.py): spot at /ws and /stream,
 USD-M futures at /fstream/ws and /fstream/stream.
@@ -319,7 +321,8 @@ class Simulator:
         return web.json_response(self.streams.stats.as_json(self.streams.describe()))
 
     async def admin_ws_closes(self, request: web.Request) -> web.Response:
-        rows = [{"stream": s, "t": t, "sent": w} for s, t, w in self.streams.stats.closes]
+        closes = self.streams.stats.closes
+        rows = [{"futures": f, "stream": s, "t": t, "sent": w} for f, s, t, w in closes]
         return web.json_response(rows)
 
     async def admin_ws_drop(self, request: web.Request) -> web.Response:
@@ -329,7 +332,11 @@ class Simulator:
         body = await request.json()
         if "update_ms" in body:
             self.streams.update_ms = None if body["update_ms"] is None else int(body["update_ms"])
-        return web.json_response({"update_ms": self.streams.update_ms})
+        if "ping_s" in body:
+            self.streams.ping_s = None if body["ping_s"] is None else float(body["ping_s"])
+        return web.json_response(
+            {"update_ms": self.streams.update_ms, "ping_s": self.streams.ping_s}
+        )
 
     async def _drop_streams(self, _: web.Application) -> None:
         await self.streams.drop_all()

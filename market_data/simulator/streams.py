@@ -66,8 +66,10 @@ class StreamStats:
     closes_sent: int = 0
     dropped: int = 0
     expired: int = 0
-    #: (stream, candle open time, wall time sent) of every close, newest last
-    closes: deque[tuple[str, int, float]] = field(default_factory=lambda: deque(maxlen=200_000))
+    #: (is futures, stream, candle open time, wall time sent) of every close, newest last
+    closes: deque[tuple[bool, str, int, float]] = field(
+        default_factory=lambda: deque(maxlen=200_000)
+    )
 
     def as_json(self, open_connections: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -108,6 +110,8 @@ class KlineStreams:
         self.stats = StreamStats()
         #: None = Binance's update speed per family
         self.update_ms: int | None = None
+        #: None = Binance's ping interval per family
+        self.ping_s: float | None = None
 
     # -- subscriptions ------------------------------------------------------------------
     def stream(self, name: str, futures: bool) -> Stream:
@@ -136,7 +140,7 @@ class KlineStreams:
             else [request.match_info["stream"]]
         )
         conn = Connection(
-            web.WebSocketResponse(heartbeat=PING_S[futures]),
+            web.WebSocketResponse(heartbeat=self.ping_s or PING_S[futures]),
             futures,
             combined,
             self.clock.now_ms(),
@@ -212,7 +216,9 @@ class KlineStreams:
                     await conn.ws.send_bytes(orjson.dumps(payload))
                     if closed:
                         self.stats.closes_sent += 1
-                        self.stats.closes.append((stream, event["k"]["t"], time.time()))
+                        self.stats.closes.append(
+                            (conn.futures, stream, event["k"]["t"], time.time())
+                        )
                     else:
                         self.stats.updates_sent += 1
                 conn.wake.clear()

@@ -21,7 +21,7 @@ def orderbook_asset_key(exchange: str) -> dg.AssetKey:
 
 
 def orderbook_settings(watchlist: Watchlist, exchange: str) -> OrderbookSettings:
-    settings = watchlist.exchange(exchange).orderbooks
+    settings = watchlist.orderbooks_of(exchange)
     assert settings is not None, f"{exchange} takes no order book snapshots"
     return settings
 

@@ -22,7 +22,7 @@ IN_PROGRESS = [
 
 
 def orderbooks_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
-    exchanges = [ex for ex in watchlist.exchanges if ex.orderbooks is not None]
+    exchanges = [ex for ex in watchlist.exchanges if watchlist.orderbooks_of(ex.name)]
 
     @dg.sensor(
         name="orderbooks",
@@ -41,7 +41,7 @@ def orderbooks_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         now = time.time()
         requests, events = [], []
         for ex in exchanges:
-            settings = ex.orderbooks
+            settings = watchlist.orderbooks_of(ex.name)
             assert settings is not None
             if settings.by_live:  # reported each minute
                 slot = int(now // 60)

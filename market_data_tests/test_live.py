@@ -1,0 +1,260 @@
+"""`market-data live` as a process, over real WebSocket connections to the simulator, whose
+clock runs 30 times faster than real time (a 1m candle closes every 2 s): closed candles
+stored once each and soon, none in progress; dropped connections, a kill -9 and a restart
+leave no gap; a watchlist change subscribes without a restart; Dagster sees the service."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from market_data.config import load_watchlist
+from market_data.defs.candles.sensors import freshness_sensor
+from market_data.defs.live.sensors import live_sensor
+from market_data.defs.resources import STORE_KEY, CandleStoreResource, build_resources
+from market_data.simulator.book import Clock
+from market_data.simulator.faults import Faults
+from market_data.simulator.server import RunningSimulator, Simulator
+from market_data.store.candles import CandleStore
+from market_data.store.series import Series
+from market_data.store.tables import fetch_coverage
+from market_data_tests.conftest import NOW_MS
+from market_data_tests.helpers import admin, cli_env, cli_process, http_get
+
+RATE = 30.0  # exchange ms per wall ms
+MINUTE = 60_000
+CLOSE_S = MINUTE / RATE / 1000  # wall seconds between two 1m closes
+MARKETS = [
+    {"symbol": "BTC/USDT", "timeframes": ["1m"]},
+    {"symbol": "ETH/USDT", "timeframes": ["1m", "5m"]},
+    {"symbol": "BTC-USDT-PERP", "timeframes": ["1m"]},  # same stream name as BTC/USDT
+]
+SERIES = [
+    (Series("binance", "BTC-USDT-SPOT", "1m"), "/api/v3/klines", "BTCUSDT"),
+    (Series("binance", "ETH-USDT-SPOT", "1m"), "/api/v3/klines", "ETHUSDT"),
+    (Series("binance", "BTC-USDT-PERP", "1m"), "/fapi/v1/klines", "BTCUSDT"),
+]
+
+
+@pytest.fixture
+def running_sim() -> Iterator[RunningSimulator]:
+    """The simulator with a clock running RATE times real time from 20 s before a close."""
+    with RunningSimulator(Simulator(Faults(), Clock(fixed_ms=NOW_MS))) as running:
+        start = NOW_MS - NOW_MS % MINUTE + 40_000
+        admin(running.url, "clock", {"run_from_ms": start, "rate": RATE})
+        yield running
+
+
+def live_env(tmp_path: Path, sim: RunningSimulator, store_url: str, **live: Any) -> dict[str, str]:
+    env = cli_env(tmp_path, sim.url, store_url, MARKETS, start="2026-11-01", retry_base_s=0.1)
+    config = Path(env["MARKET_DATA_CONFIG"])
+    data = yaml.safe_load(config.read_text())
+    data["live"] = {"refresh_s": 1, "heartbeat_s": 1, "stale_after_s": 5, **live}
+    config.write_text(yaml.safe_dump(data))
+    return env
+
+
+def start_live(env: dict[str, str]) -> subprocess.Popen[str]:
+    return cli_process(env, "live")
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def streaming(store: CandleStore, n: int) -> bool:
+    service = store.live.service("binance")
+    return service is not None and service.connected >= 1 and service.streams == n
+
+
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> str:
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return out
+
+
+def freeze(sim: RunningSimulator) -> int:
+    """Stop the exchange's clock mid-minute (no close pending), and say when."""
+    now = admin(sim.url, "clock")["now_ms"]
+    if now % MINUTE > MINUTE - 10_000:  # too near a close: let it pass first
+        time.sleep(0.5)
+        now = admin(sim.url, "clock")["now_ms"]
+    admin(sim.url, "clock", {"fixed_ms": now})
+    time.sleep(1.0)  # the last close's events are written
+    return now
+
+
+def assert_complete(sim: RunningSimulator, store: CandleStore, frozen: int, since: int) -> None:
+    """Every 1m candle from ``since`` to the last one closed at ``frozen`` is stored once
+    with REST's values, and none in progress."""
+    last_closed = frozen - frozen % MINUTE - MINUTE
+    for series, path, symbol in SERIES:
+        stored = store.read_candles(series, since, 2**62)
+        expected = np.arange(since, last_closed + 1, MINUTE)
+        assert stored["ts"].tolist() == expected.tolist(), series
+        _, _, rows = http_get(
+            sim.url, path, symbol=symbol, interval="1m", startTime=since, limit=1000
+        )
+        rest = np.asarray([r[1:6] for r in rows if r[0] <= last_closed], dtype=np.float64)
+        values = stored[["open", "high", "low", "close", "volume"]].to_numpy()
+        assert np.array_equal(values, rest), series
+
+
+def streamed_latencies(sim: RunningSimulator, store: CandleStore, since: int) -> list[float]:
+    """Close-to-stored of every candle the stream stored (a one-candle coverage row): the
+    wall time the exchange's clock reached its close, to the row's fetched_at."""
+    clock = admin(sim.url, "clock")
+    c = fetch_coverage.c
+    query = sa.select(c.start_ts, c.fetched_at).where(
+        c.timeframe == "1m", c.start_ts >= since, c.end_ts - c.start_ts == MINUTE, c.candles == 1
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [fetched - (ts + MINUTE - clock["offset_ms"]) / clock["rate"] for ts, fetched in rows]
+
+
+def test_closed_candles_stored_once_soon_and_seen_by_dagster(
+    running_sim: RunningSimulator, store_url: str, tmp_path: Path
+) -> None:
+    sim = running_sim
+    env = live_env(tmp_path, sim, store_url)
+    store = CandleStore(store_url)
+    proc = start_live(env)
+    try:
+        wait_for(lambda: streaming(store, 4), 60, "the live service to stream")
+        since = admin(sim.url, "clock")["now_ms"]
+        since -= since % MINUTE
+        time.sleep(6 * CLOSE_S)  # six closes
+        watchlist = load_watchlist(Path(env["MARKET_DATA_CONFIG"]))
+        instance = dg.DagsterInstance.ephemeral()
+        keys = ["BTC-USDT-SPOT:1m", "ETH-USDT-SPOT:1m", "ETH-USDT-SPOT:5m", "BTC-USDT-PERP:1m"]
+        instance.add_dynamic_partitions("markets_binance", keys)
+        resources = build_resources(watchlist) | {
+            STORE_KEY: CandleStoreResource(database_url=store_url)
+        }
+        with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+            fresh = freshness_sensor(watchlist)(ctx)
+        with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+            seen = live_sensor(watchlist)(ctx)
+        frozen = freeze(sim)
+    finally:
+        out = stop(proc)
+    assert "live: stopped" in out
+    # Dagster: freshness has nothing to do while every market is current; the UI is told
+    assert isinstance(fresh, dg.SkipReason), fresh
+    (observation,) = seen.asset_events
+    assert observation.asset_key == dg.AssetKey(["candles", "binance"])
+    assert observation.metadata["live_state"].value == "streaming"
+    assert observation.metadata["live_markets"].value == 4
+    assert observation.metadata["live_behind"].value == 0
+    assert_complete(sim, store, frozen, since)
+    stats = admin(sim.url, "ws")
+    closes = [(c["futures"], c["stream"], c["t"]) for c in admin(sim.url, "ws/closes")]
+    assert len(closes) == len(set(closes)) == stats["closes_sent"]  # each close sent once
+    latencies = streamed_latencies(sim, store, since)
+    assert len(latencies) >= 3 * 5  # the stream, not REST, stored the candles after `since`
+    p50, p99 = np.percentile(latencies, [50, 99])
+    print(f"close-to-stored over {len(latencies)} candles: p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+    # stopped: the heartbeat says so, and freshness takes over again
+    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+        after = freshness_sensor(watchlist)(ctx)
+    assert isinstance(after, dg.SensorResult) and after.run_requests
+
+
+def test_dropped_connections_leave_no_gap_nor_duplicate(
+    running_sim: RunningSimulator, pg_database: str, tmp_path: Path
+) -> None:
+    """Every connection cut twice: mid-minute, and just before a close (the reconnect comes
+    after it: the missed candle is fetched over REST before the stream resumes)."""
+    sim = running_sim
+    store = CandleStore(pg_database)
+    proc = start_live(live_env(tmp_path, sim, pg_database))
+    try:
+        wait_for(lambda: streaming(store, 4), 60, "the live service to stream")
+        since = admin(sim.url, "clock")["now_ms"]
+        since -= since % MINUTE
+        for offset in (30_000, MINUTE - 3_000):
+            wait_for(lambda o=offset: abs(admin(sim.url, "clock")["now_ms"] % MINUTE - o) < 2_000,
+                     10, "the moment to drop")  # fmt: skip
+            assert admin(sim.url, "ws/drop", {})["dropped"] == 2  # spot and futures
+            time.sleep(3 * CLOSE_S)
+        wait_for(lambda: streaming(store, 4), 30, "the reconnection")
+        frozen = freeze(sim)
+        service = store.live.service("binance")
+    finally:
+        out = stop(proc)
+    assert_complete(sim, store, frozen, since)
+    assert service is not None and service.reconnects >= 4
+    assert "REST fill" in out and "reconnecting" in out
+
+
+def test_a_watchlist_change_subscribes_without_a_restart(
+    running_sim: RunningSimulator, tmp_path: Path
+) -> None:
+    sim = running_sim
+    url = f"sqlite:///{tmp_path / 'candles.sqlite'}"
+    env = live_env(tmp_path, sim, url)
+    store = CandleStore(url)
+    proc = start_live(env)
+    try:
+        wait_for(lambda: streaming(store, 4), 60, "the live service to stream")
+        opened = admin(sim.url, "ws")["connections_opened"]
+        config = Path(env["MARKET_DATA_CONFIG"])
+        data = yaml.safe_load(config.read_text())
+        data["exchanges"]["binance"]["markets"].append({"symbol": "SOL/USDT", "timeframes": ["1m"]})
+        config.write_text(yaml.safe_dump(data))
+        wait_for(lambda: streaming(store, 5), 30, "the new market's subscription")
+        sol = Series("binance", "SOL-USDT-SPOT", "1m")
+        first = admin(sim.url, "clock")["now_ms"]
+        time.sleep(3 * CLOSE_S)
+        frozen = freeze(sim)
+        after = admin(sim.url, "ws")
+    finally:
+        stop(proc)
+    assert after["connections_opened"] == opened  # subscribed on the open connection
+    assert "solusdt@kline_1m" in {c["stream"] for c in admin(sim.url, "ws/closes")}
+    stored = store.read_candles(sol, first - first % MINUTE, 2**62)["ts"].tolist()
+    last_closed = frozen - frozen % MINUTE - MINUTE
+    assert stored and stored[-1] == last_closed
+    assert stored == list(range(stored[0], last_closed + 1, MINUTE))
+
+
+def test_kill_9_and_a_restart_leave_no_gap(running_sim: RunningSimulator, tmp_path: Path) -> None:
+    sim = running_sim
+    url = f"sqlite:///{tmp_path / 'candles.sqlite'}"
+    env = live_env(tmp_path, sim, url)
+    store = CandleStore(url)
+    proc = start_live(env)
+    wait_for(lambda: streaming(store, 4), 60, "the live service to stream")
+    since = admin(sim.url, "clock")["now_ms"]
+    since -= since % MINUTE
+    time.sleep(2 * CLOSE_S)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    time.sleep(3 * CLOSE_S)  # three candles close while nothing listens
+    proc = start_live(env)
+    try:
+        wait_for(lambda: (s := store.live.service("binance")) is not None and s.pid == proc.pid
+                 and s.connected >= 1, 60, "the restarted service")  # fmt: skip
+        time.sleep(2 * CLOSE_S)
+        frozen = freeze(sim)
+    finally:
+        out = stop(proc)
+    assert "REST fill" in out
+    assert_complete(sim, store, frozen, since)
