@@ -55,11 +55,15 @@ def running_sim() -> Iterator[RunningSimulator]:
         yield running
 
 
-def live_env(tmp_path: Path, sim: RunningSimulator, store_url: str, **live: Any) -> dict[str, str]:
-    env = cli_env(tmp_path, sim.url, store_url, MARKETS, start="2026-11-01", retry_base_s=0.1)
+def live_env(
+    tmp_path: Path, sim: RunningSimulator, store_url: str, **exchange: Any
+) -> dict[str, str]:
+    env = cli_env(
+        tmp_path, sim.url, store_url, MARKETS, start="2026-11-01", retry_base_s=0.1, **exchange
+    )
     config = Path(env["MARKET_DATA_CONFIG"])
     data = yaml.safe_load(config.read_text())
-    data["live"] = {"refresh_s": 1, "heartbeat_s": 1, "stale_after_s": 5, **live}
+    data["live"] = {"refresh_s": 1, "heartbeat_s": 1, "stale_after_s": 5}
     config.write_text(yaml.safe_dump(data))
     return env
 
@@ -207,9 +211,11 @@ def test_dropped_connections_leave_no_gap_nor_duplicate(
 def test_a_watchlist_change_subscribes_without_a_restart(
     running_sim: RunningSimulator, tmp_path: Path
 ) -> None:
+    """... and order book snapshots a second apart are the live service's."""
     sim = running_sim
     url = f"sqlite:///{tmp_path / 'candles.sqlite'}"
-    env = live_env(tmp_path, sim, url)
+    books = {"interval_s": 1, "depth": 5, "symbols": ["BTC-USDT-SPOT"]}
+    env = live_env(tmp_path, sim, url, orderbooks=books)
     store = CandleStore(url)
     proc = start_live(env)
     try:
@@ -233,6 +239,10 @@ def test_a_watchlist_change_subscribes_without_a_restart(
     last_closed = frozen - frozen % MINUTE - MINUTE
     assert stored and stored[-1] == last_closed
     assert stored == list(range(stored[0], last_closed + 1, MINUTE))
+    times = store.orderbooks.times("binance", 0, 2**62)
+    assert set(times) == {"BTC-USDT-SPOT"} and len(times["BTC-USDT-SPOT"]) >= 3
+    book = store.orderbooks.read("binance", "BTC-USDT-SPOT", times["BTC-USDT-SPOT"][-1])
+    assert book is not None and len(book.bids) == len(book.asks) == 5 and not book.crossed
 
 
 def test_kill_9_and_a_restart_leave_no_gap(running_sim: RunningSimulator, tmp_path: Path) -> None:

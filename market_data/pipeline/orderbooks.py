@@ -52,6 +52,9 @@ async def snapshot(
     ``failed``, the others are stored."""
     if read_clock:  # snapshots without an exchange time are stamped with its clock
         await client.fetch_time()
+    known = client.exchange.markets or {}
+    if any(s not in known for s in symbols.values()):  # every type the symbols need, at once
+        await client.load_markets(reload=bool(known), symbols=list(symbols.values()))
     names = list(symbols)
     results = await asyncio.gather(
         *(client.fetch_order_book(symbols[n], n, depth) for n in names), return_exceptions=True

@@ -34,8 +34,16 @@ class OrderbookStore:
         ]  # fmt: skip
         if not rows:
             return 0
-        with self.engine.begin() as conn:
-            return int(conn.execute(self._insert, rows).rowcount or 0)
+        c = orderbook_snapshots.c
+        count = sa.select(sa.func.count()).where(
+            c.exchange == exchange,
+            c.symbol.in_({b.symbol for b in books}),
+            c.ts.in_({b.ts for b in books}),
+        )
+        with self.engine.begin() as conn:  # the drivers' executemany counts no rows
+            before = conn.execute(count).scalar_one()
+            conn.execute(self._insert, rows)
+            return int(conn.execute(count).scalar_one() - before)
 
     def times(self, exchange: str, since: int, until: int) -> dict[str, list[int]]:
         """Snapshot times per symbol in [since, until), oldest first."""
