@@ -51,13 +51,13 @@ def admin(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
 
 
 @contextmanager
-def simulator(fixed_clock: str) -> Iterator[str]:
+def simulator(fixed_clock: str, *options: str) -> Iterator[str]:
     """`market-data simulate` as a process of its own (its CPU is not the client's); yields
     its URL, stops it with SIGTERM."""
     port = free_port()
     exe = Path(sys.executable).with_name("market-data")
     proc = subprocess.Popen(
-        [str(exe), "simulate", "--port", str(port), "--fixed-clock", fixed_clock],
+        [str(exe), "simulate", "--port", str(port), "--fixed-clock", fixed_clock, *options],
         stdout=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"

@@ -121,6 +121,8 @@ def _replay(items: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--clock-offset-ms", default=0, type=int, help="shift the exchange clock")
 @click.option("--faults", "faults_raw", help="fault settings: JSON text or a JSON file")
 @click.option("--replay", multiple=True, help="serve SYMBOL's 1m candles from FILE: SYMBOL=FILE")
+@click.option("--extra-pairs", default=0, type=click.IntRange(0, 999),
+              help="list this many more Binance spot pairs (X001/USDT, ...)")  # fmt: skip
 def simulate(
     host: str,
     port: int,
@@ -128,9 +130,11 @@ def simulate(
     clock_offset_ms: int,
     faults_raw: str | None,
     replay: tuple[str, ...],
+    extra_pairs: int,
 ) -> None:
-    """Run the local exchange simulator: Binance (spot and USD-M futures) at the root,
-    Bitfinex, Coinbase and Kraken under /bitfinex, /coinbase and /kraken of the same port."""
+    """Run the local exchange simulator: Binance (spot and USD-M futures, REST and
+    WebSocket streams) at the root, Bitfinex, Coinbase and Kraken under /bitfinex, /coinbase
+    and /kraken of the same port. Ctrl-C or SIGTERM stops it."""
 
     fixed = None
     if fixed_clock:
@@ -139,7 +143,9 @@ def simulate(
             raise click.BadParameter("--fixed-clock needs a UTC offset, e.g. 2026-01-01T00:00Z")
         fixed = int(moment.timestamp() * 1000)
     try:
-        sim = Simulator(_faults(faults_raw), Clock(clock_offset_ms, fixed), _replay(replay))
+        sim = Simulator(
+            _faults(faults_raw), Clock(clock_offset_ms, fixed), _replay(replay), extra_pairs
+        )
     except ReplayFileError as e:
         raise click.BadParameter(str(e), param_hint="--replay") from None
     root = f"http://{host}:{port}"
@@ -147,6 +153,7 @@ def simulate(
         f"exchange simulator: binance {root}, " + ", ".join(f"{d} {root}/{d}" for d in DIALECTS)
     )
     click.echo("admin per exchange: [/<exchange>]/admin/stats, /admin/faults, /admin/reset")
+    click.echo(f"binance streams: {root.replace('http', 'ws', 1)}/stream (spot), /fstream/stream")
     serve_forever(sim, host, port)
 
 

@@ -214,7 +214,7 @@ class ExchangeLive:
 
         def store_them() -> None:
             validate_pages([p for _, p in pages], now)
-            self.store.write_pages(pages)
+            self.store.write_closed(pages)
 
         try:
             await asyncio.to_thread(store_them)

@@ -37,7 +37,7 @@ def book_symbols(settings: OrderbookSettings, markets: list[Market]) -> dict[str
 class Snapshots:
     books: list[OrderBook] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # symbol -> error
-    rows: int = 0
+    stored: int = 0  # snapshots written (one already stored is not written again)
 
 
 async def snapshot(
@@ -67,7 +67,7 @@ async def snapshot(
             out.failed[name] = one_line(result)
         else:
             raise result  # cancelled, interrupted: not an exchange error
-    out.rows = await asyncio.to_thread(store.orderbooks.write, client.id, out.books)
+    out.stored = await asyncio.to_thread(store.orderbooks.write, client.id, out.books)
     return out
 
 
@@ -126,7 +126,7 @@ def crossed(store: CandleStore, exchange: str, interval_s: int, until: int) -> V
     bad = [
         (symbol, ts, bid, ask)
         for symbol, ts, bid, ask in store.orderbooks.best(exchange, since, until + 1)
-        if bid >= ask
+        if bid is not None and ask is not None and bid >= ask
     ]
     lines = [f"{s} at {utc_text(t)}: bid {b} >= ask {a}" for s, t, b, a in bad[:20]]
     return Verdict(

@@ -17,7 +17,13 @@ from market_data.simulator.generator import (
     minute_bars,
     partial_minute,
 )
-from market_data.simulator.markets import MARKETS, USD_MARKETS, MarketIndex, SimMarket
+from market_data.simulator.markets import (
+    MARKETS,
+    USD_MARKETS,
+    MarketIndex,
+    SimMarket,
+    extra_pairs,
+)
 from market_data.simulator.replay import ReplaySeries
 
 
@@ -71,10 +77,10 @@ class CandleBook:
     """Every simulated market's candles, shared by every exchange dialect: a market listed on
     several exchanges has one price history (replayed, when a file is given for its id)."""
 
-    def __init__(self, replay: dict[str, Path] | None = None) -> None:
+    def __init__(self, replay: dict[str, Path] | None = None, extra: int = 0) -> None:
         self.replay = {sym: ReplaySeries(path) for sym, path in (replay or {}).items()}
         markets = []
-        for m in MARKETS + USD_MARKETS:
+        for m in MARKETS + USD_MARKETS + extra_pairs(extra):
             series = self.replay.get(m.id) if not m.futures else None
             if series is not None:  # the file decides listing date and precision
                 m = replace(

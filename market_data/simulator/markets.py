@@ -140,3 +140,8 @@ class MarketIndex:
 
     def family(self, futures: bool) -> dict[str, SimMarket]:
         return self.futures if futures else self.spot
+
+
+def extra_pairs(n: int) -> tuple[SimMarket, ...]:
+    """``n`` more spot pairs (X001/USDT, X002/USDT, ...) for benchmarks of many markets."""
+    return tuple(_spot(f"X{i:03d}", "USDT", "2024-01-01", 1.0 + i, 4, 2) for i in range(1, n + 1))

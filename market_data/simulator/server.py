@@ -127,12 +127,14 @@ class Simulator:
         faults: Faults | None = None,
         clock: Clock | None = None,
         replay: dict[str, Path] | None = None,
+        extra_pairs: int = 0,
     ) -> None:
+        """``extra_pairs``: that many more Binance spot pairs (X001USDT, ...), for benchmarks."""
         self.clock = clock or Clock()
         self.injector = Injector(faults or Faults())
         self.limiter = Limiter()
         self.stats = Stats()
-        self.book = CandleBook(replay)
+        self.book = CandleBook(replay, extra_pairs)
         self.binance = Binance(self.book)
         self.streams = KlineStreams(self.book, self.clock, self.injector)
         start = faults or Faults()

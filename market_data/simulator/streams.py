@@ -210,17 +210,15 @@ class KlineStreams:
                     self.stats.expired += 1
                     await conn.ws.close(code=1000, message=b"24h connection limit")
                     return
-                events = [e for s in list(conn.streams.values()) for e in self._events(s, now)]
-                for stream, event, closed in events:
-                    payload = {"stream": stream, "data": event} if conn.combined else event
-                    await conn.ws.send_bytes(orjson.dumps(payload))
-                    if closed:
-                        self.stats.closes_sent += 1
-                        self.stats.closes.append(
-                            (conn.futures, stream, event["k"]["t"], time.time())
-                        )
-                    else:
-                        self.stats.updates_sent += 1
+                streams = list(conn.streams.values())
+                # the closes first, all of them, then the updates of the candles in progress
+                closes = [e for s in streams for e in self._closes(s, now)]
+                delay = self.injector.faults.latency_ms / 1000
+                if delay:  # the exchange is this far away
+                    await asyncio.sleep(delay)
+                await self._send(conn, closes, closed=True)
+                updates = [e for s in streams if (e := self._update(s, now)) is not None]
+                await self._send(conn, updates, closed=False)
                 conn.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(conn.wake.wait(), self._sleep_s(conn, now))
@@ -237,23 +235,38 @@ class KlineStreams:
         until_close = min(closes, default=update_s * 1000) / rate / 1000
         return max(0.0005, min(update_s, until_close))
 
-    def _events(self, stream: Stream, now: int) -> list[tuple[str, dict[str, Any], bool]]:
+    async def _send(
+        self, conn: Connection, events: list[tuple[str, dict[str, Any]]], closed: bool
+    ) -> None:
+        for stream, event in events:
+            payload = {"stream": stream, "data": event} if conn.combined else event
+            await conn.ws.send_bytes(orjson.dumps(payload))
+            if closed:
+                self.stats.closes_sent += 1
+                self.stats.closes.append((conn.futures, stream, event["k"]["t"], time.time()))
+            else:
+                self.stats.updates_sent += 1
+
+    def _closes(self, stream: Stream, now: int) -> list[tuple[str, dict[str, Any]]]:
+        """Every candle of ``stream`` that closed since its last event, in order (a moved
+        clock may close several at once), each exactly once."""
         tf = stream.tf_ms
         current = now - now % tf
         out = []
         if stream.current is not None and stream.current < current:
-            # every candle that closed since the last event, in order (a moved clock may
-            # close several at once), each exactly once
             for t in range(stream.current, current, tf):
                 event = self._event(stream, t, now, closed=True)
                 if event is not None:
-                    out.append((stream.name, event, True))
+                    out.append((stream.name, event))
         stream.current = current
-        if stream.market.ends_ms is None or current < stream.market.ends_ms:
-            event = self._event(stream, current, now, closed=False)
-            if event is not None:
-                out.append((stream.name, event, False))
         return out
+
+    def _update(self, stream: Stream, now: int) -> tuple[str, dict[str, Any]] | None:
+        current = now - now % stream.tf_ms
+        if stream.market.ends_ms is not None and current >= stream.market.ends_ms:
+            return None
+        event = self._event(stream, current, now, closed=False)
+        return None if event is None else (stream.name, event)
 
     def _event(self, stream: Stream, t: int, now: int, closed: bool) -> dict[str, Any] | None:
         market, tf = stream.market, stream.tf_ms

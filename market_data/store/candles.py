@@ -112,6 +112,7 @@ class CandleStore:
         else:  # compiled once, executed with the driver's own executemany
             upsert = _candle_upsert(sqlite).returning(candles.c.ts)
             self._upsert_sql = str(upsert.compile(dialect=self.engine.dialect, column_keys=_ALL))
+        self._upsert_many = _candle_upsert(self._dialect)
         cover = self._dialect.insert(fetch_coverage)
         self._cover = cover.on_conflict_do_update(
             index_elements=["exchange", "symbol", "timeframe", "start_ts"],
@@ -160,6 +161,27 @@ class CandleStore:
                 ],
             )
         return written
+
+    def write_closed(self, pages: Sequence[tuple[Series, CandlePage]]) -> None:
+        """Small pages of many series (the live service: one closed candle each) with their
+        coverage, in one transaction of two multi-row statements (write_pages' per-series
+        COPY would cost a round trip per series)."""
+        rows = [
+            series.params(
+                ts=int(t), **{c: float(v) for c, v in zip(VALUE_COLUMNS, values, strict=True)}
+            )
+            for series, page in pages
+            for t, values in zip(page.ts.tolist(), page.values.tolist(), strict=True)
+        ]
+        now = int(time.time() * 1000)
+        cover = [
+            series.params(start_ts=p.start_ms, end_ts=p.end_ms, candles=len(p), fetched_at=now)
+            for series, p in pages
+        ]
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(self._upsert_many, rows)
+            conn.execute(self._cover, cover)
 
     def write_page(self, series: Series, page: CandlePage) -> int:
         """One page with its coverage (see write_pages); the rows inserted or changed."""

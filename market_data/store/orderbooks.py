@@ -1,4 +1,5 @@
-"""Order book snapshots: one row per level, exact prices; a snapshot is stored once."""
+"""Order book snapshots: one row per snapshot with its levels as arrays, exact decimals; a
+snapshot is stored once (exchange, symbol, ts)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,24 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from market_data.domain.orderbooks import Level, OrderBook
+from market_data.domain.orderbooks import OrderBook
 from market_data.store.tables import orderbook_snapshots
 
-SIDES = (("b", "bids"), ("a", "asks"))
+_c = orderbook_snapshots.c
+
+
+def _row(exchange: str, book: OrderBook) -> dict[str, Any]:
+    return {
+        "exchange": exchange,
+        "symbol": book.symbol,
+        "ts": book.ts,
+        "best_bid": book.bids[0][0] if book.bids else None,
+        "best_ask": book.asks[0][0] if book.asks else None,
+        "bid_prices": [p for p, _ in book.bids],
+        "bid_amounts": [a for _, a in book.bids],
+        "ask_prices": [p for p, _ in book.asks],
+        "ask_amounts": [a for _, a in book.asks],
+    }
 
 
 class OrderbookStore:
@@ -22,36 +37,25 @@ class OrderbookStore:
 
     def write(self, exchange: str, books: Sequence[OrderBook]) -> int:
         """Store snapshots in one transaction; one already stored (same exchange, symbol and
-        ts) is left as it is. Returns the level rows written."""
-        rows = [
-            {
-                "exchange": exchange, "symbol": b.symbol, "ts": b.ts, "side": side,
-                "level": i, "price": price, "amount": amount,
-            }
-            for b in books
-            for side, attr in SIDES
-            for i, (price, amount) in enumerate(getattr(b, attr))
-        ]  # fmt: skip
-        if not rows:
+        ts) is left as it is. Returns the snapshots written."""
+        if not books:
             return 0
-        c = orderbook_snapshots.c
         count = sa.select(sa.func.count()).where(
-            c.exchange == exchange,
-            c.symbol.in_({b.symbol for b in books}),
-            c.ts.in_({b.ts for b in books}),
+            _c.exchange == exchange,
+            _c.symbol.in_({b.symbol for b in books}),
+            _c.ts.in_({b.ts for b in books}),
         )
         with self.engine.begin() as conn:  # the drivers' executemany counts no rows
             before = conn.execute(count).scalar_one()
-            conn.execute(self._insert, rows)
+            conn.execute(self._insert, [_row(exchange, b) for b in books])
             return int(conn.execute(count).scalar_one() - before)
 
     def times(self, exchange: str, since: int, until: int) -> dict[str, list[int]]:
         """Snapshot times per symbol in [since, until), oldest first."""
-        c = orderbook_snapshots.c
         query = (
-            sa.select(c.symbol, c.ts)
-            .where(c.exchange == exchange, c.ts >= since, c.ts < until, c.side == "b", c.level == 0)
-            .order_by(c.symbol, c.ts)
+            sa.select(_c.symbol, _c.ts)
+            .where(_c.exchange == exchange, _c.ts >= since, _c.ts < until)
+            .order_by(_c.symbol, _c.ts)
         )
         out: dict[str, list[int]] = defaultdict(list)
         with self.engine.connect() as conn:
@@ -61,44 +65,31 @@ class OrderbookStore:
 
     def best(
         self, exchange: str, since: int, until: int
-    ) -> list[tuple[str, int, Decimal, Decimal]]:
+    ) -> list[tuple[str, int, Decimal | None, Decimal | None]]:
         """(symbol, ts, best bid, best ask) of each snapshot in [since, until)."""
-        bid, ask = orderbook_snapshots.alias("bid"), orderbook_snapshots.alias("ask")
         query = (
-            sa.select(bid.c.symbol, bid.c.ts, bid.c.price, ask.c.price)
-            .join(
-                ask,
-                sa.and_(
-                    ask.c.exchange == bid.c.exchange, ask.c.symbol == bid.c.symbol,
-                    ask.c.ts == bid.c.ts, ask.c.side == "a", ask.c.level == 0,
-                ),
-            )
-            .where(
-                bid.c.exchange == exchange, bid.c.ts >= since, bid.c.ts < until,
-                bid.c.side == "b", bid.c.level == 0,
-            )
-            .order_by(bid.c.symbol, bid.c.ts)
-        )  # fmt: skip
+            sa.select(_c.symbol, _c.ts, _c.best_bid, _c.best_ask)
+            .where(_c.exchange == exchange, _c.ts >= since, _c.ts < until)
+            .order_by(_c.symbol, _c.ts)
+        )
         with self.engine.connect() as conn:
             return [(s, int(t), b, a) for s, t, b, a in conn.execute(query)]
 
     def read(self, exchange: str, symbol: str, ts: int) -> OrderBook | None:
         """One stored snapshot."""
-        c = orderbook_snapshots.c
-        query = (
-            sa.select(c.side, c.price, c.amount)
-            .where(c.exchange == exchange, c.symbol == symbol, c.ts == ts)
-            .order_by(c.side, c.level)
+        query = sa.select(orderbook_snapshots).where(
+            _c.exchange == exchange, _c.symbol == symbol, _c.ts == ts
         )
-        sides: dict[str, list[Level]] = {"b": [], "a": []}
         with self.engine.connect() as conn:
-            for side, price, amount in conn.execute(query):
-                sides[side].append((price, amount))
-        if not sides["b"] and not sides["a"]:
+            row = conn.execute(query).first()
+        if row is None:
             return None
-        return OrderBook(symbol, ts, tuple(sides["b"]), tuple(sides["a"]))
+        bids = tuple(zip(row.bid_prices, row.bid_amounts, strict=True))
+        asks = tuple(zip(row.ask_prices, row.ask_amounts, strict=True))
+        return OrderBook(symbol, ts, bids, asks)
 
     def newest(self, exchange: str) -> int | None:
-        c = orderbook_snapshots.c
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.max(c.ts)).where(c.exchange == exchange)).scalar()
+            return conn.execute(
+                sa.select(sa.func.max(_c.ts)).where(_c.exchange == exchange)
+            ).scalar()

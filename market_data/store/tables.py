@@ -3,10 +3,12 @@ these mirror them (a test checks that they agree)."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 metadata = sa.MetaData()
 
@@ -146,16 +148,42 @@ class ExactDecimal(sa.TypeDecorator[Decimal]):
         return None if value is None else Decimal(str(value))
 
 
+ORDERBOOK_LEVELS = ("bid_prices", "bid_amounts", "ask_prices", "ask_amounts")
+
+
+class ExactDecimals(sa.TypeDecorator[list[Decimal]]):
+    """Lists of exact decimals: NUMERIC[] on PostgreSQL, a JSON array of decimal text on
+    SQLite."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(sa.Numeric(asdecimal=True)))
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: list[Decimal] | None, dialect: sa.Dialect) -> Any:
+        if value is None or dialect.name == "postgresql":
+            return value
+        return json.dumps([str(v) for v in value])
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> list[Decimal] | None:
+        if value is None:
+            return None
+        items = value if dialect.name == "postgresql" else json.loads(value)
+        return [Decimal(str(v)) for v in items]
+
+
 orderbook_snapshots = sa.Table(
     "orderbook_snapshots",
     metadata,
     sa.Column("exchange", sa.String(32), primary_key=True),
     sa.Column("symbol", sa.String(64), primary_key=True),
     sa.Column("ts", sa.BigInteger, primary_key=True),
-    sa.Column("side", sa.String(1), primary_key=True),
-    sa.Column("level", sa.SmallInteger, primary_key=True),
-    sa.Column("price", ExactDecimal, nullable=False),
-    sa.Column("amount", ExactDecimal, nullable=False),
+    sa.Column("best_bid", ExactDecimal),
+    sa.Column("best_ask", ExactDecimal),
+    *(sa.Column(c, ExactDecimals, nullable=False) for c in ORDERBOOK_LEVELS),
 )
 
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume")

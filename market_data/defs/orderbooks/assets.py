@@ -73,7 +73,7 @@ def orderbook_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
             metadata={
                 "symbols": dg.MetadataValue.int(len(symbols)),
                 "snapshots": dg.MetadataValue.int(len(books)),
-                "rows_written": dg.MetadataValue.int(taken.rows),
+                "stored": dg.MetadataValue.int(taken.stored),
                 "depth": dg.MetadataValue.int(settings.depth),
                 "snapshot_time": dg.MetadataValue.text(utc_text(newest) if newest else "-"),
                 "failed": dg.MetadataValue.md(
