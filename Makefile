@@ -34,8 +34,8 @@ $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-# The simulator, Dagster (webserver + daemon) and the status API on the embedded defaults;
-# Ctrl-C stops all. HOST/PORT: the UI; API_PORT: the status API; SIM_PORT: the simulator
+# The simulator, Dagster (webserver + daemon), the live service (closed candles over
+# WebSocket) and the status API on the embedded defaults; Ctrl-C stops all. HOST/PORT: the UI; API_PORT: the status API; SIM_PORT: the simulator
 # (the watchlist's exchange URLs follow it).
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	export DATABASE_URL="$${DATABASE_URL:-sqlite:///$(CURDIR)/.market_data/candles.sqlite}"; \
@@ -47,10 +47,11 @@ run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/market-data db init && \
 	{ $(BIN)/market-data simulate --port $(SIM_PORT) & sim=$$!; \
 	  $(BIN)/market-data api --host $(HOST) --port $(API_PORT) & api=$$!; \
-	  trap 'kill $$sim $$api 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/market-data live & live=$$!; \
+	  trap 'kill $$sim $$api $$live 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT); }
 
-# Production shape: webserver, daemon and status API as separate processes, Dagster's
+# Production shape: webserver, daemon, live service and status API as separate processes, Dagster's
 # storage and the candle store on PostgreSQL. Needs DATABASE_URL (candles) and
 # DAGSTER_POSTGRES_URL (postgresql+psycopg2://...); see docs/DEPLOYMENT.md.
 serve: $(STAMP)
@@ -62,7 +63,8 @@ serve: $(STAMP)
 	$(BIN)/market-data db init && $(BIN)/market-data pools && \
 	{ $(BIN)/dagster-daemon run -w workspace.yaml & daemon=$$!; \
 	  $(BIN)/market-data api --host $(HOST) --port $(API_PORT) & api=$$!; \
-	  trap 'kill $$daemon $$api 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/market-data live & live=$$!; \
+	  trap 'kill $$daemon $$api $$live 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/dagster-webserver -w workspace.yaml -h $(HOST) -p $(PORT); }
 
 # Per-exchange concurrency pools in the instance of DAGSTER_HOME.
@@ -90,6 +92,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/starvation.py
 	$(BIN)/python bench/dialects.py
 	$(BIN)/python bench/composite.py
+	$(BIN)/python bench/live.py
+	$(BIN)/python bench/orderbooks.py
 
 clean:
 	rm -rf $(VENV) .dagster .dagster-prod .market_data

@@ -73,9 +73,9 @@ def run(url: str, db: str, latency_ms: int, folder: Path) -> dict[str, float]:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:  # subscribed, and the REST fill done
             s = store.live.service("binance")
-            if s is not None and s.streams == MARKETS and s.connected == s.connections == 1:
-                if s.closes_stored >= MARKETS:
-                    break
+            streaming = s is not None and s.streams == MARKETS and s.connected == s.connections == 1
+            if streaming and s is not None and s.closes_stored >= MARKETS:
+                break
             time.sleep(0.5)
         else:
             raise RuntimeError("the live service did not start streaming")

@@ -5,6 +5,7 @@ leave no gap; a watchlist change subscribes without a restart; Dagster sees the 
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -29,7 +30,7 @@ from market_data.store.candles import CandleStore
 from market_data.store.series import Series
 from market_data.store.tables import fetch_coverage
 from market_data_tests.conftest import NOW_MS
-from market_data_tests.helpers import admin, cli_env, cli_process, http_get
+from market_data_tests.helpers import admin, cli, cli_env, cli_process, http_get
 
 RATE = 30.0  # exchange ms per wall ms
 MINUTE = 60_000
@@ -156,6 +157,7 @@ def test_closed_candles_stored_once_soon_and_seen_by_dagster(
             fresh = freshness_sensor(watchlist)(ctx)
         with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
             seen = live_sensor(watchlist)(ctx)
+        status = json.loads(cli(env, "status", "--json").stdout)
         frozen = freeze(sim)
     finally:
         out = stop(proc)
@@ -167,6 +169,8 @@ def test_closed_candles_stored_once_soon_and_seen_by_dagster(
     assert observation.metadata["live_state"].value == "streaming"
     assert observation.metadata["live_markets"].value == 4
     assert observation.metadata["live_behind"].value == 0
+    live = status["live"]["binance"]  # and `market-data status` says the same
+    assert live["state"] == "streaming" and live["markets"] == 4 and live["connections"] == "2/2"
     assert_complete(sim, store, frozen, since)
     stats = admin(sim.url, "ws")
     closes = [(c["futures"], c["stream"], c["t"]) for c in admin(sim.url, "ws/closes")]

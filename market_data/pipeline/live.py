@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 
 import aiohttp
 import numpy as np
+import sqlalchemy as sa
 
 from market_data.domain.calendar import utc_text
 from market_data.domain.candles import CandlePage, validate_pages
@@ -423,26 +424,31 @@ class LiveService:
         return watchlist
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop``: the watchlist read every refresh_s (an exchange that cannot be
+        reached yet, or a broken edit of the file, is logged and tried again; the markets
+        streamed stay), the heartbeat written every heartbeat_s."""
         tasks: list[asyncio.Task] = []
+        watchlist = self.load()  # a watchlist broken from the start: the command fails
+        if not streaming_exchanges(watchlist):
+            self.log("no exchange of the watchlist streams; nothing to do")
         async with aiohttp.ClientSession() as session:
-            watchlist = await self.refresh(session, tasks)
-            if not self.exchanges:
-                self.log("no exchange of the watchlist streams; nothing to do")
-            last_refresh = time.monotonic()
+            last_refresh = -float("inf")
             try:
                 while not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), watchlist.live.heartbeat_s)
-                    for live in list(self.exchanges.values()):
-                        await live.beat()
                     if time.monotonic() - last_refresh >= watchlist.live.refresh_s:
                         last_refresh = time.monotonic()
                         try:
                             watchlist = await self.refresh(session, tasks)
                         except (WatchlistError, ExchangeError, OSError) as e:
-                            self.log(
-                                f"watchlist not reloaded, keeping the markets streamed: {one_line(e)}"
-                            )
+                            self.log(f"watchlist not (re)loaded: {one_line(e)}; trying again")
+                    for live in list(self.exchanges.values()):
+                        try:
+                            await live.beat()
+                        except (sa.exc.SQLAlchemyError, OSError) as e:  # the store is away
+                            live.last_error = f"heartbeat not written: {one_line(e)}"[:500]
+                            self.log(f"{live.name}: {live.last_error}")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), watchlist.live.heartbeat_s)
             finally:
                 for task in tasks:
                     task.cancel()
@@ -452,4 +458,5 @@ class LiveService:
                 for live in self.exchanges.values():
                     await live.close()
                     await asyncio.to_thread(self.store.live.stop, live.name)
-                    await live.client.close()
+                for client in self.clients.values():
+                    await client.close()
