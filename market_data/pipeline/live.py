@@ -263,7 +263,7 @@ class ExchangeLive:
         candle, or today's start when none is stored: history is the backfill's) to the
         exchange's last closed candle."""
         wanted: dict[Market, list[tuple[int, int]]] = {}
-        now = _wall_ms() if self.exchange_now is None else self.exchange_now
+        now = self.exchange_now or await self.client.fetch_time()  # the exchange's clock
         for name, start in todo.items():
             streamed = self.markets[name]
             if start is None:
