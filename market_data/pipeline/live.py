@@ -104,7 +104,7 @@ class ExchangeLive:
         assert streams is not None
         self.streams_venue = streams
         self.markets: dict[str, Streamed] = {}  # "<type>/<stream name>" -> market
-        self.last_close: dict[str, int] = {}  # stream name -> newest closed candle stored
+        self.last_close: dict[str, int] = {}  # the same keys -> newest closed candle stored
         self.stored_at: dict[str, int] = {}
         self.exchange_now: int | None = None
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
@@ -112,7 +112,7 @@ class ExchangeLive:
         self.started_at = _wall_ms()
         self.last_error: str | None = None
         self.queue: asyncio.Queue[Kline] = asyncio.Queue()
-        self.fills: dict[str, int | None] = {}  # stream -> fill from (None: newest stored)
+        self.fills: dict[str, int | None] = {}  # the same keys -> fill from (None: newest)
         self.fill_wanted = asyncio.Event()
         self.pools: dict[str, StreamPool] = {}
         self.problems: set[str] = set()
