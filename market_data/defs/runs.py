@@ -20,6 +20,13 @@ import dagster as dg
 from market_data.defs.candles.partitions import HOST_TAG
 
 STOPPING = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+#: runs queued or running (the sensors skip work such a run is doing already)
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def this_host() -> str:

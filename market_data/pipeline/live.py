@@ -76,10 +76,16 @@ def ws_base(streams: Streams, kind: str, base_url: str | None) -> str:
 @dataclass
 class Streamed:
     market: Market
-    series: Series
-    tf_ms: int
-    kind: str
+    kind: str  # ccxt market type: spot, linear
     subscribed_at: int
+
+    @property
+    def series(self) -> Series:
+        return Series.of(self.market)
+
+    @property
+    def tf_ms(self) -> int:
+        return self.market.timeframe.ms
 
 
 def _wall_ms() -> int:
@@ -136,9 +142,7 @@ class ExchangeLive:
             # spot and futures streams may share a name (btcusdt@kline_1m): keyed by type too
             name = f"{kind}/{str(native).lower()}@kline_{interval}"
             known = self.markets.get(name)
-            wanted[name] = known or Streamed(
-                market, Series.of(market), market.timeframe.ms, kind, _wall_ms()
-            )
+            wanted[name] = known or Streamed(market, kind, _wall_ms())
         added = sorted(set(wanted) - set(self.markets))
         gone = sorted(set(self.markets) - set(wanted))
         self.markets = wanted

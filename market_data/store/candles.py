@@ -146,20 +146,11 @@ class CandleStore:
         by_series: dict[Series, list[CandlePage]] = defaultdict(list)
         for series, page in pages:
             by_series[series].append(page)
-        now = int(time.time() * 1000)
         written: dict[Series, np.ndarray] = {}
         with self.engine.begin() as conn:
             for series, group in by_series.items():
                 written[series] = self._upsert(conn, series, group, new)
-            conn.execute(
-                self._cover,
-                [
-                    series.params(
-                        start_ts=p.start_ms, end_ts=p.end_ms, candles=len(p), fetched_at=now
-                    )
-                    for series, p in pages
-                ],
-            )
+            conn.execute(self._cover, _coverage(pages))
         return written
 
     def write_closed(self, pages: Sequence[tuple[Series, CandlePage]]) -> None:
@@ -173,15 +164,10 @@ class CandleStore:
             for series, page in pages
             for t, values in zip(page.ts.tolist(), page.values.tolist(), strict=True)
         ]
-        now = int(time.time() * 1000)
-        cover = [
-            series.params(start_ts=p.start_ms, end_ts=p.end_ms, candles=len(p), fetched_at=now)
-            for series, p in pages
-        ]
         with self.engine.begin() as conn:
             if rows:
                 conn.execute(self._upsert_many, rows)
-            conn.execute(self._cover, cover)
+            conn.execute(self._cover, _coverage(pages))
 
     def write_page(self, series: Series, page: CandlePage) -> int:
         """One page with its coverage (see write_pages); the rows inserted or changed."""
@@ -293,6 +279,15 @@ class CandleStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return pd.DataFrame(rows, columns=list(COLUMNS)).astype({"ts": "int64"})
+
+
+def _coverage(pages: Sequence[tuple[Series, CandlePage]]) -> list[dict[str, object]]:
+    """fetch_coverage rows of ``pages``: each page's window, its candles, fetched now."""
+    now = int(time.time() * 1000)
+    return [
+        series.params(start_ts=p.start_ms, end_ts=p.end_ms, candles=len(p), fetched_at=now)
+        for series, p in pages
+    ]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _: object) -> None:

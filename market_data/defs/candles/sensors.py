@@ -19,6 +19,7 @@ from market_data.defs.candles.partitions import (
 )
 from market_data.defs.instruments.assets import instruments_asset_key
 from market_data.defs.resources import CandleStoreResource
+from market_data.defs.runs import IN_PROGRESS
 from market_data.domain.calendar import month_keys, ms_day, previous_month
 from market_data.domain.selection import Resolution, resolve
 from market_data.domain.watchlist import Market, Watchlist, split_key
@@ -112,14 +113,6 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         )
 
     return sensor
-
-
-IN_PROGRESS = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 def _busy_markets(instance: dg.DagsterInstance) -> set[str]:

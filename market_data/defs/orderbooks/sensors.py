@@ -11,14 +11,11 @@ import dagster as dg
 from market_data.defs.orderbooks.assets import orderbook_asset_key
 from market_data.defs.orderbooks.checks import evaluation, verdicts
 from market_data.defs.resources import CandleStoreResource
+from market_data.defs.runs import IN_PROGRESS
 from market_data.domain.calendar import utc_text
 from market_data.domain.watchlist import Watchlist
 
 ORDERBOOKS_TAG = "market_data/orderbooks"
-IN_PROGRESS = [
-    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-]  # fmt: skip
 
 
 def orderbooks_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
