@@ -5,6 +5,7 @@ leave no gap; a watchlist change subscribes without a restart; Dagster sees the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import dagster as dg
 import numpy as np
 import pytest
@@ -23,6 +25,10 @@ from market_data.config import load_watchlist
 from market_data.defs.candles.sensors import freshness_sensor
 from market_data.defs.live.sensors import live_sensor
 from market_data.defs.resources import STORE_KEY, CandleStoreResource, build_resources
+from market_data.domain.watchlist import Watchlist
+from market_data.exchanges.client import ExchangeClient
+from market_data.exchanges.streams import Kline
+from market_data.pipeline.live import ExchangeLive, LiveService
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.server import RunningSimulator, Simulator
@@ -272,3 +278,54 @@ def test_kill_9_and_a_restart_leave_no_gap(running_sim: RunningSimulator, tmp_pa
         out = stop(proc)
     assert "REST fill" in out
     assert_complete(sim, store, frozen, since)
+
+
+def test_a_close_written_before_the_restart_fill_reads_the_store_leaves_no_gap(
+    sim: RunningSimulator, tmp_path: Path
+) -> None:
+    """A restart subscribes while its reader already runs, so a close can be written before
+    the fill of the candles missed while down looks for the newest stored one. The candles
+    in between are fetched all the same (the race a kill -9 and restart can hit)."""
+    store = CandleStore(f"sqlite:///{tmp_path / 'candles.sqlite'}")
+    env = cli_env(tmp_path, sim.url, str(store.engine.url), [{"symbol": "BTC/USDT",
+                  "timeframes": ["1m"]}], start="2026-11-01")  # fmt: skip
+    watchlist = load_watchlist(Path(env["MARKET_DATA_CONFIG"]))
+    series = Series("binance", "BTC-USDT-SPOT", "1m")
+    last_closed = NOW_MS - NOW_MS % MINUTE - MINUTE
+    down_at = last_closed - 5 * MINUTE  # the service stopped with this candle stored
+    admin(sim.url, "clock", {"fixed_ms": down_at + MINUTE + 1})
+    asyncio.run(_restart(store, watchlist, close_at=None))
+    assert store.last_ts(series) == down_at
+    admin(sim.url, "clock", {"fixed_ms": NOW_MS})
+    _, _, rows = http_get(sim.url, "/api/v3/klines", symbol="BTCUSDT", interval="1m",
+                          startTime=down_at, limit=10)  # fmt: skip
+    row = next(r for r in rows if r[0] == last_closed)
+    asyncio.run(_restart(store, watchlist, close_at=(last_closed, row)))
+    stored = store.read_candles(series, down_at, 2**62)
+    assert stored["ts"].tolist() == list(range(down_at, last_closed + 1, MINUTE))
+    rest = np.asarray([r[1:6] for r in rows if r[0] <= last_closed], dtype=np.float64)
+    assert np.array_equal(stored[["open", "high", "low", "close", "volume"]].to_numpy(), rest)
+
+
+async def _restart(
+    store: CandleStore, watchlist: Watchlist, close_at: tuple[int, list[Any]] | None
+) -> None:
+    """A fresh service for the watchlist's Binance markets: the close ``close_at`` (its
+    open time and REST row) written first, then the fills its start asked for."""
+    service = LiveService(store, lambda: watchlist, lambda w, n: ExchangeClient.of(w.exchange(n)))
+    try:
+        markets = service.markets(watchlist, await service.catalogs(watchlist))["binance"]
+        async with aiohttp.ClientSession() as session:
+            live = ExchangeLive(service.clients["binance"], store, watchlist, session, print)
+            await live.update(watchlist, markets)
+            (name,) = live.markets
+            if close_at is not None:
+                ts, row = close_at
+                o, h, low, c, v = (float(x) for x in row[1:6])
+                await live.write([Kline(name, ts, (o, h, low, c, v), True, NOW_MS, time.time())])
+            live.fills.setdefault(name, None)  # what the subscription's confirmation asks
+            await live.fill(live.fills)
+            await live.close()
+    finally:
+        for client in service.clients.values():
+            await client.close()
