@@ -43,7 +43,7 @@ def compare(built: pd.DataFrame, coarse: pd.DataFrame, timeframe: Timeframe) -> 
     1m candles per span (store.aggregate: ts, open, high, low, close, volume, minutes)."""
     if built.empty:
         return Consistency(has_fine=False)
-    joined = coarse.set_index("ts").join(built.set_index("ts"), rsuffix="_1m", how="left")
+    joined = coarse.set_index("ts").join(built.set_index("ts"), suffixes=("", "_1m"), how="left")
     complete = joined["minutes"].fillna(0).to_numpy() == timeframe.ms // MINUTE_MS
     out = Consistency(not_checkable=[int(t) for t in joined.index[~complete]])
     rows = joined[complete]
