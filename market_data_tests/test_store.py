@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -55,6 +57,10 @@ def test_upsert_is_idempotent_and_counts_only_changes(store: CandleStore) -> Non
     )
     assert store.candle_stats(SERIES, 0, 600_000) == (10, 0, 540_000)
     assert store.last_ts(SERIES) == 1499 * 60_000
+    others = [replace(SERIES, symbol=f"X{i:03d}-USDT-SPOT") for i in range(150)]  # none stored
+    newest = store.last_ts_of([*others[:120], SERIES, *others[120:]])  # over two statements
+    assert newest[SERIES] == 1499 * 60_000 and len(newest) == 151
+    assert all(newest[s] is None for s in others)
 
 
 def test_coverage_is_recorded_with_its_page_and_merged(store: CandleStore) -> None:

@@ -145,8 +145,7 @@ class ExchangeLive:
             wanted[name] = known or Streamed(market, kind, _wall_ms())
         added = sorted(set(wanted) - set(self.markets))
         gone = sorted(set(self.markets) - set(wanted))
-        for name in added:  # the newest stored candle, known before any close is written:
-            await self._resume_from(name, wanted[name])  # a jump past it asks for a fill
+        await self._resume_from({name: wanted[name] for name in added})
         self.markets = wanted
         for name in gone:
             self.last_close.pop(name, None)
@@ -156,17 +155,22 @@ class ExchangeLive:
             names = {n.partition("/")[2] for n, s in wanted.items() if s.kind == kind}
             self._pool(kind).want(names)
 
-    async def _resume_from(self, name: str, streamed: Streamed) -> None:
-        """Remember ``name``'s newest stored candle. The reader runs while subscriptions are
-        confirmed, so a close may be written before ``on_open``'s fill looks at the store:
-        knowing the newest candle first, the writer sees that close skip the ones missed."""
-        try:
-            last = await asyncio.to_thread(self.store.last_ts, streamed.series)
-        except Exception as e:  # the store is away: the writes fail too, and fill instead
-            self._problem(f"{streamed.market.key}: newest stored candle unknown ({one_line(e)})")
+    async def _resume_from(self, added: dict[str, Streamed]) -> None:
+        """Remember the newest stored candle of markets about to be subscribed. The reader
+        runs while subscriptions are confirmed, so a close may be written before
+        ``on_open``'s fill looks at the store: knowing the newest candle first, the writer
+        sees that close skip the ones missed, and asks for them."""
+        if not added:
             return
-        if last is not None:
-            self.last_close[name] = last
+        series = [s.series for s in added.values()]
+        try:
+            newest = await asyncio.to_thread(self.store.last_ts_of, series)
+        except sa.exc.SQLAlchemyError as e:  # the store is away: writes fail and fill instead
+            self.log(f"{self.name}: newest stored candles unknown ({one_line(e)})")
+            return
+        for name, streamed in added.items():
+            if (last := newest[streamed.series]) is not None:
+                self.last_close[name] = last
 
     def _problem(self, line: str) -> None:
         if line not in self.problems:

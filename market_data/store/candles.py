@@ -232,10 +232,21 @@ class CandleStore:
         return int(n), first, last
 
     def last_ts(self, series: Series) -> int | None:
+        return self.last_ts_of([series])[series]
+
+    def last_ts_of(self, many: list[Series]) -> dict[Series, int | None]:
+        """Each series' newest stored candle: one statement of index lookups per 100 series
+        (a GROUP BY would read every row of them)."""
+        out: dict[Series, int | None] = {}
         with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(sa.func.max(candles.c.ts)).where(series.where(candles))
-            ).scalar()
+            for i in range(0, len(many), 100):
+                chunk = many[i : i + 100]
+                newest = [
+                    sa.select(sa.func.max(candles.c.ts)).where(s.where(candles)).scalar_subquery()
+                    for s in chunk
+                ]
+                out |= dict(zip(chunk, conn.execute(sa.select(*newest)).one(), strict=True))
+        return out
 
     def aggregate(self, series: Series, span_ms: int, start: int, end: int) -> pd.DataFrame:
         """``series``' candles in [start, end) aggregated per span of ``span_ms`` (epoch-
