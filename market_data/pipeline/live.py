@@ -10,7 +10,7 @@ For every exchange that streams (``venues.Streams``; Binance spot and USD-M futu
     writer: the queued closed candles of the moment, checked against the candle contract
       and written with their fetch coverage in one transaction (idempotent: a candle is
       stored once however often it arrives); a candle later than the next one expected
-      asks for a REST fill of the candles in between
+      (a stream's first: after the newest stored) asks for a REST fill of those between
     filler: REST fills through the same pipeline as the candle asset (pipeline/ingest.py:
       coverage subtracted, one rate budget)
     heartbeat (every heartbeat_s): live_service and live_streams rows, and the exchange's
@@ -145,7 +145,6 @@ class ExchangeLive:
             wanted[name] = known or Streamed(market, kind, _wall_ms())
         added = sorted(set(wanted) - set(self.markets))
         gone = sorted(set(self.markets) - set(wanted))
-        await self._resume_from({name: wanted[name] for name in added})
         self.markets = wanted
         for name in gone:
             self.last_close.pop(name, None)
@@ -154,23 +153,6 @@ class ExchangeLive:
         for kind in {s.kind for s in wanted.values()} | set(self.pools):
             names = {n.partition("/")[2] for n, s in wanted.items() if s.kind == kind}
             self._pool(kind).want(names)
-
-    async def _resume_from(self, added: dict[str, Streamed]) -> None:
-        """Remember the newest stored candle of markets about to be subscribed. The reader
-        runs while subscriptions are confirmed, so a close may be written before
-        ``on_open``'s fill looks at the store: knowing the newest candle first, the writer
-        sees that close skip the ones missed, and asks for them."""
-        if not added:
-            return
-        series = [s.series for s in added.values()]
-        try:
-            newest = await asyncio.to_thread(self.store.last_ts_of, series)
-        except sa.exc.SQLAlchemyError as e:  # the store is away: writes fail and fill instead
-            self.log(f"{self.name}: newest stored candles unknown ({one_line(e)})")
-            return
-        for name, streamed in added.items():
-            if (last := newest[streamed.series]) is not None:
-                self.last_close[name] = last
 
     def _problem(self, line: str) -> None:
         if line not in self.problems:
@@ -234,13 +216,19 @@ class ExchangeLive:
         if not pages:
             return
         now = max(k.event_ms for k in batch)
+        # a stream's first close (start, restart, new market): the newest candle stored
+        # before it, read before writing it, so a close that skips candles is seen to
+        # (on_open's fill may read the store only after this write)
+        unknown = list({s.series for k, s in klines if k.stream not in self.last_close})
 
-        def store_them() -> None:
+        def store_them() -> dict[Series, int | None]:
             validate_pages([p for _, p in pages], now)
+            newest = self.store.last_ts_of(unknown)
             self.store.write_closed(pages)
+            return newest
 
         try:
-            await asyncio.to_thread(store_them)
+            newest = await asyncio.to_thread(store_them)
         except Exception as e:  # the store went away: the candles come back by REST fill
             self.last_error = f"write failed: {one_line(e)}"[:500]
             self.log(f"{self.name}: {self.last_error}")
@@ -250,6 +238,9 @@ class ExchangeLive:
             return
         stored = time.time()
         for k, streamed in klines:
+            before = newest.get(streamed.series)
+            if k.stream not in self.last_close and before is not None:
+                self.last_close[k.stream] = before
             self.latencies.append((stored - k.received) * 1000)
             self.closes_stored += 1
             previous = self.last_close.get(k.stream)
