@@ -74,13 +74,16 @@ def entry() -> None:
 
 
 class _Main(click.Group):
-    """The command group; a database that cannot be reached is one line, not a traceback."""
+    """The command group; a database that cannot be reached or a watchlist that does not
+    parse is one line, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except sa.exc.OperationalError as e:
             raise click.ClickException(f"database error: {_first_line(e.orig or e)}") from None
+        except WatchlistError as e:
+            raise click.UsageError(str(e)) from None
 
 
 def _first_line(error: BaseException) -> str:

@@ -6,9 +6,11 @@ import json
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
+import yaml
 
 from market_data.defs.candles.partitions import RANGE_START
 from market_data.domain.gaps import Hole
@@ -148,6 +150,27 @@ def test_bad_input_gets_a_clear_error(env: dict[str, str], args: list[str], mess
         args = [*args, "--start", "2026-11-01"]
     done = cli(env, "backfill", *args)
     assert done.returncode == 2
+    assert message in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("live", "message"),
+    [
+        ({"exchanges": ["binanse"]}, "live.exchanges: binanse not among this watchlist's"),
+        ({"exchanges": ["kraken"]}, "live.exchanges: kraken has no stream here"),
+        ({"refresh_s": 0}, "live: refresh_s, heartbeat_s >= 1"),
+    ],
+)
+def test_a_broken_live_block_is_one_line(
+    env: dict[str, str], live: dict[str, Any], message: str
+) -> None:
+    config = Path(env["MARKET_DATA_CONFIG"])
+    data = yaml.safe_load(config.read_text())
+    data["exchanges"]["kraken"] = {"markets": ["BTC/USD/1h"]}
+    data["live"] = live
+    config.write_text(yaml.safe_dump(data))
+    done = cli(env, "live")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
     assert message in done.stderr
 
 

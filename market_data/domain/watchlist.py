@@ -342,6 +342,12 @@ def parse_watchlist(
     gaps = _gap_settings(data.get("gaps"))
     freshness = _freshness_settings(data.get("freshness"))
     live = _live_settings(data.get("live"))
+    unknown = sorted(set(live.exchanges or ()) - {ex.name for ex in exchanges})
+    if unknown:
+        raise WatchlistError(
+            f"live.exchanges: {', '.join(unknown)} not among this watchlist's exchanges "
+            f"({', '.join(ex.name for ex in exchanges)})"
+        )
     return Watchlist(
         start,
         tuple(exchanges),

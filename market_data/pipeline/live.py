@@ -44,7 +44,7 @@ from market_data.domain.watchlist import Market, Watchlist, WatchlistError
 from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.errors import ExchangeDataError as ExchangeError
 from market_data.exchanges.streams import Kline, StreamConnection, StreamPool
-from market_data.exchanges.venues import Streams, ccxt_market_type, venue
+from market_data.exchanges.venues import VENUES, Streams, ccxt_market_type, venue
 from market_data.pipeline.ingest import FetchOptions, fetch_markets
 from market_data.pipeline.orderbooks import book_symbols, snapshot
 from market_data.pipeline.status import one_line
@@ -59,9 +59,15 @@ CATALOG_RELOAD_S = 3600.0
 
 
 def streaming_exchanges(watchlist: Watchlist) -> list[str]:
-    """The watchlist's exchanges the live service streams."""
+    """The watchlist's exchanges the live service streams (raises WatchlistError when
+    ``live.exchanges`` names one that does not stream)."""
     names = [ex.name for ex in watchlist.exchanges if venue(ex.name).streams is not None]
     chosen = watchlist.live.exchanges
+    if silent := sorted(set(chosen or ()) - set(names)):
+        raise WatchlistError(
+            f"live.exchanges: {', '.join(silent)} has no stream here (exchanges that stream: "
+            f"{', '.join(n for n in VENUES if VENUES[n].streams is not None)})"
+        )
     return [n for n in names if chosen is None or n in chosen]
 
 
