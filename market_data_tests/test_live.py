@@ -160,21 +160,19 @@ def test_closed_candles_stored_once_soon_and_seen_by_dagster(
         resources = build_resources(watchlist) | {
             STORE_KEY: CandleStoreResource(database_url=store_url)
         }
-
-        def dagster_view() -> tuple[Any, Any]:
-            with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
-                fresh = freshness_sensor(watchlist)(ctx)
-            with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
-                return fresh, live_sensor(watchlist)(ctx)
+        fresh: Any = None
+        seen: Any = None
 
         def settled() -> bool:  # (on a loaded machine a close may be a moment from stored)
             nonlocal fresh, seen
-            fresh, seen = dagster_view()
+            with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+                fresh = freshness_sensor(watchlist)(ctx)
+            with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+                seen = live_sensor(watchlist)(ctx)
             return isinstance(fresh, dg.SkipReason) and all(
                 e.metadata["live_behind"].value == 0 for e in seen.asset_events
             )
 
-        fresh, seen = None, None
         with contextlib.suppress(AssertionError):
             wait_for(settled, 10, "the sensors to see every market current")
         status = json.loads(cli(env, "status", "--json").stdout)

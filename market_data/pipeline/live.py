@@ -66,7 +66,7 @@ def streaming_exchanges(watchlist: Watchlist) -> list[str]:
     if silent := sorted(set(chosen or ()) - set(names)):
         raise WatchlistError(
             f"live.exchanges: {', '.join(silent)} has no stream here (exchanges that stream: "
-            f"{', '.join(n for n in VENUES if VENUES[n].streams is not None)})"
+            f"{', '.join(n for n, v in VENUES.items() if v.streams is not None)})"
         )
     return [n for n in names if chosen is None or n in chosen]
 
@@ -244,12 +244,9 @@ class ExchangeLive:
             return
         stored = time.time()
         for k, streamed in klines:
-            before = newest.get(streamed.series)
-            if k.stream not in self.last_close and before is not None:
-                self.last_close[k.stream] = before
             self.latencies.append((stored - k.received) * 1000)
             self.closes_stored += 1
-            previous = self.last_close.get(k.stream)
+            previous = self.last_close.get(k.stream, newest.get(streamed.series))
             if previous is not None and k.ts > previous + streamed.tf_ms:
                 # the stream skipped candles (a moved clock, a lost event): fetch them
                 self.fills[k.stream] = min(

@@ -238,6 +238,8 @@ class CandleStore:
         """Each series' newest stored candle: one statement of index lookups per 100 series
         (a GROUP BY would read every row of them)."""
         out: dict[Series, int | None] = {}
+        if not many:  # (the live writer asks on every write; mostly for none)
+            return out
         with self.engine.connect() as conn:
             for i in range(0, len(many), 100):
                 chunk = many[i : i + 100]
