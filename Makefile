@@ -14,15 +14,47 @@ PROD_HOME ?= $(CURDIR)/.dagster-prod
 # Debian's Chromium, for the browser tests (installed by `make test` when missing).
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install run serve pools test lint format bench clean
+# The whole dependency tree, every version and hash, resolved by `make lock` (uv) from
+# pyproject.toml's ranges; every install of the project goes through it.
+LOCK := requirements.lock
+LATEST := .venv-latest
 
-$(STAMP): pyproject.toml
+.PHONY: install lock test-latest run serve pools test lint format bench clean
+
+# The lock first (pip checks every hash), then the project itself, editable, without
+# resolving anything again; the build backend (setuptools) comes from the lock too.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-lock on purpose, then run `make test`. `make lock` keeps every locked version that
+# still fits pyproject.toml's ranges (the smallest change: after adding a package or
+# editing a range); `make lock UPGRADE=1` takes the newest versions the ranges allow.
+# The lock is universal (any Python of requires-python, any platform) and carries a
+# fingerprint of the ranges it was resolved from (test_lock.py compares).
+UPGRADE ?=
+lock:
+	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+	  $(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK); }
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --generate-hashes \
+	  --python-version 3.11 --custom-compile-command "make lock" --quiet -o $(LOCK) \
+	  $(if $(UPGRADE),--upgrade)
+	$(BIN)/python -m market_data_tests.lockfile stamp $(LOCK)
+
+# Early warning of upstream breakage: the suite against the newest versions the ranges
+# allow, in a throwaway venv ($(LATEST)); the lock and .venv stay as they are.
+test-latest: $(CHROMIUM)
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[dev]"
+	$(LATEST)/bin/python -m pip freeze --exclude-editable > $(LATEST)/versions.txt
+	$(LATEST)/bin/pytest
 
 $(CHROMIUM):
 	@echo "installing Debian's chromium for the browser tests"
@@ -96,4 +128,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/orderbooks.py
 
 clean:
-	rm -rf $(VENV) .dagster .dagster-prod .market_data
+	rm -rf $(VENV) $(LATEST) .dagster .dagster-prod .market_data

@@ -44,6 +44,7 @@ from market_data.exchanges.errors import ExchangeDataError
 from market_data.pipeline.gaps import months_to_repair
 from market_data.pipeline.ingest import unlisted
 from market_data.pipeline.live import LiveService, streaming_exchanges
+from market_data.signals import stops_cleanly
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.replay import ReplayFileError
@@ -157,7 +158,8 @@ def simulate(
     )
     click.echo("admin per exchange: [/<exchange>]/admin/stats, /admin/faults, /admin/reset")
     click.echo(f"binance streams: {root.replace('http', 'ws', 1)}/stream (spot), /fstream/stream")
-    serve_forever(sim, host, port)
+    with stops_cleanly("simulator"):
+        serve_forever(sim, host, port)
 
 
 @main.group()
@@ -517,7 +519,8 @@ def api(host: str, port: int) -> None:
         database_url=url,
     )
     click.echo(f"status API on http://{host}:{port} (store {_redacted(url)})")
-    serve(sources, host, port)
+    with stops_cleanly("api"):
+        serve(sources, host, port)
 
 
 @main.command()
@@ -549,8 +552,8 @@ def live() -> None:
             loop.add_signal_handler(sig, stop.set)
         await service.run(stop)
 
-    asyncio.run(run())
-    click.echo("live: stopped")
+    with stops_cleanly("live"):
+        asyncio.run(run())
 
 
 @main.command()
