@@ -91,6 +91,12 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+#: the run logs' Python tracebacks on the terminal (they are always in the UI's run logs)
+VERBOSE = click.option(
+    "-v", "--verbose", is_flag=True, help="print the runs' Python tracebacks too"
+)
+
+
 @click.group(cls=_Main)
 def main() -> None:
     """Crypto candle history, complete and fresh, with Dagster."""
@@ -279,6 +285,7 @@ def _markets(
 )
 @click.option("--resume", is_flag=True, help="start from the newest stored candle of each market")
 @click.option("--dry-run", is_flag=True, help="fetch and validate, write nothing")
+@VERBOSE
 def backfill(
     exchange: str,
     symbols: tuple[str, ...],
@@ -287,6 +294,7 @@ def backfill(
     end: str | None,
     resume: bool,
     dry_run: bool,
+    verbose: bool,
 ) -> None:
     """Backfill candles: Dagster materializations of the candle asset, shown in the UI."""
 
@@ -305,7 +313,7 @@ def backfill(
         + (" (dry run)" if dry_run else "")
     )
     outcome = execute(
-        plans, watchlist, res, dg.DagsterInstance.get(), click.echo, {"dry_run": dry_run}
+        plans, watchlist, res, dg.DagsterInstance.get(), click.echo, {"dry_run": dry_run}, verbose
     )
     raise SystemExit(outcome.exit_code)
 
@@ -405,8 +413,13 @@ def gaps_detect(exchange: str, symbols: tuple[str, ...], timeframes: tuple[str, 
 @click.option(
     "--max-gaps", type=click.IntRange(min=1), help="repair at most this many gaps per market"
 )
+@VERBOSE
 def gaps_repair(
-    exchange: str, symbols: tuple[str, ...], timeframes: tuple[str, ...], max_gaps: int | None
+    exchange: str,
+    symbols: tuple[str, ...],
+    timeframes: tuple[str, ...],
+    max_gaps: int | None,
+    verbose: bool,
 ) -> None:
     """Fetch only the open gaps of each market (repair runs, each followed by the check)."""
     watchlist, markets = _markets(exchange, symbols, timeframes, None)
@@ -423,7 +436,13 @@ def gaps_repair(
     if not plans:
         return
     outcome = execute(
-        plans, watchlist, res, instance, click.echo, {"repair": True, "max_gaps": max_gaps}
+        plans,
+        watchlist,
+        res,
+        instance,
+        click.echo,
+        {"repair": True, "max_gaps": max_gaps},
+        verbose,
     )
     raise SystemExit(outcome.exit_code)
 

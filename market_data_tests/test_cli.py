@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from market_data.simulator.server import RunningSimulator
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
 from market_data_tests.conftest import NOW_MS
-from market_data_tests.helpers import cli, cli_env
+from market_data_tests.helpers import admin, cli, cli_env
 
 JAN_MS = 1_767_225_600_000  # 2026-01-01
 
@@ -255,3 +256,25 @@ def test_status_reports_every_market(env: dict[str, str]) -> None:
 def test_status_says_when_the_database_is_unreachable(env: dict[str, str]) -> None:
     done = cli({**env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}, "status")
     assert done.returncode == 1 and "UNREACHABLE" in done.stdout
+
+
+def test_a_run_failing_for_an_expected_reason_shows_it_without_a_traceback(
+    env: dict[str, str], sim: RunningSimulator
+) -> None:
+    """A permanent 404 mid-run: the reason and the run id, exit 1, no Python traceback
+    (the run's logs in the UI keep it; --verbose prints it)."""
+    not_found = {"path": "/api/v3/klines", "skip": 1, "count": -1, "status": 404,
+                 "code": -1000, "msg": "Not found"}  # fmt: skip
+    admin(sim.url, "faults", {"fail": [not_found]})
+    done = backfill_btc(env, "2026-01-01")
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    run_id = re.search(r"FAILED \(run ([0-9a-f-]{36})\)", done.stdout)
+    assert run_id is not None, out
+    assert 'HTTP 404: binance {"code":-1000,"msg":"Not found"}' in done.stdout
+    for trace in ("Traceback", "Stack Trace", 'File "', "raise "):
+        assert trace not in out, out
+
+    admin(sim.url, "faults", {"fail": [not_found]})
+    verbose = backfill_btc(env, "2026-01-01", "--verbose")
+    assert verbose.returncode == 1 and "Stack Trace" in verbose.stderr

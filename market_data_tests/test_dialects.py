@@ -194,6 +194,36 @@ def test_kraken_history_beyond_its_720_candles_is_unavailable_not_missing(
     assert report.absent == 0 and report.first_ts == horizon
 
 
+#: BTC/USDT's listing in the simulator (Kraken's XBTUSDT too): 2017-08-17 00:00 UTC
+BTC_USDT_LISTED = 1_502_928_000_000
+
+
+@pytest.mark.parametrize(
+    ("tf", "now_ms"),
+    [("1h", BTC_USDT_LISTED + 13 * DAY + 10 * HOUR + 30 * MIN),  # 322 of 720 hours served
+     ("1m", BTC_USDT_LISTED + 6 * HOUR + 30 * MIN)],  # 390 of 720 minutes served
+)  # fmt: skip
+def test_a_kraken_market_listed_inside_the_served_window_has_no_gap_before_its_first_candle(
+    store_url: str, tf: str, now_ms: int
+) -> None:
+    """Kraken's answer holds the market's whole history: its first candle is the listing,
+    and nothing before it is a gap or unavailable."""
+    with RunningSimulator(Simulator(Faults(), Clock(fixed_ms=now_ms))) as running:
+        wl = watchlist(running.url, [f"BTC/USDT/{tf}"], start="2017-08-01", exchange="kraken")
+        h = Harness(wl, store_url, dg.DagsterInstance.ephemeral())
+        result = h.run(f"BTC-USDT-SPOT:{tf}|2017-08-01")
+        assert result.success
+    assert h.store.instruments.listing("kraken", "BTC-USDT-SPOT").listed_at == BTC_USDT_LISTED
+    (august,) = h.partitions(result).values()
+    timeframe = Timeframe.parse(tf)
+    closed = (timeframe.floor(now_ms) - BTC_USDT_LISTED) // timeframe.ms
+    assert august["expected"] == august["present"] == closed
+    assert august.get("unavailable", 0) == 0  # the key is there only when some are
+    assert h.check_result(result).passed
+    assert h.store.gaps.open_gaps() == []
+    assert h.stored("BTC-USDT-SPOT", tf)[0][0] == BTC_USDT_LISTED
+
+
 # -- faults: each exchange's rate-limit style ----------------------------------------------
 
 

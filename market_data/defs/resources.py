@@ -37,6 +37,10 @@ class ExchangeConfig(dg.Config):
     rate_limit_pause_s: float | None = Field(
         None, description="pause after a rate limit without Retry-After (None: the exchange's)"
     )
+    max_delisted_share: float = Field(
+        _DEFAULTS.max_delisted_share,
+        description="a catalog refresh delisting more than this share at once is not believed",
+    )
 
     @classmethod
     def of(cls, settings: ExchangeSettings) -> ExchangeConfig:

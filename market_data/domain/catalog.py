@@ -108,3 +108,37 @@ def diff(before: Mapping[str, bool], after: Mapping[str, Instrument]) -> Catalog
 def counts_by_kind(catalog: Mapping[str, Instrument]) -> dict[str, int]:
     counts = Counter(i.kind for i in catalog.values() if i.active)
     return {kind: counts.get(kind, 0) for kind in KINDS}
+
+
+#: A kind (spot, perp, future) this large before cannot vanish from one refresh.
+WHOLE_KIND_MIN = 3
+#: Fewer delistings than this are never doubted, whatever the share (small catalogs).
+DELISTED_MIN = 5
+
+
+def implausible(
+    before: Mapping[str, str], after: Mapping[str, Instrument], max_delisted_share: float
+) -> str | None:
+    """Why a fresh catalog cannot be a true state of the exchange (None: it can).
+
+    ``before``: standard name -> kind of each instrument active as stored. Real exchanges
+    delist a handful at a time (Binance's largest batches are a few dozen of ~2,500, about
+    1 %); a list that lost a whole kind, or more than ``max_delisted_share`` of the active
+    instruments at once, is a broken or partial answer (a lost sub-list, a proxy's page),
+    and believing it would mark good instruments delisted."""
+    if not before:
+        return None
+    active = {s: i.kind for s, i in after.items() if i.active}
+    if not active:
+        return f"has no active instrument ({len(before)} active before)"
+    for kind in KINDS:
+        had = sum(k == kind for k in before.values())
+        if had >= WHOLE_KIND_MIN and not any(k == kind for k in active.values()):
+            return f"lost every {kind} instrument ({had} active before)"
+    gone = sum(s not in active for s in before)
+    if gone >= DELISTED_MIN and gone > max_delisted_share * len(before):
+        return (
+            f"would delist {gone} of {len(before)} active instruments at once "
+            f"(more than max_delisted_share {max_delisted_share:.0%})"
+        )
+    return None

@@ -61,6 +61,9 @@ class ExchangeSettings:
     step_retries: int = 2  # Dagster step retries after a request has used all its attempts
     #: pause after a rate limit that says no Retry-After; None = the exchange's (venues.py)
     rate_limit_pause_s: float | None = None
+    #: a catalog refresh that would delist more than this share of the active instruments at
+    #: once is not believed (retried, then failed; nothing is marked delisted)
+    max_delisted_share: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class LiveSettings:
 
 _SETTING_TYPES = {"base_url": str, "rate_limit_ms": float, "timeout_ms": int, "retry_attempts": int,
                   "retry_base_s": float, "step_retries": int,
-                  "rate_limit_pause_s": float}  # fmt: skip
+                  "rate_limit_pause_s": float, "max_delisted_share": float}  # fmt: skip
 
 
 def _exchange_settings(name: str, settings: dict[str, Any]) -> ExchangeSettings:

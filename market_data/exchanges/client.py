@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ from market_data.exchanges.errors import (
     ExchangeBannedError,
     ExchangeUnavailableError,
     RateLimitedError,
+    TemporaryExchangeError,
     UnknownExchangeError,
     classify,
     header,
@@ -121,6 +122,22 @@ def _looks_like_json(body: str) -> bool:
     return bool(text) and (text[0], text[-1]) in (("[", "]"), ("{", "}"))
 
 
+#: Why a market list cannot be a true state of the exchange (None: it can).
+Plausible = Callable[[dict[str, Any]], str | None]
+
+
+def _any(_markets: dict[str, Any]) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class MarketsRead:
+    """A market list as read: when (our clock, ms) and how many markets it held."""
+
+    at_ms: int
+    markets: int
+
+
 @dataclass
 class ExchangeClient:
     """The few calls the project makes; each may run concurrently with others."""
@@ -140,6 +157,8 @@ class ExchangeClient:
     rate_limit_pause_s: float = 1.0
     #: the exchange's clock minus ours, as the last fetch_time measured it
     clock_offset_ms: int = 0
+    #: when the market list in use was read, and how many markets it held
+    markets_read: MarketsRead | None = None
 
     @classmethod
     def of(
@@ -228,12 +247,48 @@ class ExchangeClient:
         return result
 
     async def load_markets(
-        self, reload: bool = False, symbols: list[str] | None = None
+        self,
+        reload: bool = False,
+        symbols: list[str] | None = None,
+        plausible: Plausible | None = None,
     ) -> dict[str, Any]:
-        """The exchange's markets; with ``symbols``, only the market types they need."""
+        """The exchange's markets; with ``symbols``, only the market types they need.
+
+        A list that cannot be a true state of the exchange is a temporary fault, retried like
+        a 5xx with a fresh load: an answer that is not the exchange's JSON (HTML, truncated),
+        a list without any market (JSON of the wrong shape parses to that), or one that
+        ``plausible`` rejects (it returns why). ccxt keeps whatever it parsed as the loaded
+        markets, so a failed attempt's list is forgotten before the next."""
         if symbols is not None:
             venue(self.id).restrict_types(self.exchange, symbols)
-        return dict(await self._call("load_markets", reload))
+        fresh = reload
+
+        async def attempt() -> dict[str, Any]:
+            nonlocal fresh
+            try:
+                markets = dict(await self.once("load_markets", fresh))
+                problem = "has no market" if not markets else (plausible or _any)(markets)
+                if problem is not None:
+                    raise ExchangeUnavailableError(f"{self.id}: the market list {problem}")
+            except TemporaryExchangeError:
+                self._forget_markets()
+                fresh = True
+                raise
+            return markets
+
+        markets = await call_with_retry(
+            attempt, self.backoff, self.on_retry, self.sleep, on_pause=self.pause
+        )
+        if fresh or self.markets_read is None:
+            self.markets_read = MarketsRead(int(time.time() * 1000), len(markets))
+        return markets
+
+    def _forget_markets(self) -> None:
+        """Drop ccxt's cached market list (its load_markets hands the cached one back, even
+        a broken one, until asked to reload)."""
+        self.exchange.markets_loading = None
+        self.exchange.reloading_markets = False
+        self.exchange.markets = None
 
     async def fetch_time(self) -> int:
         """The exchange's clock: its time endpoint, or where it has none (Bitfinex) the Date
@@ -338,9 +393,12 @@ class SyncExchangeClient:
         return self.run(self.client._call(method, *args))
 
     def load_markets(
-        self, reload: bool = False, symbols: list[str] | None = None
+        self,
+        reload: bool = False,
+        symbols: list[str] | None = None,
+        plausible: Plausible | None = None,
     ) -> dict[str, Any]:
-        return self.run(self.client.load_markets(reload, symbols))
+        return self.run(self.client.load_markets(reload, symbols, plausible))
 
     def fetch_time(self) -> int:
         return self.run(self.client.fetch_time())

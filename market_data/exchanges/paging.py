@@ -55,6 +55,25 @@ async def first_candle(client: ExchangeClient, symbol: str) -> int | None:
     return first_day
 
 
+async def first_served_candle(client: ExchangeClient, symbol: str, timeframe: str) -> int | None:
+    """Where an exchange that serves only its newest candles (Kraken) shows a market's
+    whole history, that history's first candle: the listing (None: its history reaches back
+    past what it serves, or it has no candle). One request for the newest candles; then, for
+    a timeframe above 1m, one of 1m candles, whose first is exact if it is served at all."""
+    served = venue(client.id).served_rows
+    if served is None:
+        return None
+    rows = await client.fetch_ohlcv(symbol, timeframe, None, served)
+    if not rows or len(rows) >= served:
+        return None
+    first = int(rows[0][0])
+    if timeframe != "1m":
+        minutes = await client.fetch_ohlcv(symbol, "1m", None, served)
+        if minutes and len(minutes) < served:
+            first = int(minutes[0][0])
+    return first
+
+
 def windows(start_ms: int, end_ms: int, timeframe_ms: int, limit: int) -> Iterator[tuple[int, int]]:
     span = timeframe_ms * limit
     cursor = start_ms

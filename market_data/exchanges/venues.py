@@ -96,6 +96,10 @@ class Venue:
     #: closed candles the exchange serves at most, newest first, whatever the start asked
     #: (Kraken's OHLC: 720, less a margin for the clock moving during a run); None: all
     history_candles: int | None = None
+    #: rows one answer of the candles endpoint holds when the market's history reaches back
+    #: past what it serves (Kraken: 720, the one in progress included): a shorter answer
+    #: holds the market's whole history, so its first candle is the listing
+    served_rows: int | None = None
     #: how the first candle is found: "since_zero" (one request from time 0, oldest first),
     #: "scan" (windows of daily candles from ``scan_from_ms``: the exchange needs an end
     #: within a page of the start), or "none" (history too short to tell)
@@ -158,8 +162,8 @@ VENUES: dict[str, Venue] = {
     # candles: the end must be within 350 candles of the start (ccxt asks for 300 at most)
     "coinbase": Venue(300, first_candle="scan", scan_from_ms=1_420_070_400_000),
     # OHLC: only the newest 720 candles of any interval; no end parameter
-    "kraken": Venue(720, history_candles=710, first_candle="none", takes_until=False,
-                    rate_limit_pause_s=2),
+    "kraken": Venue(720, history_candles=710, served_rows=720, first_candle="none",
+                    takes_until=False, rate_limit_pause_s=2),
 }  # fmt: skip
 DEFAULT_VENUE = Venue()
 

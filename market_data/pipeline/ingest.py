@@ -41,9 +41,9 @@ from market_data.domain.timeframes import MINUTE_MS
 from market_data.domain.watchlist import GapSettings, Market
 from market_data.exchanges.client import ExchangeClient, Tally, counting
 from market_data.exchanges.errors import BadSymbolError, TemporaryExchangeError
-from market_data.exchanges.paging import fetch_window, first_candle, windows
-from market_data.exchanges.venues import venue
-from market_data.pipeline.gaps import plan_repair, with_venue
+from market_data.exchanges.paging import fetch_window, first_candle, first_served_candle, windows
+from market_data.exchanges.venues import ccxt_market_type, venue
+from market_data.pipeline.gaps import plan_repair, stored_listing, with_venue
 from market_data.pipeline.stop import Stopped, Stopper
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
@@ -115,8 +115,13 @@ def instrument(client: ExchangeClient, markets: dict[str, Any], market: Market) 
     """The exchange's listing of ``market`` (ccxt market dict), or a clear error."""
     found = markets.get(market.symbol.ccxt)
     if found is None:
+        kind = ccxt_market_type(market.symbol.ccxt)
+        of_kind = sum(ccxt_market_type(s) == kind for s in markets)
+        read = client.markets_read
+        when = f" read {utc_text(read.at_ms)} UTC" if read else ""
         raise BadSymbolError(
             f"{market.symbol.standard} ({market.symbol.ccxt}) is not listed on {client.id}: "
+            f"its {kind} market list{when} ({of_kind} markets) lacks it; "
             "fix or remove this watchlist entry"
         )
     return found
@@ -210,9 +215,7 @@ async def ingest(
         for lo, hi in wanted:  # every month asked for has figures, if only zeros
             for key in month_keys_between(lo, hi):
                 report.month(key)
-        report.bounds = clip(wanted, expected_window(market, known, now_ms), tf)
-        report.unserved = unserved(market, known, now_ms)
-        report.unserved_parts = clip(wanted, report.unserved, tf)
+        _bound(report, market, wanted, known, now_ms)
         for start, end in report.bounds:
             todo = (
                 [(start, end)]
@@ -227,10 +230,55 @@ async def ingest(
     if jobs:
         log(f"{len(jobs)} page(s) to fetch for {len(ranges)} market(s)")
         await _pipeline(client, store, jobs, reports, tallies, now_ms, dry_run, refetch, log, stop)
+    for (market, wanted), known in zip(ranges.items(), listings, strict=True):
+        if not dry_run and _history_starts_late(store, market, known, reports[market.key]):
+            with counting(tallies[market.key]):
+                await _listing_from_history(client, store, market, ccxt_markets)
+            _bound(reports[market.key], market, wanted, stored_listing(store, market), now_ms)
     for market in ranges:
         _finish(store, market, reports[market.key], now_ms)
         reports[market.key].requests = tallies[market.key].requests
     return reports
+
+
+def _bound(
+    report: MarketReport, market: Market, wanted: list[tuple[int, int]], known: Listing, now_ms: int
+) -> None:
+    """Where the market's candles are expected in ``wanted``, and what is unavailable."""
+    tf = market.timeframe
+    report.bounds = clip(wanted, expected_window(market, known, now_ms), tf)
+    report.unserved = unserved(market, known, now_ms)
+    report.unserved_parts = clip(wanted, report.unserved, tf)
+
+
+def _history_starts_late(
+    store: CandleStore, market: Market, known: Listing, report: MarketReport
+) -> bool:
+    """An exchange whose listing cannot be looked up (Kraken) answered a span that begins
+    before its first candle: nothing stored before the first expected candle, nor at it."""
+    if known.listed_at is not None or venue(market.exchange).served_rows is None:
+        return False
+    if not report.bounds:
+        return False
+    lo = report.bounds[0][0]
+    series = Series.of(market)
+    return store.candle_stats(series, 0, lo + market.timeframe.ms)[0] == 0
+
+
+async def _listing_from_history(
+    client: ExchangeClient,
+    store: CandleStore,
+    market: Market,
+    ccxt_markets: dict[str, Any],
+) -> None:
+    """Record the first candle as the listing when the exchange's answer holds the market's
+    whole history (paging.first_served_candle), as Binance's is discovered."""
+    listed = await first_served_candle(client, market.symbol.ccxt, market.timeframe.code)
+    if listed is None:
+        return
+    inst = instrument_from_ccxt(market.exchange, instrument(client, ccxt_markets, market))
+    assert inst is not None
+    store.instruments.save_listing(inst, listed)
 
 
 async def _pipeline(

@@ -6,6 +6,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +37,22 @@ class FailRule(BaseModel):
     retry_after_s: int = Field(1, ge=0)
     code: int | None = None
     msg: str | None = None
+    #: instead of an error: a 200 whose body cannot be the exchange's answer, as a flaky proxy
+    #: or CDN sends: cut in half ("truncated"), an HTML error page ("html"), or well-formed
+    #: JSON of the wrong shape ("empty": ``{}`` or ``[]``)
+    garble: Literal["truncated", "html", "empty"] | None = None
+
+
+HTML_ERROR_PAGE = b"<html><body>502 Bad Gateway</body></html>"
+
+
+def garbled(body: bytes, how: str) -> bytes:
+    """``body`` broken the way ``how`` says (see FailRule.garble)."""
+    if how == "truncated":
+        return body[: max(1, len(body) // 2)]
+    if how == "html":
+        return HTML_ERROR_PAGE
+    return b"{}" if body.lstrip().startswith(b"{") else b"[]"
 
 
 class Faults(BaseModel):
@@ -144,7 +161,7 @@ class Injector:
     def mangle(self, body: bytes) -> bytes:
         f = self.faults
         if f.truncate_rate and self.rng.random() < f.truncate_rate:
-            return body[: max(1, len(body) // 2)]
+            return garbled(body, "truncated")
         if f.malformed_rate and self.rng.random() < f.malformed_rate:
-            return b"<html><body>502 Bad Gateway</body></html>"
+            return garbled(body, "html")
         return body

@@ -58,7 +58,7 @@ from market_data.simulator.bitfinex import Bitfinex
 from market_data.simulator.book import CandleBook, Clock
 from market_data.simulator.coinbase import Coinbase
 from market_data.simulator.dialect import Buckets, Dialect, DialectError
-from market_data.simulator.faults import Faults, Injector, Limiter
+from market_data.simulator.faults import Faults, Injector, Limiter, garbled
 from market_data.simulator.kraken import Kraken
 from market_data.simulator.streams import KlineStreams
 
@@ -114,6 +114,10 @@ class DialectState:
 DIALECTS = ("bitfinex", "coinbase", "kraken")
 
 
+def _encoded(body: Any) -> bytes:
+    return body if isinstance(body, bytes) else orjson.dumps(body)
+
+
 def _http_date(now_ms: int) -> str:
     return format_datetime(datetime.fromtimestamp(now_ms / 1000, UTC), usegmt=True)
 
@@ -158,8 +162,7 @@ class Simulator:
         headers: dict[str, str] | None = None,
         injector: Injector | None = None,
     ) -> web.Response:
-        raw = body if isinstance(body, bytes) else orjson.dumps(body)
-        raw = (injector or self.injector).mangle(raw)
+        raw = (injector or self.injector).mangle(_encoded(body))
         headers = {"Content-Type": JSON, "Date": _http_date(self.clock.now_ms()), **(headers or {})}
         return web.Response(status=status, body=raw, headers=headers)
 
@@ -184,11 +187,13 @@ class Simulator:
                     wait if wait is not None else forced.retry_after_s  # type: ignore[union-attr]
                 )
                 raise error
-            if forced is not None:
+            if forced is not None and forced.garble is None:
                 raise dialect.failure(forced.status, forced.code, forced.msg)
             body, candles = dialect.handle(
                 endpoint, dict(params), self.clock.now_ms(), state.faults
             )
+            if forced is not None and forced.garble is not None:
+                body, candles = garbled(_encoded(body), forced.garble), 0
         except DialectError as e:
             status, body = e.status, e.body
         state.stats.count(path, status, 1)
@@ -241,11 +246,13 @@ class Simulator:
                 raise BinanceError(
                     forced.status, forced.code or error.code, forced.msg or error.msg
                 )
-            if forced is not None:
+            if forced is not None and forced.garble is None:
                 raise server_error(forced.status, forced.code, forced.msg)
             body, candles = self.binance.handle(
                 endpoint, params, futures, self.clock.now_ms(), self.faults
             )
+            if forced is not None and forced.garble is not None:
+                body, candles = garbled(_encoded(body), forced.garble), 0
         except BinanceError as e:
             self.stats.count(path, e.status, cost)
             self.stats.rate_limited += e.status in (418, 429)

@@ -4,7 +4,9 @@ check-only runs, recorded in the Dagster instance (DAGSTER_HOME)."""
 
 from __future__ import annotations
 
+import logging
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -30,6 +32,9 @@ from market_data.domain.calendar import month_keys, ms_day, next_month
 from market_data.domain.watchlist import Market, Watchlist
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
+
+#: the job of the runs the command line launches (dg.materialize's own name, as before)
+CLI_JOB = "__ephemeral_asset_job__"
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,61 @@ def checks(exchange: str, watchlist: Watchlist) -> list[dg.AssetChecksDefinition
     return [gap_check(exchange, watchlist), fresh_check(exchange, watchlist)]
 
 
+class BriefFormatter(logging.Formatter):
+    """A run's log line as the command line shows it: the first line of each message. A
+    failure's reason is printed by `execute` after the run; its Python traceback stays in the
+    run's logs in the UI (and `--verbose` prints it here)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        first = record.getMessage().strip().splitlines()
+        record.message = first[0] if first else ""
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return ""
+
+    def formatStack(self, stack_info: str) -> str:
+        return ""
+
+
+@dg.logger(
+    {"log_level": dg.Field(str, is_required=False, default_value="INFO")},
+    description="The command line's console: a line per event, no Python tracebacks.",
+)
+def brief_console_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    level = logging.getLevelName(init_context.logger_config["log_level"].upper())
+    log = logging.Logger("market_data.cli_run", level=level)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(BriefFormatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    return log
+
+
+def _materialize(
+    assets: list[Any],
+    instance: dg.DagsterInstance,
+    resources: dict[str, dg.ConfigurableResource],
+    tags: dict[str, str],
+    run_config: dict[str, Any],
+    verbose: bool,
+) -> dg.ExecuteInProcessResult:
+    """dg.materialize, with the brief console unless ``verbose`` (Dagster's own console, its
+    tracebacks included). materialize() takes no loggers, so the job is built as it builds
+    it: one asset job over ``assets``, in Definitions that give the console logger."""
+    defs = dg.Definitions(
+        assets=assets,
+        jobs=[dg.define_asset_job(CLI_JOB)],
+        resources=resources,
+        loggers={} if verbose else {"console": brief_console_logger},
+    )
+    return defs.resolve_job_def(CLI_JOB).execute_in_process(
+        run_config={**run_config, "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        instance=instance,
+        tags=tags,
+        raise_on_error=False,
+    )
+
+
 def failure_reasons(result: dg.ExecuteInProcessResult) -> list[str]:
     """What failed, as the run's step failures say it (first line of each)."""
     reasons = []
@@ -187,10 +247,12 @@ def execute(
     instance: dg.DagsterInstance,
     echo: Callable[[str], None],
     config: dict[str, Any] | None = None,
+    verbose: bool = False,
 ) -> Outcome:
     """Run the plans in order. Before each run, runs of this machine left STARTED by a process
     that is gone are ended (their pool slots freed) and the exchange's pool is waited for.
-    Ctrl-C / SIGTERM cancel the run in progress (pages written are kept) and stop."""
+    Ctrl-C / SIGTERM cancel the run in progress (pages written are kept) and stop. A run's
+    log shows on stderr, a line per event without Python tracebacks unless ``verbose``."""
     outcome = Outcome()
     by_exchange: dict[str, dg.AssetsDefinition] = {}
     invocation = uuid.uuid4().hex
@@ -214,7 +276,7 @@ def execute(
             }
             asset = by_exchange[exchange]
             worker = _Worker(
-                lambda asset=asset, run_config=run_config, p=p, exchange=exchange: dg.materialize(
+                lambda asset=asset, run_config=run_config, p=p, exchange=exchange: _materialize(
                     # the gap check follows every run that writes (a dry run records nothing)
                     [
                         asset,
@@ -223,11 +285,8 @@ def execute(
                     instance=instance,
                     resources=resources,
                     tags={**p.tags, **cli_run_tags(invocation)},
-                    raise_on_error=False,
-                    run_config={
-                        "ops": {asset.op.name: {"config": run_config}},
-                        "loggers": {"console": {"config": {"log_level": "INFO"}}},
-                    },
+                    run_config={"ops": {asset.op.name: {"config": run_config}}},
+                    verbose=verbose,
                 )
             )
             worker.start()

@@ -1,9 +1,11 @@
 """``instruments/<exchange>``: the exchange's markets under standard names, in the store."""
 
+from typing import Any
+
 import dagster as dg
 
 from market_data.defs.resources import CandleStoreResource, ExchangesResource
-from market_data.domain.catalog import build_catalog, counts_by_kind
+from market_data.domain.catalog import build_catalog, counts_by_kind, implausible
 from market_data.exchanges.errors import ExchangeDataError
 
 LISTED_IN_METADATA = 50
@@ -33,13 +35,24 @@ def instruments_asset(exchange: str) -> dg.AssetsDefinition:
         exchanges: ExchangesResource,
         candle_store: CandleStoreResource,
     ) -> dg.MaterializeResult:
+        store = candle_store.store()
+        before = {
+            s: row.instrument.kind
+            for s, row in store.instruments.stored(exchange).items()
+            if row.instrument.active
+        }
+        share = exchanges.settings(exchange).max_delisted_share
+
+        def plausible(markets: dict[str, Any]) -> str | None:
+            return implausible(before, build_catalog(exchange, markets.values()), share)
+
         try:
             with exchanges.sync_client(exchange) as client:
-                markets = client.load_markets(reload=True)
-        except ExchangeDataError as e:
+                markets = client.load_markets(reload=True, plausible=plausible)
+        except ExchangeDataError as e:  # nothing stored: no instrument is marked delisted
             raise dg.Failure(description=f"{exchange}: could not load markets: {e}") from e
         catalog = build_catalog(exchange, markets.values())
-        change = candle_store.store().instruments.save_catalog(exchange, catalog)
+        change = store.instruments.save_catalog(exchange, catalog)
         counts = counts_by_kind(catalog)
         context.log.info(
             f"{exchange}: {len(catalog)} instruments ({counts}); {len(change.added)} added, "
