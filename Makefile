@@ -48,7 +48,7 @@ lock:
 
 # Early warning of upstream breakage: the suite against the newest versions the ranges
 # allow, in a throwaway venv ($(LATEST)); the lock and .venv stay as they are.
-test-latest: $(CHROMIUM)
+test-latest: $(CHROMIUM) $(PROMTOOL)
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
@@ -61,6 +61,14 @@ $(CHROMIUM):
 	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium \
 	  || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q \
 	       && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium; }
+
+# promtool (Debian's prometheus package), for the test of the shipped alerting rules.
+PROMTOOL ?= /usr/bin/promtool
+$(PROMTOOL):
+	@echo "installing Debian's prometheus for promtool (the alerting rules' tests)"
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q prometheus \
+	  || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q \
+	       && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q prometheus; }
 
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
@@ -111,7 +119,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint $(CHROMIUM)
+test: lint $(CHROMIUM) $(PROMTOOL)
 	$(BIN)/pytest
 
 bench: $(STAMP)

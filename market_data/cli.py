@@ -33,6 +33,7 @@ from market_data.defs.candles.cli_runs import (
 from market_data.defs.composite.runs import run_composite
 from market_data.defs.reports.status import DagsterActivity, dagster_status
 from market_data.defs.resources import build_resources
+from market_data.domain.alerts import Message
 from market_data.domain.calendar import month_keys, utc_text
 from market_data.domain.composite import CompositeMarket, composite_markets
 from market_data.domain.gaps import GapCounts
@@ -41,6 +42,7 @@ from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
 from market_data.domain.watchlist import Market, Watchlist, WatchlistError, no_candles
 from market_data.exchanges.client import ExchangeClient, SyncExchangeClient
 from market_data.exchanges.errors import ExchangeDataError
+from market_data.pipeline.alerts import send
 from market_data.pipeline.gaps import months_to_repair
 from market_data.pipeline.ingest import unlisted
 from market_data.pipeline.live import LiveService, streaming_exchanges
@@ -514,6 +516,12 @@ def status(as_json: bool) -> None:
                 f"p99 {live['latency_p99_ms']} ms, {live['reconnects']} reconnect(s)"
                 + (f", last error: {live['last_error']}" if live["last_error"] else "")
             )
+        if report.alerts.get("undelivered"):
+            a = report.alerts
+            click.echo(
+                f"alerts: {a['undelivered']} message(s) not delivered, the oldest since "
+                f"{utc_text(a['oldest_created_at'])} to {a['target']} ({a['last_error']})"
+            )
     if not report.database_ok:
         raise SystemExit(1)
 
@@ -573,6 +581,34 @@ def live() -> None:
 
     with stops_cleanly("live"):
         asyncio.run(run())
+
+
+@main.group()
+def alerts() -> None:
+    """The alert webhooks of the watchlist's alerts block."""
+
+
+@alerts.command("test")
+def alerts_test() -> None:
+    """Send one test message to every alert target and say what each answered (exit 1 if
+    any did not take it)."""
+    settings = load_watchlist().alerts
+    if not settings.targets:
+        raise click.ClickException("no alert target in the watchlist (alerts.targets)")
+    at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    message = Message("test", "test", "market-data: test alert", f"a test message sent at {at}")
+    failed = 0
+    for t in settings.targets:
+        url = dg.EnvVar(t.url_env).get_value()
+        if not url:
+            click.echo(f"{t.name} ({t.kind}): not sent: {t.url_env} is not set")
+            failed += 1
+            continue
+        ok, answer = send(url, message.payload(t.kind), settings.timeout_s)
+        click.echo(f"{t.name} ({t.kind}): {'delivered' if ok else 'NOT delivered'}: {answer}")
+        failed += not ok
+    if failed:
+        raise SystemExit(1)
 
 
 @main.command()

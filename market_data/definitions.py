@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from market_data.config import load_watchlist
+from market_data.defs.alerts.sensors import alerts_sensor
 from market_data.defs.candles.assets import candle_asset
 from market_data.defs.candles.checks import (
     consistency_check,
@@ -64,6 +65,7 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
             freshness_sensor(watchlist),
             *([composites_sensor(watchlist)] if composite else []),
             live_sensor(watchlist),
+            alerts_sensor(watchlist),
             *([orderbooks_sensor(watchlist)] if books else []),
         ],
         resources=build_resources(watchlist),

@@ -82,7 +82,7 @@ def test_every_sensor_schedule_and_job_is_defined() -> None:
         " sorted(a.key.to_user_string() for a in defs.assets))"
     )
     assert printed == (
-        "['composites', 'freshness', 'gap_repair', 'live_status', 'orderbooks', 'watchlist'] "
+        "['alerts', 'composites', 'freshness', 'gap_repair', 'live_status', 'orderbooks', 'watchlist'] "
         "['gap_sweep_daily', 'instruments_daily', 'status_report'] "
         "['candles/binance', 'candles/bitfinex', 'candles/coinbase', 'candles/kraken', 'composite/candles', "
         "'instruments/binance', 'instruments/bitfinex', 'instruments/coinbase', 'instruments/kraken', "

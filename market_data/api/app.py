@@ -111,6 +111,7 @@ class StatusApi:
                 ex.name: sum(n for n, _, _ in series_stats(store, ex.name).values())
                 for ex in self.sources.watchlist.exchanges
             }
+            alerts = store.alerts.undelivered()
         except Exception as e:  # what is being reported
             error = self.redact(one_line(e))
             body = {"status": "unavailable", "database": {"ok": False, "error": error}}
@@ -119,6 +120,7 @@ class StatusApi:
             "status": "ok",
             "database": {"ok": True, "dialect": store.dialect, "latency_ms": latency},
             "candles": {"total": sum(candles.values()), "by_exchange": candles},
+            "alerts": alerts,
         })  # fmt: skip
 
     def ingestion_status(self, request: Request) -> Response:

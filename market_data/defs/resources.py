@@ -20,6 +20,7 @@ from market_data.store.candles import CandleStore
 
 EXCHANGES_KEY = "exchanges"
 STORE_KEY = "candle_store"
+ALERTS_KEY = "alerts"
 
 _DEFAULTS = ExchangeSettings(name="")
 
@@ -87,6 +88,25 @@ class CandleStoreResource(dg.ConfigurableResource):
         return _store(self.database_url)
 
 
+class AlertTargetConfig(dg.Config):
+    """A webhook: its name and the environment variable holding its URL (a secret)."""
+
+    name: str
+    url_env: str = Field(description="environment variable holding the webhook URL")
+
+
+class AlertsResource(dg.ConfigurableResource):
+    """The alert webhooks. Their URLs are secrets: the config names only the environment
+    variables, read through dg.EnvVar when a message is sent (an unset one keeps that
+    target's messages queued, and says so), never logged or stored."""
+
+    targets: list[AlertTargetConfig] = Field(default_factory=list)
+
+    def urls(self) -> dict[str, str]:
+        found = {t.name: dg.EnvVar(t.url_env).get_value() for t in self.targets}
+        return {name: url for name, url in found.items() if url}
+
+
 def build_resources(watchlist: Watchlist) -> dict[str, dg.ConfigurableResource]:
     # The URL may hold a password: it reaches the resource through dg.EnvVar, never a log.
     ensure_database_env()
@@ -94,5 +114,10 @@ def build_resources(watchlist: Watchlist) -> dict[str, dg.ConfigurableResource]:
         STORE_KEY: CandleStoreResource(database_url=dg.EnvVar(DATABASE_ENV)),
         EXCHANGES_KEY: ExchangesResource(
             exchanges=[ExchangeConfig.of(ex) for ex in watchlist.exchanges]
+        ),
+        ALERTS_KEY: AlertsResource(
+            targets=[
+                AlertTargetConfig(name=t.name, url_env=t.url_env) for t in watchlist.alerts.targets
+            ]
         ),
     }

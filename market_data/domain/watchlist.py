@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
+from market_data.domain.alerts import AlertSettings, Target
 from market_data.domain.calendar import day_ms
 from market_data.domain.symbols import MalformedSymbolError, Symbol, normalise_asset, parse_symbol
 from market_data.domain.timeframes import (
@@ -194,6 +196,7 @@ class Watchlist:
     live: LiveSettings = LiveSettings()
     #: exchange -> its order book snapshot settings (exchanges that take snapshots)
     orderbooks: tuple[tuple[str, OrderbookSettings], ...] = ()
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def orderbooks_of(self, exchange: str) -> OrderbookSettings | None:
         return dict(self.orderbooks).get(exchange)
@@ -294,6 +297,7 @@ def parse_watchlist(
         "gaps",
         "freshness",
         "live",
+        "alerts",
     }
     if unknown:
         raise WatchlistError(f"unknown top-level keys: {sorted(unknown)}")
@@ -345,6 +349,7 @@ def parse_watchlist(
     gaps = _gap_settings(data.get("gaps"))
     freshness = _freshness_settings(data.get("freshness"))
     live = _live_settings(data.get("live"))
+    alerts = _alert_settings(data.get("alerts"))
     unknown = sorted(set(live.exchanges or ()) - {ex.name for ex in exchanges})
     if unknown:
         raise WatchlistError(
@@ -361,6 +366,7 @@ def parse_watchlist(
         freshness,
         live,
         tuple(orderbooks),
+        alerts,
     )
 
 
@@ -403,6 +409,42 @@ def _live_settings(raw: Any) -> LiveSettings:
     ):
         raise WatchlistError("live: refresh_s, heartbeat_s >= 1 and stale_after_s > heartbeat_s")
     return replace(settings, exchanges=tuple(sorted(names)) if names is not None else None)
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _alert_settings(raw: Any) -> AlertSettings:
+    """The alerts block: targets (name, kind json|slack, url_env: the environment variable
+    holding the webhook URL, a secret never written in the file) and the knobs."""
+    if raw is None:
+        return AlertSettings()
+    if not isinstance(raw, dict):
+        raise WatchlistError("alerts: a mapping with targets and settings")
+    targets = []
+    for i, t in enumerate(raw.get("targets") or []):
+        where = f"alerts.targets[{i}]"
+        if not isinstance(t, dict) or set(t) - {"name", "kind", "url_env"} or "url_env" not in t:
+            raise WatchlistError(f"{where}: a mapping of name, kind (json or slack), url_env")
+        env = str(t["url_env"])
+        if not _ENV_NAME.match(env):
+            raise WatchlistError(
+                f"{where}.url_env: the name of an environment variable that holds the webhook "
+                "URL (the URL is a secret: never in this file)"
+            )
+        kind = str(t.get("kind", "json"))
+        if kind not in ("json", "slack"):
+            raise WatchlistError(f"{where}.kind: json or slack, not {kind!r}")
+        targets.append(Target(str(t.get("name") or env.lower()), kind, env))  # type: ignore[arg-type]
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise WatchlistError("alerts.targets: each target needs a name of its own")
+    rest = {k: v for k, v in raw.items() if k not in ("targets", "ui_url")}
+    settings = _block(AlertSettings, rest, "alerts")
+    if settings.repeat_after_s < 60 or settings.timeout_s <= 0 or settings.storm_after < 1:
+        raise WatchlistError("alerts: repeat_after_s >= 60, timeout_s > 0, storm_after >= 1")
+    ui = raw.get("ui_url")
+    return replace(settings, targets=tuple(targets), ui_url=str(ui).rstrip("/") if ui else None)
 
 
 def _freshness_settings(raw: Any) -> FreshnessSettings:

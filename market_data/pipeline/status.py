@@ -82,6 +82,8 @@ class StatusReport:
     runs_24h: dict[str, dict[str, int]] = field(default_factory=dict)  # exchange -> status -> n
     #: exchange -> the live service's heartbeat (exchanges it has streamed)
     live: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: alert messages not delivered yet: how many, the oldest's time, target and error
+    alerts: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,7 +103,7 @@ class StatusReport:
         live = {ex: v for ex, v in self.live.items() if exchange is None or ex == exchange}
         return StatusReport(
             self.generated_at, self.database_ok, self.database_latency_ms, self.database_error,
-            markets, runs, live,
+            markets, runs, live, self.alerts,
         )  # fmt: skip
 
     def headers(self) -> list[str]:
@@ -135,6 +137,7 @@ def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist)
     except Exception as e:  # reachability is what is being reported
         report.database_ok, report.database_error = False, one_line(e)
         return report
+    report.alerts = store.alerts.undelivered()
     for ex in watchlist.exchanges:
         keys = activity.markets(ex.name)
         report.runs_24h[ex.name] = activity.runs_24h(ex.name, set(keys))

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from market_data.domain.candles import CandlePage
 from market_data.domain.intervals import merge_intervals
+from market_data.store.alerts import AlertStore
 from market_data.store.composite import CompositeStore
 from market_data.store.gaps import GapStore
 from market_data.store.instruments import InstrumentStore
@@ -123,6 +124,7 @@ class CandleStore:
         self.composite = CompositeStore(self.engine)
         self.live = LiveStore(self.engine, self._dialect)
         self.orderbooks = OrderbookStore(self.engine, self._dialect)
+        self.alerts = AlertStore(self.engine, self._dialect)
         if create:
             apply_schema(self.engine)
 

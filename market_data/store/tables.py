@@ -186,6 +186,43 @@ orderbook_snapshots = sa.Table(
     *(sa.Column(c, ExactDecimals, nullable=False) for c in ORDERBOOK_LEVELS),
 )
 
+alert_incidents = sa.Table(
+    "alert_incidents",
+    metadata,
+    sa.Column("incident_key", sa.String(512), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("opened_at", sa.BigInteger, nullable=False),
+    sa.Column("last_sent_at", sa.BigInteger, nullable=False),
+    sa.Column("resolved_at", sa.BigInteger),
+)
+
+alert_outbox = sa.Table(
+    "alert_outbox",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_try_at", sa.BigInteger, nullable=False),
+    sa.Column("delivered_at", sa.BigInteger),
+    sa.Column("last_error", sa.String(512)),
+)
+
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("exchange", sa.String(32), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+)
+
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
 COMPOSITE_VALUES = (*VALUE_COLUMNS, "max_high", "min_low", "source_count", "sources")
 KEY_COLUMNS = ("exchange", "symbol", "timeframe", "ts")

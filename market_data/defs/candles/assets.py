@@ -17,7 +17,13 @@ from market_data.domain.calendar import day_ms
 from market_data.domain.candles import CandleContractError
 from market_data.domain.freshness import is_stale
 from market_data.domain.watchlist import Watchlist, WatchlistError
-from market_data.exchanges.errors import ExchangeDataError, PermanentExchangeError
+from market_data.exchanges.errors import (
+    ExchangeBannedError,
+    ExchangeDataError,
+    PermanentExchangeError,
+    RateLimitedError,
+)
+from market_data.pipeline.alerts import report_rate_limits
 from market_data.pipeline.ingest import Fetched, FetchOptions, describe, fetch_markets
 from market_data.pipeline.stop import Stopped, Stopper
 
@@ -98,18 +104,24 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
         store = candle_store.store()
         requests = 0
 
+        limited = {"bans": 0, "rate_limits": 0}  # for the alerts
+
+        def on_retry(n: int, err: Exception, wait: float) -> None:
+            context.log.info(f"retry {n} in {wait:.1f}s: {err}")
+            if isinstance(err, ExchangeBannedError):
+                limited["bans"] += 1
+            elif isinstance(err, RateLimitedError):
+                limited["rate_limits"] += 1
+
         async def fetch() -> Fetched:
             nonlocal requests
-            client = exchanges.client(
-                exchange,
-                sleep=stop.sleep,
-                on_retry=lambda n, err, wait: context.log.info(f"retry {n} in {wait:.1f}s: {err}"),
-            )
+            client = exchanges.client(exchange, sleep=stop.sleep, on_retry=on_retry)
             try:
                 return await fetch_markets(client, store, wanted, options, context.log.info, stop)
             finally:
                 requests = client.requests
                 await client.close()
+                report_rate_limits(store, watchlist.alerts, exchange, context.run.run_id, **limited)
 
         try:
             fetched = asyncio.run(fetch())
