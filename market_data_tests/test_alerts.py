@@ -136,10 +136,11 @@ def test_each_kind_fires_once_resolves_once_and_is_not_repeated_too_soon(
     instance = dg.DagsterInstance.ephemeral()
     harness = Harness(wl, store_url, instance)
     store = harness.store
-    # a ban answered mid-run (retried: the run succeeds), then a run that fails for good
-    admin(
-        sim.url, "faults", {"fail": [{"path": "/api/v3/klines", "status": 418, "retry_after_s": 1}]}
-    )
+    # a ban and three 429s answered mid-run (retried: the run succeeds), then a run that
+    # fails for good
+    klines = {"path": "/api/v3/klines", "retry_after_s": 1}
+    limits = [{**klines, "status": 418}, {**klines, "status": 429, "count": 3}]
+    admin(sim.url, "faults", {"fail": limits})
     assert harness.run("BTC-USDT-SPOT:1h|2026-11-01").success
     not_found = {
         "path": "/api/v3/klines",
@@ -165,8 +166,8 @@ def test_each_kind_fires_once_resolves_once_and_is_not_repeated_too_soon(
 
     _, cursor = _evaluate(wl, store_url, instance, None)
     kinds = _by_kind(receiver.taken())
-    assert set(kinds) == {"ban/firing", "run_failed/firing", "gap_open/firing", "stale/firing",
-                          "live_down/firing"}, kinds  # fmt: skip
+    assert set(kinds) == {"ban/firing", "rate_limited/firing", "run_failed/firing",
+                          "gap_open/firing", "stale/firing", "live_down/firing"}, kinds  # fmt: skip
     assert all(len(v) == 1 for v in kinds.values()), kinds
     (run,) = kinds["run_failed/firing"][0]["incidents"]
     assert run["run_id"] == failed.run_id and run["markets"] == "ETH-USDT-SPOT:1h"
@@ -178,10 +179,11 @@ def test_each_kind_fires_once_resolves_once_and_is_not_repeated_too_soon(
     stale = {i["market"] for i in kinds["stale/firing"][0]["incidents"]}
     assert stale == {"BTC-USDT-SPOT:1h"}  # ETH has no candle: not stale, never filled
     assert "418" in kinds["ban/firing"][0]["text"]
+    assert "3 rate limits (HTTP 429) in one run" in kinds["rate_limited/firing"][0]["text"]
 
     # nothing new: nothing sent
     _, cursor = _evaluate(wl, store_url, instance, cursor)
-    assert len(receiver.taken()) == 5
+    assert len(receiver.taken()) == 6
 
     # the conditions end: each state incident resolves once; the one-off ones stay sent
     store.gaps.record(btc, gap.start, gap.end, [], 2)
@@ -192,7 +194,7 @@ def test_each_kind_fires_once_resolves_once_and_is_not_repeated_too_soon(
     kinds = _by_kind(receiver.taken())
     resolved = {k for k in kinds if k.endswith("/resolved")}
     assert resolved == {"gap_open/resolved", "stale/resolved", "live_down/resolved"}
-    assert all(len(kinds[k]) == 1 for k in resolved) and len(receiver.taken()) == 8
+    assert all(len(kinds[k]) == 1 for k in resolved) and len(receiver.taken()) == 9
 
 
 def test_an_open_incident_is_sent_again_only_after_repeat_after_s(
