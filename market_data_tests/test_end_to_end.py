@@ -10,8 +10,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -267,6 +269,27 @@ class Deployment:
             proc.wait(30)
 
 
+class HungWebhook:
+    """A webhook that accepts connections and never answers (a receiver that hangs)."""
+
+    SECRET = "e2e-hook-s3cret"
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hooks/{self.SECRET}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._hold, daemon=True).start()
+
+    def _hold(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.held.append(self.sock.accept()[0])
+
+    def close(self) -> None:
+        for conn in [*self.held, self.sock]:
+            conn.close()
+
+
 @pytest.fixture(scope="module")
 def deployment(
     pg_server: str, tmp_path_factory: pytest.TempPathFactory
@@ -287,17 +310,23 @@ def deployment(
     config = tmp / "watchlist.yaml"
     exchange = {"base_url": sim.url, "rate_limit_ms": 0, "retry_base_s": 0.05,
                 "markets": ["BTC/USDT/1h", "ETH/USDT/1m", "SOL/USDT/1m", "XRP/USDT/1d", "ADA/USDT/1d"]}  # fmt: skip
+    # an alert webhook that never answers: the alerts sensor hangs on it for timeout_s every
+    # minute (the live service below is down), and nothing else may be held up by that
+    hung = HungWebhook()
+    alerts = {"targets": [{"name": "hung", "url_env": "E2E_ALERT_HOOK"}], "timeout_s": 5,
+              "retry_base_s": 1}  # fmt: skip
     config.write_text(
         yaml.safe_dump(
             {
                 "start": "2026-01-01",
                 "freshness": {"interval_s": 10},
                 "exchanges": {"binance": exchange},
+                "alerts": alerts,
             }
         )
     )
     env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_POSTGRES_URL": dagster_url, "DATABASE_URL": candles_url,
-           "MARKET_DATA_CONFIG": str(config)}  # fmt: skip
+           "MARKET_DATA_CONFIG": str(config), "E2E_ALERT_HOOK": hung.url}  # fmt: skip
     dep = Deployment(tmp, env, candles_url)
     try:
         dep.start_webserver()
@@ -311,6 +340,13 @@ def deployment(
         # the month in progress from it, whichever test runs first
         store = CandleStore(candles_url, create=False)
         store.gaps.save_clock("binance", NOW_MS)
+        store.live.beat(  # a live service that stopped beating long ago: an alert to send
+            {"exchange": "binance", "host": "gone", "pid": 1, "started_at": 0, "heartbeat_at": 0,
+             "connections": 1, "connected": 0, "streams": 1, "exchange_now": None,
+             "reconnects": 0, "closes_stored": 0, "latency_p50_ms": None,
+             "latency_p99_ms": None, "last_error": None},
+            [],
+        )  # fmt: skip
         store.dispose()
         keys = ["BTC-USDT-SPOT:1h", "ETH-USDT-SPOT:1m", "SOL-USDT-SPOT:1m", "XRP-USDT-SPOT:1d",
                 "ADA-USDT-SPOT:1d"]  # fmt: skip
@@ -321,6 +357,7 @@ def deployment(
     finally:
         dep.stop()
         sim.stop()
+        hung.close()
         with admin_engine.connect() as conn:
             for name in names:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -354,6 +391,15 @@ def test_the_freshness_sensor_keeps_a_market_up_to_date(
     deployment: tuple[Deployment, RunningSimulator],
 ) -> None:
     dep, sim = deployment
+
+    def alert_hung() -> bool:  # the alerts sensor has waited on the webhook that never answers
+        store = CandleStore(dep.candles_url, create=False)
+        try:
+            return store.alerts.undelivered().get("last_error") == "no answer within 5 s"
+        finally:
+            store.dispose()
+
+    wait_for("the alerts sensor to hang on its webhook", alert_hung, timeout=150)
     dep.set_sensor("freshness", running=True)
     try:
         newest = NOW_MS - NOW_MS % MIN - MIN
@@ -370,6 +416,10 @@ def test_the_freshness_sensor_keeps_a_market_up_to_date(
         )
     finally:
         dep.set_sensor("freshness", running=False)
+    # while the alerts sensor kept hanging each minute, the freshness runs landed; the
+    # webhook's URL (a secret) is in no process's output
+    assert alert_hung()
+    assert all(HungWebhook.SECRET not in text for text in dep.outputs().values())
     rows = stored(dep, "ETH-USDT-SPOT", "1m", 1_793_491_200_000, 2**62)
     assert len(rows) == len({r[0] for r in rows})
     assert rows[0][0] == 1_793_491_200_000 and all(
