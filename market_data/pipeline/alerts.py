@@ -39,6 +39,8 @@ from market_data.store.series import Series
 
 #: gap kinds that a person must see once repairs are used up (exchange-empty is a warning)
 MISSING = "missing"
+#: delivered messages, resolved incidents and run events are kept this long, then pruned
+KEEP_MS = 30 * 86_400_000
 
 
 def now_ms() -> int:
@@ -217,6 +219,7 @@ def tick(
     p = plan(incidents, store.alerts.open_incidents(), at_ms, settings)
     outgoing = [(t.name, m, m.payload(t.kind)) for m in p.messages for t in settings.targets]
     store.alerts.record(p.opened, p.repeated, [r.key for r in p.resolved], outgoing, at_ms)
+    store.alerts.prune(at_ms - KEEP_MS)
     result = deliver(store, settings, urls, at_ms, post)
     result.messages = p.messages
     return result

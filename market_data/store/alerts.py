@@ -162,6 +162,14 @@ class AlertStore:
             rows = conn.execute(sa.select(alert_outbox).order_by(_o.created_at, _o.id))
             return [dict(r._mapping) for r in rows]
 
+    def prune(self, before_ms: int) -> None:
+        """Forget what ended before ``before_ms``: delivered messages, resolved incidents
+        and reported events (the sensor looks back a day at most)."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(alert_outbox).where(_o.delivered_at < before_ms))
+            conn.execute(sa.delete(alert_incidents).where(_i.resolved_at < before_ms))
+            conn.execute(sa.delete(alert_events).where(_e.at < before_ms))
+
     # -- events reported by runs -------------------------------------------------------
     def report(self, kind: str, exchange: str, run_id: str, detail: str, now_ms: int) -> None:
         with self.engine.begin() as conn:
