@@ -324,7 +324,7 @@ def _check_listed(watchlist: Watchlist, exchange: str, markets: list[Market]) ->
     """Refuse markets the exchange does not list before anything is recorded for them."""
     try:
         with SyncExchangeClient.of(watchlist.exchange(exchange)) as client:
-            problems = client.run(unlisted(client.client, markets))
+            problems = client.run(unlisted(client.client, markets, _store()))
     except ExchangeDataError as e:
         raise click.ClickException(f"cannot load the markets of {exchange}: {e}") from None
     if problems:

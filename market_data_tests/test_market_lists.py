@@ -175,3 +175,25 @@ def test_a_catalog_is_doubted_only_when_it_cannot_be_true(
 def test_a_catalog_refresh_may_delist_more_when_allowed() -> None:
     after = {s: _inst(s, k) for s, k in BEFORE.items() if not s.startswith(("C1", "C2"))}
     assert implausible(BEFORE, after, 0.5) is None
+
+
+def test_a_market_list_that_lost_most_of_the_catalog_is_retried_not_believed(
+    sim: RunningSimulator, store_url: str
+) -> None:
+    """Well-formed JSON, but most of the spot pairs the catalog holds active are gone: a
+    backfill of a pair that vanished retries instead of saying "not listed", then fails as
+    a temporary fault if it persists."""
+    _faults(sim, "binance", {})
+    assert _refresh_catalog(sim, store_url).success
+    store = CandleStore(store_url)
+    clean = _backfill(sim, "binance", "SOL/USDT", store)
+    assert len(clean) == 71
+    partial = {"path": "/api/v3/exchangeInfo", "garble": "partial"}
+    _faults(sim, "binance", {"fail": [{**partial, "count": 2}]})  # two answers lose SOL
+    assert _backfill(sim, "binance", "SOL/USDT", store) == clean
+
+    _faults(sim, "binance", {"fail": [{**partial, "count": -1}]})
+    with pytest.raises(Exception) as raised:
+        _backfill(sim, "binance", "SOL/USDT", store)
+    assert not isinstance(raised.value, BadSymbolError), raised.value
+    assert "market list would delist" in str(raised.value), raised.value

@@ -159,6 +159,9 @@ class ExchangeClient:
     clock_offset_ms: int = 0
     #: when the market list in use was read, and how many markets it held
     markets_read: MarketsRead | None = None
+    #: a market list delisting more than this share of the catalog's active instruments at
+    #: once is not believed (the exchange's setting)
+    max_delisted_share: float = 0.25
 
     @classmethod
     def of(
@@ -177,6 +180,7 @@ class ExchangeClient:
             sleep,
             on_retry,
             rate_limit_pause_s=pause,
+            max_delisted_share=settings.max_delisted_share,
         )
 
     def __post_init__(self) -> None:

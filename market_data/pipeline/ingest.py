@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ from market_data.exchanges.paging import fetch_window, first_candle, first_serve
 from market_data.exchanges.venues import ccxt_market_type, venue
 from market_data.pipeline.gaps import plan_repair, stored_listing, with_venue
 from market_data.pipeline.stop import Stopped, Stopper
+from market_data.pipeline.watched import plausible_markets
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
 
@@ -127,9 +128,25 @@ def instrument(client: ExchangeClient, markets: dict[str, Any], market: Market) 
     return found
 
 
-async def unlisted(client: ExchangeClient, markets: list[Market]) -> list[str]:
+async def load_listed(
+    client: ExchangeClient, store: CandleStore | None, markets: Iterable[Market]
+) -> dict[str, Any]:
+    """The exchange's markets of the types ``markets`` need; with a store, a list the stored
+    catalog says cannot be true is retried, never believed (watched.plausible_markets)."""
+    symbols = [m.symbol.ccxt for m in markets]
+    plausible = (
+        None
+        if store is None
+        else plausible_markets(store, client.id, symbols, client.max_delisted_share)
+    )
+    return await client.load_markets(symbols=symbols, plausible=plausible)
+
+
+async def unlisted(
+    client: ExchangeClient, markets: list[Market], store: CandleStore | None = None
+) -> list[str]:
     """Why each of ``markets`` the exchange does not list cannot be fetched (empty: all listed)."""
-    listed = await client.load_markets(symbols=[m.symbol.ccxt for m in markets])
+    listed = await load_listed(client, store, markets)
     problems = []
     for market in markets:
         try:
@@ -434,7 +451,7 @@ async def fetch_markets(
     need), the exchange clock, then every market's ``wanted`` ranges (or, repairing, only
     their open gaps) through one pipeline."""
     options = options or FetchOptions()
-    ccxt_markets = await client.load_markets(symbols=[m.symbol.ccxt for m in wanted])
+    ccxt_markets = await load_listed(client, store, wanted)
     now = await exchange_now(client)
     if not options.dry_run:  # a dry run leaves no trace, not even the clock reading
         store.gaps.save_clock(client.id, now)

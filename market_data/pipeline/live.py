@@ -48,7 +48,7 @@ from market_data.exchanges.venues import VENUES, Streams, ccxt_market_type, venu
 from market_data.pipeline.ingest import FetchOptions, fetch_markets
 from market_data.pipeline.orderbooks import book_symbols, snapshot
 from market_data.pipeline.status import one_line
-from market_data.pipeline.watched import watched_markets
+from market_data.pipeline.watched import plausible_markets, watched_markets
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
 
@@ -412,7 +412,14 @@ class LiveService:
             )
             if reload:  # REST fills load only the types they need; the catalog needs all
                 venue(name).all_types(client.exchange)
-            markets = await client.load_markets(reload=reload)
+            # a list the stored catalog says cannot be true is retried, never believed: it
+            # would unsubscribe good markets
+            check = (
+                plausible_markets(self.store, name, None, client.max_delisted_share)
+                if reload
+                else None
+            )
+            markets = await client.load_markets(reload=reload, plausible=check)
             if reload:
                 self.loaded_at[name] = time.monotonic()
             out[name] = build_catalog(name, markets.values())

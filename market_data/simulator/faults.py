@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Mapping
@@ -38,9 +39,10 @@ class FailRule(BaseModel):
     code: int | None = None
     msg: str | None = None
     #: instead of an error: a 200 whose body cannot be the exchange's answer, as a flaky proxy
-    #: or CDN sends: cut in half ("truncated"), an HTML error page ("html"), or well-formed
-    #: JSON of the wrong shape ("empty": ``{}`` or ``[]``)
-    garble: Literal["truncated", "html", "empty"] | None = None
+    #: or CDN sends: cut in half ("truncated"), an HTML error page ("html"), well-formed
+    #: JSON of the wrong shape ("empty": ``{}`` or ``[]``), or well-formed but with every
+    #: top-level list cut to its first two items ("partial": a market list that lost most)
+    garble: Literal["truncated", "html", "empty", "partial"] | None = None
 
 
 HTML_ERROR_PAGE = b"<html><body>502 Bad Gateway</body></html>"
@@ -52,6 +54,13 @@ def garbled(body: bytes, how: str) -> bytes:
         return body[: max(1, len(body) // 2)]
     if how == "html":
         return HTML_ERROR_PAGE
+    if how == "partial":
+        data = json.loads(body)
+        if isinstance(data, dict):
+            return json.dumps(
+                {k: v[:2] if isinstance(v, list) else v for k, v in data.items()}
+            ).encode()
+        return json.dumps(data[:2] if isinstance(data, list) else data).encode()
     return b"{}" if body.lstrip().startswith(b"{") else b"[]"
 
 

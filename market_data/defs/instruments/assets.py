@@ -1,12 +1,11 @@
 """``instruments/<exchange>``: the exchange's markets under standard names, in the store."""
 
-from typing import Any
-
 import dagster as dg
 
 from market_data.defs.resources import CandleStoreResource, ExchangesResource
-from market_data.domain.catalog import build_catalog, counts_by_kind, implausible
+from market_data.domain.catalog import build_catalog, counts_by_kind
 from market_data.exchanges.errors import ExchangeDataError
+from market_data.pipeline.watched import plausible_markets
 
 LISTED_IN_METADATA = 50
 
@@ -36,16 +35,8 @@ def instruments_asset(exchange: str) -> dg.AssetsDefinition:
         candle_store: CandleStoreResource,
     ) -> dg.MaterializeResult:
         store = candle_store.store()
-        before = {
-            s: row.instrument.kind
-            for s, row in store.instruments.stored(exchange).items()
-            if row.instrument.active
-        }
         share = exchanges.settings(exchange).max_delisted_share
-
-        def plausible(markets: dict[str, Any]) -> str | None:
-            return implausible(before, build_catalog(exchange, markets.values()), share)
-
+        plausible = plausible_markets(store, exchange, None, share)
         try:
             with exchanges.sync_client(exchange) as client:
                 markets = client.load_markets(reload=True, plausible=plausible)
