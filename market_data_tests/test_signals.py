@@ -57,22 +57,19 @@ def _stopped_by(proc: subprocess.Popen[str], sig: signal.Signals, name: str) -> 
 SIGNALS = [signal.SIGINT, signal.SIGTERM]
 
 
-@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
-def test_the_simulator_exits_0_on(sig: signal.Signals, tmp_path: Path) -> None:
-    port = free_port()
-    env = cli_env(tmp_path, "http://unused", f"sqlite:///{tmp_path}/c.sqlite", ["BTC/USDT/1h"])
-    proc = cli_process(env, "simulate", "--port", str(port))
-    _wait_serving(proc, _answers(f"http://127.0.0.1:{port}/api/v3/time"))
-    _stopped_by(proc, sig, "simulator")
+#: HTTP servers: the command, the name it stops with, a path that answers once it serves
+SERVERS = {"simulate": ("simulator", "/api/v3/time"), "api": ("api", "/health")}
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
-def test_the_status_api_exits_0_on(sig: signal.Signals, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", SERVERS)
+def test_a_server_exits_0_on(command: str, sig: signal.Signals, tmp_path: Path) -> None:
+    name, path = SERVERS[command]
     port = free_port()
     env = cli_env(tmp_path, "http://unused", f"sqlite:///{tmp_path}/c.sqlite", ["BTC/USDT/1h"])
-    proc = cli_process(env, "api", "--port", str(port))
-    _wait_serving(proc, _answers(f"http://127.0.0.1:{port}/health"))
-    _stopped_by(proc, sig, "api")
+    proc = cli_process(env, command, "--port", str(port))
+    _wait_serving(proc, _answers(f"http://127.0.0.1:{port}{path}"))
+    _stopped_by(proc, sig, name)
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
