@@ -77,11 +77,8 @@ def _run_link(settings: AlertSettings, run_id: str) -> str | None:
 
 def _gaps(store: CandleStore, watchlist: Watchlist) -> list[Incident]:
     """Gaps of kind missing still open once every repair attempt is spent."""
-    bound = watchlist.gaps.max_attempts
     out = []
-    for g in store.gaps.open_gaps():
-        if g["kind"] != MISSING or g["attempts"] < bound:
-            continue
+    for g in store.gaps.spent(MISSING, watchlist.gaps.max_attempts):
         market = f"{g['symbol']}:{g['timeframe']}"
         span = f"{utc_text(g['gap_start'])} .. {utc_text(g['gap_end'])}"
         out.append(

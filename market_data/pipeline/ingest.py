@@ -277,9 +277,8 @@ def _history_starts_late(
         return False
     if not report.bounds:
         return False
-    lo = report.bounds[0][0]
-    series = Series.of(market)
-    return store.candle_stats(series, 0, lo + market.timeframe.ms)[0] == 0
+    first = store.first_ts(Series.of(market))
+    return first is None or first > report.bounds[0][0]
 
 
 async def _listing_from_history(

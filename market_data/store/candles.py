@@ -233,6 +233,13 @@ class CandleStore:
             n, first, last = conn.execute(query).one()
         return int(n), first, last
 
+    def first_ts(self, series: Series) -> int | None:
+        """The series' oldest stored candle (one index lookup)."""
+        query = sa.select(sa.func.min(candles.c.ts)).where(series.where(candles))
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else int(found)
+
     def last_ts(self, series: Series) -> int | None:
         return self.last_ts_of([series])[series]
 

@@ -166,6 +166,16 @@ class GapStore:
                 ).mappings()
             ]
 
+    def spent(self, kind: str, min_attempts: int) -> list[dict[str, Any]]:
+        """Open gaps of ``kind`` with at least ``min_attempts`` repair attempts (the alerts'
+        gaps: their repairs are used up)."""
+        g = candle_gaps.c
+        q = sa.select(candle_gaps).where(
+            g.status == OPEN, g.kind == kind, g.attempts >= min_attempts
+        )
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q.order_by(g.exchange, g.symbol)).mappings()]
+
     def all_gaps(
         self,
         only_open: bool = False,
