@@ -13,6 +13,8 @@ API_PORT ?= 8787
 PROD_HOME ?= $(CURDIR)/.dagster-prod
 # Debian's Chromium, for the browser tests (installed by `make test` when missing).
 CHROMIUM ?= /usr/bin/chromium
+# promtool (Debian's prometheus package), for the test of the shipped alerting rules.
+PROMTOOL ?= /usr/bin/promtool
 
 # The whole dependency tree, every version and hash, resolved by `make lock` (uv) from
 # pyproject.toml's ranges; every install of the project goes through it.
@@ -62,8 +64,6 @@ $(CHROMIUM):
 	  || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q \
 	       && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium; }
 
-# promtool (Debian's prometheus package), for the test of the shipped alerting rules.
-PROMTOOL ?= /usr/bin/promtool
 $(PROMTOOL):
 	@echo "installing Debian's prometheus for promtool (the alerting rules' tests)"
 	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q prometheus \
