@@ -61,6 +61,10 @@ class AlertSettings:
     #: first wait before an undelivered message is tried again; doubles, at most an hour
     retry_base_s: float = 30.0
 
+    def run_link(self, run_id: str) -> str | None:
+        """The run's page in the Dagster UI (None without ``ui_url``)."""
+        return f"{self.ui_url}/runs/{run_id}" if self.ui_url else None
+
 
 @dataclass(frozen=True)
 class Incident:

@@ -126,10 +126,6 @@ def _looks_like_json(body: str) -> bool:
 Plausible = Callable[[dict[str, Any]], str | None]
 
 
-def _any(_markets: dict[str, Any]) -> str | None:
-    return None
-
-
 @dataclass(frozen=True)
 class MarketsRead:
     """A market list as read: when (our clock, ms) and how many markets it held."""
@@ -271,8 +267,8 @@ class ExchangeClient:
             nonlocal fresh
             try:
                 markets = dict(await self.once("load_markets", fresh))
-                problem = "has no market" if not markets else (plausible or _any)(markets)
-                if problem is not None:
+                problem = "has no market" if not markets else plausible and plausible(markets)
+                if problem:
                     raise ExchangeUnavailableError(f"{self.id}: the market list {problem}")
             except TemporaryExchangeError:
                 self._forget_markets()

@@ -29,6 +29,7 @@ from market_data.domain.alerts import (
 )
 from market_data.domain.calendar import utc_text
 from market_data.domain.freshness import lag_seconds
+from market_data.domain.gaps import MISSING
 from market_data.domain.watchlist import Market, Watchlist
 from market_data.pipeline.live import streaming_exchanges
 from market_data.pipeline.orderbooks import crossed
@@ -37,8 +38,6 @@ from market_data.store.alerts import Outgoing
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
 
-#: gap kinds that a person must see once repairs are used up (exchange-empty is a warning)
-MISSING = "missing"
 #: delivered messages, resolved incidents and run events are kept this long, then pruned
 KEEP_MS = 30 * 86_400_000
 
@@ -65,18 +64,15 @@ def store_incidents(
                 event.exchange,
                 f"{event.exchange}: {event.detail}",
                 (("run_id", event.run_id),),
-                _run_link(settings, event.run_id),
+                settings.run_link(event.run_id),
             )
         )
     return found
 
 
-def _run_link(settings: AlertSettings, run_id: str) -> str | None:
-    return f"{settings.ui_url}/runs/{run_id}" if settings.ui_url else None
-
-
 def _gaps(store: CandleStore, watchlist: Watchlist) -> list[Incident]:
-    """Gaps of kind missing still open once every repair attempt is spent."""
+    """Gaps of kind missing still open once every repair attempt is spent (exchange-empty
+    ones are warnings, not alerts)."""
     out = []
     for g in store.gaps.spent(MISSING, watchlist.gaps.max_attempts):
         market = f"{g['symbol']}:{g['timeframe']}"

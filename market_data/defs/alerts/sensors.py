@@ -77,7 +77,7 @@ def _incident(
             ("months", f"{months[0]}..{months[-1]}" if months else ""),
             ("reason", reason),
         ),
-        f"{settings.ui_url}/runs/{run.run_id}" if settings.ui_url else None,
+        settings.run_link(run.run_id),
     )
 
 
