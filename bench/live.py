@@ -1,6 +1,6 @@
 """The live service under load: 200 markets x 1m streamed on one connection set.
 
-The simulator (a process of its own, 200 extra spot pairs X001..X200/USDT) runs its clock
+The simulator (a process of its own, 200 of its extra spot pairs X<i>/USDT) runs its clock
 RATE times faster than real time, so a 1m candle of every market closes every 60/RATE s;
 `market-data live` (a process of its own) streams all 200 into a fresh PostgreSQL database.
 For every candle the stream stored, close-to-stored is the wall time its fetch coverage row
@@ -27,12 +27,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 import yaml
 from common import admin, scratch_database, simulator  # bench/, on sys.path as a script
 
+from market_data.simulator.markets import extra_symbols
 from market_data.store.candles import CandleStore
 from market_data.store.tables import fetch_coverage
 
@@ -41,6 +43,9 @@ RATE = 10.0  # a 1m close every 6 s
 CLOSES = 10
 MINUTE = 60_000
 START = "2026-11-20T12:00:00+00:00"
+#: extra bases the simulator lists; their spot pairs trading at START, the first MARKETS of them
+BASES = MARKETS * 5 // 4
+SPOT = extra_symbols(BASES, int(datetime.fromisoformat(START).timestamp() * 1000))[:MARKETS]
 EXE = str(Path(sys.executable).with_name("market-data"))
 
 
@@ -54,7 +59,7 @@ def run(url: str, db: str, latency_ms: int, folder: Path) -> dict[str, float]:
     now = admin(url, "clock")["now_ms"]
     admin(url, "clock", {"run_from_ms": now, "rate": RATE})
     config = folder / "watchlist.yaml"
-    markets = [f"X{i:03d}/USDT/1m" for i in range(1, MARKETS + 1)]
+    markets = [f"{s}/1m" for s in SPOT]
     config.write_text(
         yaml.safe_dump(
             {
@@ -121,7 +126,7 @@ def main() -> None:
     )
     for latency in (0, 100):
         with (
-            simulator(START, "--extra-pairs", str(MARKETS)) as url,
+            simulator(START, "--extra-pairs", str(BASES)) as url,
             scratch_database("md_bench_live") as db,
             tempfile.TemporaryDirectory() as folder,
         ):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from datetime import datetime
 
 import sqlalchemy as sa
 from common import admin, scratch_database, simulator  # bench/, on sys.path as a script
@@ -24,6 +25,7 @@ from common import admin, scratch_database, simulator  # bench/, on sys.path as 
 from market_data.domain.watchlist import ExchangeSettings
 from market_data.exchanges.client import ExchangeClient
 from market_data.pipeline.orderbooks import snapshot
+from market_data.simulator.markets import extra_symbols
 from market_data.store.candles import CandleStore
 
 SYMBOLS = 50
@@ -31,11 +33,14 @@ DEPTH = 100
 INTERVAL_S = 10
 ROUNDS = 6
 START = "2026-11-20T12:00:00+00:00"
+#: extra bases the simulator lists; their spot pairs trading at START, the first SYMBOLS of them
+BASES = SYMBOLS * 5 // 4
+SPOT = extra_symbols(BASES, int(datetime.fromisoformat(START).timestamp() * 1000))[:SYMBOLS]
 
 
 async def rounds(url: str, store: CandleStore) -> tuple[list[float], float, int]:
     client = ExchangeClient.of(ExchangeSettings("binance", url))
-    symbols = {f"X{i:03d}-USDT-SPOT": f"X{i:03d}/USDT" for i in range(1, SYMBOLS + 1)}
+    symbols = {s.replace("/", "-") + "-SPOT": s for s in SPOT}
     writing, rows, durations = 0.0, 0, []
     write = store.orderbooks.write
 
@@ -68,7 +73,7 @@ def main() -> None:
     )
     for latency in (0, 100):
         with (
-            simulator(START, "--extra-pairs", str(SYMBOLS)) as url,
+            simulator(START, "--extra-pairs", str(BASES)) as url,
             scratch_database("md_bench_books") as db,
         ):
             admin(url, "clock", {"run_from_ms": admin(url, "clock")["now_ms"], "rate": 1})

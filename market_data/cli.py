@@ -133,8 +133,9 @@ def _replay(items: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--clock-offset-ms", default=0, type=int, help="shift the exchange clock")
 @click.option("--faults", "faults_raw", help="fault settings: JSON text or a JSON file")
 @click.option("--replay", multiple=True, help="serve SYMBOL's 1m candles from FILE: SYMBOL=FILE")
-@click.option("--extra-pairs", default=0, type=click.IntRange(0, 999),
-              help="list this many more Binance spot pairs (X001/USDT, ...)")  # fmt: skip
+@click.option("--extra-pairs", default=0, type=click.IntRange(0, 20_000),
+              help="list this many more Binance bases (X001, X002, ...): a spot pair each, a "
+              "USD-M perpetual for every second one; listings spread 2017-2026, some delisted")  # fmt: skip
 def simulate(
     host: str,
     port: int,

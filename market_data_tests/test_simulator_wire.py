@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from market_data.exchanges.client import SyncExchangeClient
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.generator import aggregate, minute_bars
-from market_data.simulator.markets import MARKETS, Kind, SimMarket
+from market_data.simulator.markets import MARKETS, Kind, SimMarket, extra_pairs
 from market_data.simulator.replay import ReplayFileError, ReplaySeries
 from market_data.simulator.server import RunningSimulator, Simulator
 from market_data_tests.candle_harness import parse_like_a_client
@@ -289,3 +290,35 @@ def test_a_bad_replay_file_is_refused_naming_file_and_line(
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_extra_pairs_are_a_whole_exchange_of_spot_pairs_and_perpetuals() -> None:
+    """`--extra-pairs 1667`: about Binance's 2,500 spot + USD-M markets, names past 999,
+    listings spread over 2017..2026, some delisted, each serving candles from its listing."""
+    server = RunningSimulator(Simulator(clock=Clock(fixed_ms=NOW_MS), extra_pairs=1667)).start()
+    client = binance_client(server.url)
+    try:
+        markets = client.load_markets()
+        extra = {s: m for s, m in markets.items() if re.match(r"X\d+/USDT", s)}
+        spot = [m for m in extra.values() if m["spot"]]
+        perps = [m for m in extra.values() if m["swap"]]
+        assert (len(spot), len(perps)) == (1667, 833)
+        assert {"X999/USDT", "X1000/USDT", "X1667/USDT", "X1000/USDT:USDT"} <= set(extra)
+        delisted = [m for m in extra.values() if not m["active"]]
+        assert len(delisted) == 166  # one base in 20 (even ones: spot pair and perpetual)
+        years = {
+            datetime.fromtimestamp(
+                client.fetch_ohlcv(f"X{i:03d}/USDT", "1d", 0, 1)[0][0] / 1000, UTC
+            ).year
+            for i in range(1, 61)
+        }
+        assert years == set(range(2017, 2027))  # the first 60 bases cover every year
+        first = extra_pairs(2)[-1]  # X002's perpetual: listed with its spot pair
+        day = first.listed_ms - first.listed_ms % 86_400_000
+        assert client.fetch_ohlcv("X002/USDT:USDT", "1d", 0, 1)[0][0] == day
+        gone = next(m for m in extra_pairs(1667) if m.ends_ms is not None)
+        last = client.fetch_ohlcv(f"{gone.base}/USDT", "1h", gone.ends_ms - 10 * HOUR, 1000)
+        assert last[-1][0] == gone.ends_ms - HOUR  # nothing after the delisting
+    finally:
+        client.close()
+        server.stop()

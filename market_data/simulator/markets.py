@@ -142,6 +142,57 @@ class MarketIndex:
         return self.futures if futures else self.spot
 
 
+#: the span listing dates of extra markets are spread over (Binance's first listings to today)
+EXTRA_LISTED = (_ms("2017-08-17"), _ms("2026-10-01"))
+#: one extra base in this many was delisted (its spot pair, and its perpetual if it has one)
+EXTRA_DELISTED_EVERY = 20
+_GOLDEN = 0.6180339887498949
+
+
+def _extra_listed(i: int) -> int:
+    """A listing moment for extra base ``i``: spread evenly (a low-discrepancy sequence, so any
+    first N bases cover 2017..2026 alike), on a whole hour, as listings are."""
+    first, last = EXTRA_LISTED
+    ms = first + int(((i * _GOLDEN) % 1.0) * (last - first))
+    return ms - ms % 3_600_000
+
+
 def extra_pairs(n: int) -> tuple[SimMarket, ...]:
-    """``n`` more spot pairs (X001/USDT, X002/USDT, ...) for benchmarks of many markets."""
-    return tuple(_spot(f"X{i:03d}", "USDT", "2024-01-01", 1.0 + i, 4, 2) for i in range(1, n + 1))
+    """``n`` more bases for benchmarks of a whole exchange: X001, X002, ..., X1000, ... Each
+    has a spot pair X<i>/USDT, every even one a USD-M perpetual as well (so 1,667 bases are
+    about 2,500 markets, Binance's spot + USD-M size). Listing dates spread from 2017 to
+    2026-10; one base in EXTRA_DELISTED_EVERY was delisted (its spot pair and perpetual stop
+    trading at a date between its listing and 2026-11)."""
+    out: list[SimMarket] = []
+    for i in range(1, n + 1):
+        base = f"X{i:03d}"
+        listed = _extra_listed(i)
+        ends = None
+        if i % EXTRA_DELISTED_EVERY == EXTRA_DELISTED_EVERY // 2:
+            until = _ms("2026-11-01")
+            ends = listed + (until - listed) * 3 // 5
+            ends -= ends % 3_600_000
+        price, decimals = 1.0 + i % 997, 4
+        out.append(
+            SimMarket(
+                f"{base}USDT", base, "USDT", Kind.SPOT, listed, price, decimals, 2, ends_ms=ends
+            )
+        )
+        if i % 2 == 0:
+            out.append(
+                SimMarket(
+                    f"{base}USDT", base, "USDT", Kind.PERP, listed, price, decimals, 1, ends_ms=ends
+                )
+            )
+    return tuple(out)
+
+
+def extra_symbols(n: int, at_ms: int, kind: Kind = Kind.SPOT) -> list[str]:
+    """ccxt symbols of the extra markets of ``kind`` trading at ``at_ms`` (for benchmarks:
+    X001/USDT, X002/USDT:USDT, ...)."""
+    suffix = ":USDT" if kind is Kind.PERP else ""
+    return [
+        f"{m.base}/{m.quote}{suffix}"
+        for m in extra_pairs(n)
+        if m.kind is kind and m.trading_at(at_ms)
+    ]

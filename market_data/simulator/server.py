@@ -133,7 +133,7 @@ class Simulator:
         replay: dict[str, Path] | None = None,
         extra_pairs: int = 0,
     ) -> None:
-        """``extra_pairs``: that many more Binance spot pairs (X001USDT, ...), for benchmarks."""
+        """``extra_pairs``: that many more Binance bases (``markets.extra_pairs``), for benchmarks."""
         self.clock = clock or Clock()
         self.injector = Injector(faults or Faults())
         self.limiter = Limiter()
