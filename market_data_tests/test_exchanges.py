@@ -166,3 +166,43 @@ def test_a_ban_longer_than_the_limit_fails_instead_of_sleeping() -> None:
     call, _ = flaky([ExchangeBannedError("418", retry_after=86_400)])
     with pytest.raises(ExchangeBannedError):
         retried(call, Backoff(max_wait_s=900))
+
+
+def test_requests_are_paced_by_the_weight_the_exchange_reports(sim: RunningSimulator) -> None:
+    """A limit far below ccxt's assumption (40 weight per 2 s, as exchangeInfo says): an
+    unthrottled client with 16 requests in flight waits for the window to turn instead of
+    running into 429s."""
+    admin(sim.url, "faults", {"weight_limit": 40, "weight_window_s": 2})
+    client = ExchangeClient.of(ExchangeSettings("binance", sim.url, rate_limit_ms=0))
+    budget = client.budget
+    started = time.monotonic()
+    got = _pages_concurrently(client, pages=40, in_flight=16)
+    elapsed = time.monotonic() - started
+    assert all(len(rows) == 1000 for rows in got)
+    requests = admin(sim.url, "stats")["requests"]
+    assert requests["/api/v3/klines"] == {"200": 40}  # no 429, no ban
+    assert requests["/api/v3/exchangeInfo"] == {"200": 1}
+    # 20 + 80 weight at 40 per window: at least two turns of the window
+    assert budget is not None and budget.held > 0 and elapsed >= 2
+
+
+def test_two_processes_on_one_address_share_its_budget(sim: RunningSimulator) -> None:
+    """Two clients (as two processes: neither knows the other's requests) see each other's
+    spending in the exchange's count and stay under the limit together."""
+    admin(sim.url, "faults", {"weight_limit": 200, "weight_window_s": 2})
+
+    def client() -> ExchangeClient:
+        settings = ExchangeSettings("binance", sim.url, rate_limit_ms=0)
+        return ExchangeClient(ExchangeClient.of(settings).exchange, max_in_flight=4)
+
+    async def both() -> list[list[list]]:
+        a, b = client(), client()
+        return await asyncio.gather(
+            asyncio.to_thread(_pages_concurrently, a, 120, 4),
+            asyncio.to_thread(_pages_concurrently, b, 120, 4),
+        )
+
+    got = asyncio.run(both())
+    assert [len(pages) for pages in got] == [120, 120]
+    requests = admin(sim.url, "stats")["requests"]
+    assert requests["/api/v3/klines"] == {"200": 240}  # 480 weight in 200s: no 429

@@ -26,6 +26,7 @@ import numpy as np
 
 from market_data.domain.orderbooks import OrderBook
 from market_data.domain.watchlist import ExchangeSettings
+from market_data.exchanges.budget import WeightBudget
 from market_data.exchanges.errors import (
     ExchangeBannedError,
     ExchangeUnavailableError,
@@ -182,11 +183,17 @@ class ExchangeClient:
     def __post_init__(self) -> None:
         self.gate = Gate(self.max_in_flight)
         parent = self.exchange.on_rest_response
+        #: the exchange's own count of used weight, where it reports one (Binance)
+        self.budget = WeightBudget(self.sleep) if venue(self.id).reports_weight else None
+        if self.budget is not None:
+            self._pace(self.budget)
 
         def observed(
             code: Any, reason: Any, url: Any, method: Any, headers: Any, body: Any, *rest: Any
         ) -> Any:
             self.requests += 1
+            if self.budget is not None:
+                self.budget.observe(url, headers, body)
             if (tally := _TALLY.get()) is not None:
                 tally.requests += 1
             response = _RESPONSE.get()
@@ -199,6 +206,22 @@ class ExchangeClient:
             return parent(code, reason, url, method, headers, body, *rest)
 
         self.exchange.on_rest_response = observed
+
+    def _pace(self, budget: WeightBudget) -> None:
+        """Every HTTP request of ccxt's (after its throttle) first waits for room in the
+        exchange's weight window."""
+        send = self.exchange.fetch
+
+        async def fetch(
+            url: str, method: str = "GET", headers: Any = None, body: Any = None
+        ) -> Any:
+            ticket = await budget.acquire(url)
+            try:
+                return await send(url, method, headers, body)
+            finally:
+                budget.release(ticket)
+
+        self.exchange.fetch = fetch
 
     @property
     def id(self) -> str:

@@ -115,6 +115,9 @@ class Venue:
     raw_depth: RawDepth | None = None
     #: WebSocket kline streams the live service reads; None: the venue is not streamed
     streams: Streams | None = None
+    #: the exchange reports the weight used in the window on every answer (Binance's
+    #: X-MBX-USED-WEIGHT-1M): requests are paced by it (exchanges/budget.py)
+    reports_weight: bool = False
 
     def all_types(self, exchange: Any) -> None:
         """Make ``exchange.load_markets`` fetch every market type again."""
@@ -147,6 +150,7 @@ VENUES: dict[str, Venue] = {
                 "inverse": "dapiPublicGetKlines",
             }
         ),
+        reports_weight=True,
         raw_depth=RawDepth(
             {"spot": "publicGetDepth", "linear": "fapiPublicGetDepth"},
             {"linear": (5, 10, 20, 50, 100, 500, 1000)},

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from market_data.domain.timeframes import SUPPORTED_TIMEFRAMES, Timeframe
+from market_data.domain.weights import DEFAULT_LIMITS, binance_weight, interval_of
 from market_data.simulator.book import CandleBook
 from market_data.simulator.encode import Column, encode_rows, rescale
 from market_data.simulator.faults import Faults
@@ -98,20 +99,7 @@ def _limit(params: Mapping[str, str], default: int, maximum: int) -> int:
 def weight(endpoint: str, params: Mapping[str, str], futures: bool) -> int:
     """Request weight as Binance documents it (what X-MBX-USED-WEIGHT-1M adds up)."""
     limit = params.get("limit", "")
-    n = int(limit) if limit.isdigit() else None
-    if endpoint == "exchangeInfo":
-        return 1 if futures else 20
-    if endpoint == "klines":
-        if not futures:
-            return 2
-        n = n or 500
-        return 1 if n < 100 else 2 if n < 500 else 5 if n <= 1000 else 10
-    if endpoint == "depth":
-        n = n or (500 if futures else 100)
-        if futures:
-            return 2 if n <= 50 else 5 if n <= 100 else 10 if n <= 500 else 20
-        return 5 if n <= 100 else 25 if n <= 500 else 50 if n <= 1000 else 250
-    return 1
+    return binance_weight(endpoint, int(limit) if limit.isdigit() else None, futures)
 
 
 def _dec(value: float, places: int) -> str:
@@ -146,7 +134,7 @@ class Binance:
         if endpoint == "time":
             return {"serverTime": now_ms}, 0
         if endpoint == "exchangeInfo":
-            return self.exchange_info(futures, now_ms), 0
+            return self.exchange_info(futures, now_ms, faults), 0
         if endpoint == "depth":
             return self.depth(params, futures, now_ms, faults.crossed_book), 0
         if endpoint == "klines":
@@ -209,17 +197,18 @@ class Binance:
             body |= {"E": now_ms, "T": now_ms}
         return body | {"bids": bids, "asks": asks}
 
-    def exchange_info(self, futures: bool, now_ms: int) -> dict[str, Any]:
+    def exchange_info(self, futures: bool, now_ms: int, faults: Faults) -> dict[str, Any]:
         markets = self.book.index.family(futures).values()
-        limit = 2400 if futures else 6000
+        limit = faults.weight_limit or DEFAULT_LIMITS[futures]
+        interval, num = interval_of(faults.weight_window_s)
         info: dict[str, Any] = {
             "timezone": "UTC",
             "serverTime": now_ms,
             "rateLimits": [
                 {
                     "rateLimitType": "REQUEST_WEIGHT",
-                    "interval": "MINUTE",
-                    "intervalNum": 1,
+                    "interval": interval,
+                    "intervalNum": num,
                     "limit": limit,
                 },
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from market_data.domain.weights import DEFAULT_LIMITS
+
 
 class Hole(BaseModel):
     """An interval [start_ms, end_ms) in which the exchange has no candle for a market."""
@@ -68,7 +70,9 @@ class Faults(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
     #: weight budget per window; None = Binance's (6000 spot, 2400 USD-M futures)
     weight_limit: int | None = None
-    weight_window_s: float = Field(60.0, gt=0)
+    #: the window's length, whole seconds; windows start at multiples of it (as Binance's
+    #: minutes start at :00), and the used-weight header is named after it (1M, 10S)
+    weight_window_s: int = Field(60, gt=0)
     #: requests answered 429 within one window before the exchange bans with 418
     ban_after: int = Field(3, ge=1)
     ban_seconds: float = Field(120.0, ge=0)
@@ -90,12 +94,9 @@ class Faults(BaseModel):
     seed: int = 0
 
 
-DEFAULT_WEIGHT_LIMIT = {False: 6000, True: 2400}  # by "is futures"
-
-
 @dataclass
 class _Window:
-    started: float = 0.0
+    index: int = -1  # which window: wall time // window length
     used: int = 0
     overruns: int = 0
     banned_until: float = 0.0
@@ -103,7 +104,8 @@ class _Window:
 
 @dataclass
 class Limiter:
-    """Binance-style IP weight per fixed window, 429 on overrun, 418 after repeated overrun."""
+    """Binance-style IP weight per fixed window (aligned to wall time, as Binance's minutes),
+    429 on overrun, 418 after repeated overrun."""
 
     windows: dict[bool, _Window] = field(
         default_factory=lambda: {False: _Window(), True: _Window()}
@@ -111,14 +113,15 @@ class Limiter:
 
     def admit(self, faults: Faults, futures: bool, weight: int) -> tuple[int, int, float]:
         """Charge ``weight``; returns (status, used weight, retry-after seconds)."""
-        now = time.monotonic()
+        now = time.time()
         w = self.windows[futures]
         if now < w.banned_until:
             return 418, w.used, w.banned_until - now
-        if now - w.started >= faults.weight_window_s:
-            w.started, w.used, w.overruns = now, 0, 0
-        limit = faults.weight_limit or DEFAULT_WEIGHT_LIMIT[futures]
-        retry_after = max(0.0, w.started + faults.weight_window_s - now)
+        index = int(now // faults.weight_window_s)
+        if index != w.index:
+            w.index, w.used, w.overruns = index, 0, 0
+        limit = faults.weight_limit or DEFAULT_LIMITS[futures]
+        retry_after = max(0.0, (index + 1) * faults.weight_window_s - now)
         if w.used + weight > limit:
             w.overruns += 1
             if w.overruns > faults.ban_after:

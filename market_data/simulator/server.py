@@ -46,6 +46,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from market_data.domain.weights import DEFAULT_LIMITS, WEIGHT_HEADER, header_suffix
 from market_data.simulator.binance import (
     FAMILIES,
     Binance,
@@ -227,21 +228,20 @@ class Simulator:
             await asyncio.sleep(delay)
         cost = weight(endpoint, params, futures)
         status, used, retry_after = self.limiter.admit(self.faults, futures, cost)
-        headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
+        headers = {WEIGHT_HEADER + header_suffix(self.faults.weight_window_s): str(used)}
         try:
             if status != 200:
                 # whole seconds, rounded up: a client that waits exactly this long is let in
                 headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
                 banned = int(time.time() * 1000 + retry_after * 1000) if status == 418 else None
-                raise too_many_requests(
-                    self.faults.weight_limit or (2400 if futures else 6000), banned
-                )
+                raise too_many_requests(self.faults.weight_limit or DEFAULT_LIMITS[futures], banned)
             forced = self.injector.forced_failure(path, params)
             if forced is not None and forced.status in (418, 429):
                 headers["Retry-After"] = str(forced.retry_after_s)
                 until = int(time.time() * 1000) + forced.retry_after_s * 1000
                 error = too_many_requests(
-                    self.faults.weight_limit or 6000, until if forced.status == 418 else None
+                    self.faults.weight_limit or DEFAULT_LIMITS[futures],
+                    until if forced.status == 418 else None,
                 )
                 raise BinanceError(
                     forced.status, forced.code or error.code, forced.msg or error.msg
