@@ -67,6 +67,9 @@ def test_a_backfill_uses_the_minimum_number_of_requests(
     assert harness.metadata(result)["rows_written"] == minutes
     pages = -(-minutes // 1000)
     assert klines_200(sim) == pages + 1  # + the one listing discovery
+    # history is not "stale" (nine months behind): only a run that reaches the present judges the lag
+    logs = [e.user_message for e in harness.instance.all_logs(result.run_id)]
+    assert not [m for m in logs if "stale" in m] and any("ETH-USDT-SPOT:1m" in m for m in logs)
 
 
 def test_an_interrupted_backfill_fails_loudly_then_resumes_without_loss(

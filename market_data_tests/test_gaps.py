@@ -3,11 +3,14 @@ SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import uuid
+
 import ccxt
 import dagster as dg
 import numpy as np
 import pytest
 
+from market_data.defs.candles.partitions import range_tags, split_partition_key
 from market_data.defs.candles.schedules import gap_sweep_job
 from market_data.defs.candles.sensors import gap_repair_sensor
 from market_data.defs.resources import STORE_KEY
@@ -187,6 +190,41 @@ def test_the_sweep_checks_all_history(h: Harness, sim: RunningSimulator) -> None
         (JAN, "missing", "open"),
         (NOV + 3_600_000 * 5, "empty", "open"),
     ]
+
+
+def sweep(h: Harness) -> dict:
+    result = gap_sweep_job(h.wl).execute_in_process(
+        instance=h.instance, resources={STORE_KEY: h.resources[STORE_KEY]}
+    )
+    assert result.success
+    return result.output_for_node("sweep_gaps")
+
+
+def test_months_a_backfill_in_flight_has_not_reached_are_not_gaps(h: Harness) -> None:
+    """A grouped backfill (one ranged run over several markets) is running: the sweep leaves
+    its markets alone and the repair sensor does not chase their months; the one market no
+    run covers is swept and repaired as ever."""
+    assert h.run("BTC-USDT-SPOT:1h|2026-10-01", "BTC-USDT-SPOT:1h|2026-11-01").success
+    order = h.instance.get_dynamic_partitions("markets_binance")
+    assert order[-1] == "BTC-USDT-SPOT:1h"  # the watchlist's order
+    assert sweep(h)["open_gaps"] == 5  # nothing runs: every never-fetched month is missing
+    running = dg.DagsterRun(
+        job_name="__ASSET_JOB",
+        run_id=str(uuid.uuid4()),
+        status=dg.DagsterRunStatus.STARTED,
+        asset_selection=frozenset({h.asset.key}),
+        tags=range_tags((order[0], "2026-01-01"), (order[-2], "2026-11-01")),
+    )
+    h.instance.add_run(running)
+    requests = tick(h)
+    assert {split_partition_key(r.partition_key)[0] for r in requests} == {"BTC-USDT-SPOT:1h"}
+    h.store.gaps.record(Series("binance", "BTC-USDT-SPOT", "1h"), 0, 2**62, [], 3)
+    for key in order[:-1]:  # forget every gap
+        market = h.wl.market_or_default("binance", key)
+        h.store.gaps.record(Series.of(market), 0, 2**62, [], 3)
+    totals = sweep(h)
+    assert totals["markets"] == 1 and totals["open_gaps"] == 1
+    assert {g["symbol"] for g in gap_rows(h) if g["status"] == "open"} == {"BTC-USDT-SPOT"}
 
 
 @pytest.mark.parametrize(

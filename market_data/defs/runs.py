@@ -17,7 +17,16 @@ from pathlib import Path
 
 import dagster as dg
 
-from market_data.defs.candles.partitions import HOST_TAG
+from market_data.defs.candles.partitions import (
+    FRESHNESS_TAG,
+    HOST_TAG,
+    PARTITION_TAG,
+    RANGE_END,
+    RANGE_START,
+    market_partitions,
+    markets_of_run,
+    split_partition_key,
+)
 
 STOPPING = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
 #: runs queued or running (the sensors skip work such a run is doing already)
@@ -27,6 +36,46 @@ IN_PROGRESS = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+
+
+def run_exchange(run: dg.DagsterRun) -> str | None:
+    """The exchange whose candles a run materializes (its asset selection), if any."""
+    for key in run.asset_selection or ():
+        if len(key.path) == 2 and key.path[0] == "candles":
+            return key.path[1]
+    return None
+
+
+@dataclass(frozen=True)
+class Busy:
+    """What a queued or running run materializes: its markets x its months (a rectangle, as
+    Dagster reads a range over two dimensions); ``freshness``: a freshness run."""
+
+    markets: set[str]
+    first_month: str
+    last_month: str
+    freshness: bool
+
+    def covers(self, market: str, month: str) -> bool:
+        return market in self.markets and self.first_month <= month <= self.last_month
+
+
+def busy_partitions(instance: dg.DagsterInstance, exchanges: list[str]) -> dict[str, list[Busy]]:
+    """Per exchange, what the queued and running runs materialize (a single partition, or
+    every market and month of a range: a grouped backfill, a freshness run)."""
+    busy: dict[str, list[Busy]] = {ex: [] for ex in exchanges}
+    orders: dict[str, list[str]] = {}
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
+        exchange = run_exchange(run)
+        ends = [run.tags[t] for t in (PARTITION_TAG, RANGE_START, RANGE_END) if t in run.tags]
+        if exchange not in busy or not ends:
+            continue
+        if exchange not in orders:
+            orders[exchange] = instance.get_dynamic_partitions(market_partitions(exchange).name)
+        months = sorted(split_partition_key(k)[1] for k in ends)
+        markets = markets_of_run(run.tags, orders[exchange])
+        busy[exchange].append(Busy(markets, months[0], months[-1], FRESHNESS_TAG in run.tags))
+    return busy
 
 
 def this_host() -> str:

@@ -134,11 +134,17 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
         except (ExchangeDataError, sa.exc.OperationalError, sa.exc.InterfaceError) as e:
             # the exchange or the store kept failing: the step is retried whole, later
             raise step_retry(step_retries, context.retry_number, e) from e
-        for market in wanted:
+        for market, bounds in wanted.items():
             report = fetched.markets[market.key]
             context.log.info(describe(report))
-            if not config.repair and is_stale(
-                report.lag_s, market.timeframe.ms, watchlist.freshness.max_lag_timeframes
+            # only a run that reaches the present can leave a market stale (not history)
+            reaches_now = max(hi for _, hi in bounds) > fetched.now_ms
+            if (
+                not config.repair
+                and reaches_now
+                and is_stale(
+                    report.lag_s, market.timeframe.ms, watchlist.freshness.max_lag_timeframes
+                )
             ):
                 context.log.warning(
                     f"{market.key}: stale, newest candle closed {report.lag_s:.0f}s "

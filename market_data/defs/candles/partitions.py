@@ -8,7 +8,7 @@ partition-key and run-tag grammar.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 
 import dagster as dg
@@ -83,9 +83,17 @@ def range_tags(first: tuple[str, str], last: tuple[str, str]) -> dict[str, str]:
     return {RANGE_START: partition_key(*first), RANGE_END: partition_key(*last)}
 
 
-def markets_of_run(tags: Mapping[str, str]) -> set[str]:
-    """Market keys a run names in its partition tags (single partition or range ends)."""
-    return {market_of(tags[t]) for t in (PARTITION_TAG, RANGE_START, RANGE_END) if t in tags}
+def markets_of_run(tags: Mapping[str, str], order: Sequence[str] = ()) -> set[str]:
+    """Market keys a run materializes: its single partition's, or every market of its range
+    (``order``: the exchange's market keys in partition order, so a range from A to Z is A,
+    Z and every market between; without it, or for keys not in it, the range's two ends)."""
+    ends = [market_of(tags[t]) for t in (PARTITION_TAG, RANGE_START, RANGE_END) if t in tags]
+    if RANGE_START in tags and RANGE_END in tags and order:
+        index = {key: i for i, key in enumerate(order)}
+        first, last = index.get(ends[0]), index.get(ends[-1])
+        if first is not None and last is not None:
+            return set(order[first : last + 1])
+    return set(ends)
 
 
 def ranges_by_market(keys: list[str]) -> dict[str, list[tuple[int, int]]]:

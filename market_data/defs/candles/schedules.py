@@ -11,6 +11,7 @@ from market_data.defs.candles.checks import gap_check_key, gap_metadata, partiti
 from market_data.defs.candles.evaluations import latest_materializations
 from market_data.defs.candles.partitions import market_partitions, partition_key
 from market_data.defs.resources import CandleStoreResource
+from market_data.defs.runs import busy_partitions
 from market_data.domain.calendar import day_ms, month_keys_between
 from market_data.domain.expected import ALL_TIME
 from market_data.domain.gaps import GapCounts
@@ -24,8 +25,19 @@ def gap_sweep_job(watchlist: Watchlist) -> dg.JobDefinition:
         store = candle_store.store()
         started = time.monotonic()
         markets, counts = 0, GapCounts()
+        # a backfill or repair in flight has not reached all its months yet: what it has not
+        # fetched is not a gap (its own checks judge each partition as it ends)
+        busy = busy_partitions(context.instance, [ex.name for ex in watchlist.exchanges])
         for ex in watchlist.exchanges:
+            fetching = {m for b in busy[ex.name] if not b.freshness for m in b.markets}
+            if fetching:
+                context.log.info(
+                    f"{ex.name}: {len(fetching)} market(s) skipped, a backfill or repair of "
+                    "theirs is queued or running"
+                )
             for key in context.instance.get_dynamic_partitions(market_partitions(ex.name).name):
+                if key in fetching:
+                    continue
                 market = watchlist.market_or_default(ex.name, key)
                 found = detect(store, market, ALL_TIME, watchlist.gaps)
                 # every partition of the market's history, each its own result

@@ -13,13 +13,13 @@ from market_data.defs.candles.partitions import (
     REASON_TAG,
     URGENT,
     market_partitions,
-    markets_of_run,
     partition_key_at,
     range_tags,
+    split_partition_key,
 )
 from market_data.defs.instruments.assets import instruments_asset_key
 from market_data.defs.resources import CandleStoreResource
-from market_data.defs.runs import IN_PROGRESS
+from market_data.defs.runs import IN_PROGRESS, busy_partitions
 from market_data.domain.calendar import month_keys, ms_day, previous_month
 from market_data.domain.selection import Resolution, resolve
 from market_data.domain.watchlist import Market, Watchlist, split_key
@@ -115,14 +115,6 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
     return sensor
 
 
-def _busy_markets(instance: dg.DagsterInstance) -> set[str]:
-    """Markets some queued or running run is materializing (single partition or range)."""
-    busy: set[str] = set()
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
-        busy |= markets_of_run(run.tags)
-    return busy
-
-
 def gap_repair_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
     @dg.sensor(
         name="gap_repair",
@@ -137,16 +129,17 @@ def gap_repair_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
     ) -> dg.SensorResult:
         store = candle_store.store()
         now = int(datetime.now(UTC).timestamp() * 1000)
-        busy = _busy_markets(context.instance)
-        watched = {ex.name for ex in watchlist.exchanges}
+        watched = [ex.name for ex in watchlist.exchanges]
+        busy = busy_partitions(context.instance, watched)
         partitions: dict[tuple[str, str], int] = {}
         for gap in due_gaps(store, watchlist.gaps, now):
             if gap["exchange"] not in watched:
                 continue
             key = f"{gap['symbol']}:{gap['timeframe']}"
-            if key in busy:
-                continue
             pk = (gap["exchange"], partition_key_at(key, gap["gap_start"]))
+            month = split_partition_key(pk[1])[1]
+            if any(b.covers(key, month) for b in busy[gap["exchange"]]):
+                continue  # a run in flight is fetching that month already
             partitions[pk] = max(partitions.get(pk, 0), gap["attempts"])
         requests = []
         for (exchange, partition), attempts in sorted(partitions.items()):

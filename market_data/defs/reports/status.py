@@ -16,6 +16,7 @@ from market_data.defs.candles.partitions import (
     market_partitions,
     markets_of_run,
 )
+from market_data.defs.runs import run_exchange
 from market_data.domain.calendar import utc_text
 from market_data.domain.watchlist import Watchlist
 from market_data.pipeline.status import StatusReport, collect_status
@@ -53,8 +54,11 @@ class DagsterActivity:
             since = datetime.fromtimestamp(time.time() - timedelta(hours=24).total_seconds(), UTC)
             self._runs = list(self.instance.get_runs(filters=dg.RunsFilter(created_after=since)))
         counts: dict[str, int] = {}
+        order = self.markets(exchange)
         for run in self._runs:
-            if markets_of_run(run.tags) & markets or run.tags.get(FRESHNESS_TAG) == exchange:
+            if run_exchange(run) not in (exchange, None):
+                continue
+            if run.tags.get(FRESHNESS_TAG) == exchange or markets_of_run(run.tags, order) & markets:
                 counts[run.status.value] = counts.get(run.status.value, 0) + 1
         return counts
 
