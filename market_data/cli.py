@@ -42,6 +42,7 @@ from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
 from market_data.domain.watchlist import Market, Watchlist, WatchlistError, no_candles
 from market_data.exchanges.client import ExchangeClient, SyncExchangeClient
 from market_data.exchanges.errors import ExchangeDataError
+from market_data.exchanges.venues import venue
 from market_data.pipeline.alerts import send
 from market_data.pipeline.gaps import months_to_repair
 from market_data.pipeline.ingest import unlisted
@@ -530,7 +531,10 @@ def status(as_json: bool) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8787, show_default=True, type=click.IntRange(1, 65535))
-def api(host: str, port: int) -> None:
+@click.option("--report-max-age", default=15.0, show_default=True, type=click.FloatRange(0),
+              help="seconds a status report is served again (refreshed in the background "
+              "every half of it); 0: every request collects its own")  # fmt: skip
+def api(host: str, port: int, report_max_age: float) -> None:
     """Serve the HTTP status API: GET /health, /ingestion/status, /gaps, /metrics (the same
     numbers as `market-data status`). Ctrl-C or SIGTERM stops it."""
     url = database_url()
@@ -545,6 +549,7 @@ def api(host: str, port: int) -> None:
         DagsterActivity(dg.DagsterInstance.get()),
         load_watchlist(),
         database_url=url,
+        report_max_age_s=report_max_age,
     )
     click.echo(f"status API on http://{host}:{port} (store {_redacted(url)})")
     with stops_cleanly("api"):
@@ -613,12 +618,14 @@ def alerts_test() -> None:
 
 
 @main.command()
-@click.option("--limit", default=1, show_default=True, type=click.IntRange(min=1),
-              help="steps that may hit one exchange at once")  # fmt: skip
-def pools(limit: int) -> None:
+@click.option("--limit", default=None, type=click.IntRange(min=1),
+              help="steps that may hit one exchange at once (default: 2 where the exchange "
+              "reports the weight used, e.g. Binance, else 1)")  # fmt: skip
+def pools(limit: int | None) -> None:
     """Set the concurrency pool of every exchange of the watchlist (exchange:<name>) in the
     Dagster instance, as `dagster instance concurrency set` does."""
     instance = dg.DagsterInstance.get()
     for ex in load_watchlist().exchanges:
-        instance.event_log_storage.set_concurrency_slots(f"exchange:{ex.name}", limit)
-        click.echo(f"pool exchange:{ex.name}: {limit}")
+        slots = limit or venue(ex.name).pool_limit
+        instance.event_log_storage.set_concurrency_slots(f"exchange:{ex.name}", slots)
+        click.echo(f"pool exchange:{ex.name}: {slots}")

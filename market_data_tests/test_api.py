@@ -28,10 +28,13 @@ HOUR = 3_600_000
 class Api:
     """`market-data api` on a port of its own."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], report_max_age_s: float = 0) -> None:
+        """``report_max_age_s`` 0: every request sees the store as it is now."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.process = cli_process(env, "api", "--port", str(self.port))
+        self.process = cli_process(
+            env, "api", "--port", str(self.port), "--report-max-age", str(report_max_age_s)
+        )
         self.bodies: list[str] = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -106,7 +109,9 @@ def _filled(tmp_path: Path, sim: RunningSimulator, url: str) -> dict[str, str]:
 
 
 def _without_timing(report: dict) -> dict:
-    return {k: v for k, v in report.items() if k not in ("generated_at", "database_latency_ms")}
+    return {
+        k: v for k, v in report.items() if k not in ("generated_at", "database_latency_ms", "page")
+    }
 
 
 @pytest.mark.parametrize("flavour", ["sqlite", "postgresql"])
@@ -123,13 +128,17 @@ def test_the_api_reports_what_status_reports(
 
     api = Api(env)
     try:
-        code, health = api.json("/health")
-        assert code == 200 and health["status"] == "ok" and health["database"]["ok"]
-        assert health["candles"] == {"total": btc["rows"], "by_exchange": {"binance": btc["rows"]}}
-
         # the same report as `market-data status --json`, in every symbol form
         code, everything = api.json("/ingestion/status")
         assert code == 200 and _without_timing(everything) == _without_timing(expected)
+        assert everything["page"] == {"offset": 0, "limit": 1000, "markets_total": 1}
+        assert api.json("/ingestion/status?offset=1&limit=5")[1]["markets"] == []
+        assert api.json("/ingestion/status?limit=0")[0] == 400
+        # health counts the candles by the last status report, never by a scan of its own
+        code, health = api.json("/health")
+        assert code == 200 and health["status"] == "ok" and health["database"]["ok"]
+        assert health["candles"] == {"total": btc["rows"], "by_exchange": {"binance": btc["rows"]},
+                                     "as_of": everything["generated_at"]}  # fmt: skip
         for symbol in ("BTCUSDT", "btc-usdt", "BTC/USDT", "BTC-USDT-SPOT"):
             code, one = api.json(f"/ingestion/status?exchange=binance&symbol={symbol}&timeframe=1h")
             assert code == 200 and [m["market"] for m in one["markets"]] == ["BTC-USDT-SPOT:1h"]
@@ -165,9 +174,13 @@ def test_the_api_reports_what_status_reports(
         assert metrics[("market_data_database_up", "")] == 1
         assert metrics[("market_data_open_gaps", market)] == 1
         assert metrics[("market_data_empty_candles", market)] == 3
-        assert metrics[("market_data_missing_candles", market)] == 0
-        assert metrics[("market_data_rows", market)] == btc["rows"]
-        assert metrics[("market_data_absent_candles", market)] == btc["absent"]
+        assert ("market_data_missing_candles", market) not in metrics  # problems only
+        assert ("market_data_stale", market) not in metrics
+        # sums per exchange and timeframe: one series here
+        assert metrics[("market_data_rows", "")] == btc["rows"]
+        assert metrics[("market_data_absent_candles", "")] == btc["absent"]
+        assert metrics[("market_data_series", "")] == 1
+        assert metrics[("market_data_series_with_gaps", "")] == 1
         assert metrics[("market_data_lag_seconds", market)] == pytest.approx(btc["lag_s"])
     finally:
         printed = api.stop()
@@ -204,3 +217,22 @@ def test_a_broken_database_url_is_one_clear_line(tmp_path: Path, sim: RunningSim
     done = cli(env, "api", "--port", str(free_port()))
     assert done.returncode == 1 and "DATABASE_URL is not a database URL" in done.stderr
     assert PASSWORD not in done.stdout + done.stderr
+
+
+def test_a_whole_exchange_is_served_from_a_report_refreshed_in_the_background(
+    tmp_path: Path, sim: RunningSimulator
+) -> None:
+    """With a report max age, requests answer from the report in memory (the same one until
+    it is refreshed in the background), and /metrics says how old it is."""
+    env = _filled(tmp_path, sim, f"sqlite:///{tmp_path}/candles.sqlite")
+    api = Api(env, report_max_age_s=2)
+    try:
+        first = api.json("/ingestion/status")[1]["generated_at"]
+        assert api.json("/ingestion/status")[1]["generated_at"] == first  # from memory
+        assert 0 <= api.metrics()[("market_data_status_age_seconds", "")] <= 2
+        deadline = time.monotonic() + 30
+        while api.json("/ingestion/status")[1]["generated_at"] == first:  # seconds resolution
+            assert time.monotonic() < deadline, "the report was never refreshed"
+            time.sleep(0.5)
+    finally:
+        api.stop()

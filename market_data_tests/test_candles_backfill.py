@@ -229,3 +229,34 @@ def test_rows_that_break_the_contract_are_not_stored(tmp_path: Path, store_url: 
     assert "1 candle(s) break the contract (high >= max(open, close))" in message
     assert str(start + 7 * 60_000) in message  # the offending row is shown
     assert h.stored("BTC-USDT-SPOT", "1m") == []
+
+
+def test_a_market_refused_in_a_grouped_run_fails_only_its_own_partitions(
+    harness: Harness, sim: RunningSimulator
+) -> None:
+    """One ranged run over five markets (as the watchlist groups new markets): NOPE is not
+    listed and the exchange starts refusing ZEN/BTC (-1121) after a few pages. The three
+    others are fetched and materialized whole; the run fails naming the refused ones."""
+    rule = {"path": "/api/v3/klines", "query": {"symbol": "ZENBTC"}, "status": 400,
+            "code": -1121, "skip": 3, "count": -1}  # fmt: skip
+    admin(sim.url, "faults", {"fail": [rule]})
+    order = harness.instance.get_dynamic_partitions("markets_binance")
+    assert (order[0], order[-1]) == ("BTC-USDT-SPOT:1h", "NOPE-USDT-SPOT:1h")
+    result = harness.run(f"{order[0]}|2026-10-01", f"{order[-1]}|2026-10-01")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
+    assert "2 of 5 market(s) refused, the others written" in failure.error.message
+    materialized = {
+        str(r.event_log_entry.dagster_event.partition)
+        for r in harness.instance.fetch_materializations(harness.asset.key, limit=100).records
+    }
+    assert materialized == {
+        "BTC-USDT-SPOT:1h|2026-10-01", "ETH-USDT-SPOT:1m|2026-10-01", "NEWT-USDT-SPOT:1h|2026-10-01"
+    }  # fmt: skip
+    assert harness.stored("BTC-USDT-SPOT", "1h") == exchange_truth(
+        "BTCUSDT", Kind.SPOT, "1h", OCT, NOV, NOW_MS
+    )
+    assert len(harness.stored("ETH-USDT-SPOT", "1m")) == 31 * 1440
+    logs = " ".join(e.user_message for e in harness.instance.all_logs(result.run_id))
+    assert "NOPE-USDT-SPOT:1h: not fetched: NOPE-USDT-SPOT (NOPE/USDT) is not listed" in logs
+    assert "ZEN-BTC-SPOT:1m: not fetched: ZEN-BTC-SPOT:1m: " in logs and "Invalid symbol" in logs

@@ -5,6 +5,7 @@ does not answer a 503. Nothing here writes."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from market_data.domain.gaps import EXCHANGE_EMPTY, OPEN, REPAIRED
 from market_data.domain.timeframes import Timeframe, UnknownTimeframeError
 from market_data.domain.watchlist import Watchlist
 from market_data.pipeline.status import Activity, StatusReport, collect_status, one_line
-from market_data.store.candles import CandleStore, ping, series_stats
+from market_data.store.candles import CandleStore, ping
 
 GAP_STATUSES = (OPEN, REPAIRED, EXCHANGE_EMPTY)
 MAX_LIMIT = 10_000
@@ -37,6 +38,10 @@ class Sources:
     watchlist: Watchlist
     #: the store's URL, so that its password can never appear in an answer
     database_url: str = ""
+    #: a status report this young is served again (0: every request collects its own); the
+    #: server refreshes it in the background, so /metrics and /ingestion/status answer from
+    #: memory however many markets are watched
+    report_max_age_s: float = 0.0
 
 
 class BadQuery(Exception):
@@ -57,16 +62,41 @@ class StatusApi:
         self.sources = sources
         # one collection at a time: the Dagster instance and the store are shared
         self._lock = threading.Lock()
+        self._cached: tuple[float, StatusReport] | None = None
         self.registry = CollectorRegistry()
-        self.registry.register(StatusCollector(self.report))
+        self.registry.register(StatusCollector(self.report, self.report_age_s))
 
     def report(self) -> StatusReport:
+        """The newest status report, collected now if the one in memory is older than
+        ``report_max_age_s`` (one collection at a time: a request waiting for another's
+        takes its result)."""
+        if (fresh := self._fresh()) is not None:
+            return fresh
         with self._lock:
-            report = collect_status(
-                self.sources.store, self.sources.activity, self.sources.watchlist
-            )
+            if (fresh := self._fresh()) is not None:
+                return fresh
+            return self._collect()
+
+    def refresh(self) -> None:
+        """Collect a new report now (the server's background refresher)."""
+        with self._lock:
+            self._collect()
+
+    def report_age_s(self) -> float | None:
+        cached = self._cached
+        return None if cached is None else time.monotonic() - cached[0]
+
+    def _fresh(self) -> StatusReport | None:
+        cached = self._cached
+        if cached is not None and time.monotonic() - cached[0] <= self.sources.report_max_age_s:
+            return cached[1]
+        return None
+
+    def _collect(self) -> StatusReport:
+        report = collect_status(self.sources.store, self.sources.activity, self.sources.watchlist)
         if report.database_error:
             report.database_error = self.redact(report.database_error)
+        self._cached = (time.monotonic(), report)
         return report
 
     def redact(self, text: str) -> str:
@@ -107,25 +137,38 @@ class StatusApi:
         store = self.sources.store
         try:
             latency = round(ping(store) * 1000, 2)
-            candles = {
-                ex.name: sum(n for n, _, _ in series_stats(store, ex.name).values())
-                for ex in self.sources.watchlist.exchanges
-            }
             alerts = store.alerts.undelivered()
+            report = self._cached[1] if self._cached is not None else None
         except Exception as e:  # what is being reported
             error = self.redact(one_line(e))
             body = {"status": "unavailable", "database": {"ok": False, "error": error}}
             return JSONResponse(body, status_code=503)
-        return JSONResponse({
+        body: dict[str, Any] = {
             "status": "ok",
             "database": {"ok": True, "dialect": store.dialect, "latency_ms": latency},
-            "candles": {"total": sum(candles.values()), "by_exchange": candles},
             "alerts": alerts,
-        })  # fmt: skip
+        }
+        if report is not None and report.database_ok:  # counted by the last status report
+            by_exchange: dict[str, int] = {}
+            for m in report.markets:
+                by_exchange[m.exchange] = by_exchange.get(m.exchange, 0) + m.rows
+            body["candles"] = {
+                "total": sum(by_exchange.values()), "by_exchange": by_exchange,
+                "as_of": report.generated_at,
+            }  # fmt: skip
+        return JSONResponse(body)
 
     def ingestion_status(self, request: Request) -> Response:
-        params = _params(request, {"exchange", "symbol", "timeframe"})
-        return JSONResponse(self._narrowed(params).as_json())
+        """The status, narrowed by exchange, symbol and timeframe, one page of its markets
+        (``limit``, default 1000, and ``offset``): a whole exchange is 15,000 markets."""
+        params = _params(request, {"exchange", "symbol", "timeframe", "limit", "offset"})
+        limit = _int(params.get("limit", "1000"), "limit", 1, MAX_LIMIT)
+        offset = _int(params.get("offset", "0"), "offset", 0, 10**9)
+        body = self._narrowed(params).as_json()
+        markets = body["markets"]
+        body["markets"] = markets[offset : offset + limit]
+        body["page"] = {"offset": offset, "limit": limit, "markets_total": len(markets)}
+        return JSONResponse(body)
 
     def gaps(self, request: Request) -> Response:
         params = _params(request, {"exchange", "symbol", "timeframe", "status", "limit"})
@@ -198,4 +241,6 @@ def create_app(sources: Sources) -> Starlette:
         Route("/system/health", _guarded(api.health), methods=["GET"]),
         Route("/api/ingestion/status", _guarded(api.ingestion_status), methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    app.state.api = api  # the server's background refresher uses it
+    return app

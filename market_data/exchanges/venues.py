@@ -119,6 +119,13 @@ class Venue:
     #: X-MBX-USED-WEIGHT-1M): requests are paced by it (exchanges/budget.py)
     reports_weight: bool = False
 
+    @property
+    def pool_limit(self) -> int:
+        """Runs that may fetch from the exchange at once: two where the exchange reports the
+        weight used (a backfill and a freshness run pace together by it), else one (each
+        process spends the whole rate budget ccxt's throttle allows)."""
+        return 2 if self.reports_weight else 1
+
     def all_types(self, exchange: Any) -> None:
         """Make ``exchange.load_markets`` fetch every market type again."""
         if self.types_option is not None:

@@ -40,7 +40,11 @@ from market_data.domain.intervals import subtract_intervals
 from market_data.domain.timeframes import MINUTE_MS
 from market_data.domain.watchlist import GapSettings, Market
 from market_data.exchanges.client import ExchangeClient, Tally, counting
-from market_data.exchanges.errors import BadSymbolError, TemporaryExchangeError
+from market_data.exchanges.errors import (
+    BadSymbolError,
+    PermanentExchangeError,
+    TemporaryExchangeError,
+)
 from market_data.exchanges.paging import fetch_window, first_candle, first_served_candle, windows
 from market_data.exchanges.venues import ccxt_market_type, venue
 from market_data.pipeline.gaps import plan_repair, stored_listing, with_venue
@@ -97,6 +101,9 @@ class MarketReport(Figures):
     unserved: tuple[int, int] | None = None
     #: the parts of the ranges asked for inside ``unserved``
     unserved_parts: list[tuple[int, int]] = field(default_factory=list)
+    #: why the market could not be fetched at all (a permanent error: unlisted, refused);
+    #: the run's other markets go on
+    error: str | None = None
 
     def month(self, key: str) -> Figures:
         return self.months.setdefault(key, Figures())
@@ -218,11 +225,15 @@ async def ingest(
     reports = {m.key: MarketReport(key=m.key) for m in ranges}
     tallies = {m.key: Tally() for m in ranges}
 
-    async def listing(market: Market) -> Listing:
-        with counting(tallies[market.key]):
-            return await discover_listing(
-                client, store, market, instrument(client, ccxt_markets, market)
-            )
+    async def listing(market: Market) -> Listing | None:
+        try:
+            with counting(tallies[market.key]):
+                return await discover_listing(
+                    client, store, market, instrument(client, ccxt_markets, market)
+                )
+        except PermanentExchangeError as e:  # this market only: the others go on
+            reports[market.key].error = str(e)
+            return None
 
     listings = await asyncio.gather(*(listing(m) for m in ranges))
     jobs: list[Job] = []
@@ -232,6 +243,8 @@ async def ingest(
         for lo, hi in wanted:  # every month asked for has figures, if only zeros
             for key in month_keys_between(lo, hi):
                 report.month(key)
+        if known is None:
+            continue
         _bound(report, market, wanted, known, now_ms)
         for start, end in report.bounds:
             todo = (
@@ -248,6 +261,8 @@ async def ingest(
         log(f"{len(jobs)} page(s) to fetch for {len(ranges)} market(s)")
         await _pipeline(client, store, jobs, reports, tallies, now_ms, dry_run, refetch, log, stop)
     for (market, wanted), known in zip(ranges.items(), listings, strict=True):
+        if known is None or reports[market.key].error is not None:
+            continue
         if not dry_run and _history_starts_late(store, market, known, reports[market.key]):
             with counting(tallies[market.key]):
                 await _listing_from_history(client, store, market, ccxt_markets)
@@ -318,11 +333,17 @@ async def _pipeline(
     async def fetcher() -> None:
         for job in todo:
             tf = job.market.timeframe
+            report = reports[job.market.key]
+            if report.error is not None:
+                continue  # the market was refused: its other windows are not asked for
             try:
                 with counting(tallies[job.market.key]):
                     page = await fetch_window(
                         client, job.market.symbol.ccxt, tf.code, job.lo, job.hi
                     )
+            except PermanentExchangeError as e:  # this market only: the others go on
+                report.error = f"{job.market.key}: {e}"
+                continue
             except TemporaryExchangeError as e:
                 # the other windows go on (the failed one stays missing, the run will fail);
                 # past a few such windows the exchange is down: stop
@@ -437,6 +458,23 @@ class Fetched:
     now_ms: int
     markets: dict[str, MarketReport]
 
+    @property
+    def failed(self) -> dict[str, str]:
+        """Markets that could not be fetched at all, and why."""
+        return {k: r.error for k, r in self.markets.items() if r.error is not None}
+
+
+class MarketsFailed(PermanentExchangeError):
+    """Some markets of a run were refused for good (unlisted, a permanent 4xx); every other
+    market of the run was fetched and written (``fetched``)."""
+
+    def __init__(self, fetched: Fetched) -> None:
+        failed = fetched.failed
+        first = next(iter(failed.values()))
+        more = f" (and {len(failed) - 1} more market(s))" if len(failed) > 1 else ""
+        super().__init__(f"{first}{more}")
+        self.fetched = fetched
+
 
 async def fetch_markets(
     client: ExchangeClient,
@@ -478,7 +516,10 @@ async def fetch_markets(
         for lo, hi in bounds:
             for key in month_keys_between(lo, hi):
                 reports[market.key].month(key)
-    return Fetched(now, reports)
+    fetched = Fetched(now, reports)
+    if fetched.failed:
+        raise MarketsFailed(fetched)
+    return fetched
 
 
 def describe(report: MarketReport) -> str:

@@ -15,12 +15,19 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from market_data.domain.calendar import utc_text
-from market_data.domain.expected import ALL_TIME, expected_count, unserved
+from market_data.domain.expected import (
+    ALL_TIME,
+    Listing,
+    clip,
+    expected_count,
+    expected_window,
+    unserved,
+)
 from market_data.domain.freshness import is_stale, lag_seconds
 from market_data.domain.gaps import GapCounts
 from market_data.domain.symbols import parse_symbol, symbol_matches
 from market_data.domain.watchlist import Market, Watchlist
-from market_data.pipeline.gaps import expected_ranges, stored_listing
+from market_data.pipeline.gaps import with_venue
 from market_data.store.candles import CandleStore, ping, series_stats
 from market_data.store.live import LiveHealth, live_health
 from market_data.store.series import Series
@@ -148,12 +155,16 @@ def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist)
         live = live_health(store.live, ex.name, watchlist.live.stale_after_s)
         if live.service is not None:
             report.live[ex.name] = live_summary(live)
+        catalog = store.instruments.stored(ex.name)  # one query, not one per market
         for key in keys:
             market = watchlist.market_or_default(ex.name, key)
             tf, name = market.timeframe, market.symbol.standard
             rows, first, last = stats.get((name, tf.code), (0, None, None))
-            expected = expected_count(expected_ranges(store, market, ALL_TIME), tf)
-            unavailable = unavailable_count(store, market, clock)
+            row = catalog.get(name)
+            listing = with_venue(row.listing if row is not None else Listing(), ex.name)
+            window = expected_window(market, listing, clock)
+            expected = expected_count(clip(ALL_TIME, window, tf), tf)
+            unavailable = unavailable_count(store, market, listing, clock)
             counts = gaps.get((name, tf.code), GapCounts())
             lag = lag_seconds(last, tf.ms, clock)
             report.markets.append(
@@ -198,9 +209,11 @@ def live_summary(live: LiveHealth) -> dict[str, Any]:
     }
 
 
-def unavailable_count(store: CandleStore, market: Market, now_ms: int | None) -> int:
+def unavailable_count(
+    store: CandleStore, market: Market, listing: Listing, now_ms: int | None
+) -> int:
     """Candles in the span the exchange no longer serves that are not stored."""
-    span = unserved(market, stored_listing(store, market), now_ms)
+    span = unserved(market, listing, now_ms)
     if span is None:
         return 0
     stored = store.candle_stats(Series.of(market), *span)[0]

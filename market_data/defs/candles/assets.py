@@ -8,7 +8,12 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from market_data.defs.candles.partitions import MONTHS_PER_RUN, candle_partitions, ranges_by_market
+from market_data.defs.candles.partitions import (
+    MONTHS_PER_RUN,
+    candle_partitions,
+    market_of,
+    ranges_by_market,
+)
 from market_data.defs.candles.results import partition_metadata
 from market_data.defs.instruments.assets import instruments_asset_key
 from market_data.defs.resources import CandleStoreResource, ExchangesResource
@@ -24,7 +29,13 @@ from market_data.exchanges.errors import (
     RateLimitedError,
 )
 from market_data.pipeline.alerts import report_rate_limits
-from market_data.pipeline.ingest import Fetched, FetchOptions, describe, fetch_markets
+from market_data.pipeline.ingest import (
+    Fetched,
+    FetchOptions,
+    MarketsFailed,
+    describe,
+    fetch_markets,
+)
 from market_data.pipeline.stop import Stopped, Stopper
 
 
@@ -123,8 +134,11 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
                 await client.close()
                 report_rate_limits(store, watchlist.alerts, exchange, context.run.run_id, **limited)
 
+        refused: MarketsFailed | None = None
         try:
             fetched = asyncio.run(fetch())
+        except MarketsFailed as e:  # some markets refused for good: the others are written
+            fetched, refused = e.fetched, e
         except Stopped as e:
             # the pages written so far are kept; the run ends CANCELED, and is not retried
             context.log.warning(f"{exchange}: {e}")
@@ -150,18 +164,31 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
                     f"{market.key}: stale, newest candle closed {report.lag_s:.0f}s "
                     "before the exchange clock"
                 )
+        run_metadata = {  # the run's own figures, the same on every partition
+            "run_dry_run": dg.MetadataValue.bool(config.dry_run),
+            "run_requests": dg.MetadataValue.int(requests),
+            "run_markets": dg.MetadataValue.int(len(fetched.markets)),
+            "run_seconds": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+        }
+        if refused is not None:
+            # the markets that were fetched are materialized, partition by partition; the
+            # step fails naming the others, whose partitions alone stay unmaterialized
+            for pk in context.partition_keys:
+                if market_of(pk) not in fetched.failed:
+                    meta = partition_metadata(pk, fetched, watchlist, exchange) | run_metadata
+                    context.log_event(dg.AssetMaterialization(key, partition=pk, metadata=meta))
+            for market_key, error in fetched.failed.items():
+                context.log.error(f"{market_key}: not fetched: {error}")
+            raise dg.Failure(
+                description=f"{exchange}: {len(fetched.failed)} of {len(fetched.markets)} "
+                f"market(s) refused, the others written: {refused}",
+                allow_retries=False,
+            ) from refused
         # each partition's materialization carries that market-month's own figures
         for pk in context.partition_keys:
             context.add_asset_metadata(
                 partition_metadata(pk, fetched, watchlist, exchange), partition_key=pk
             )
-        return dg.MaterializeResult(  # the run's own figures, the same on every partition
-            metadata={
-                "run_dry_run": dg.MetadataValue.bool(config.dry_run),
-                "run_requests": dg.MetadataValue.int(requests),
-                "run_markets": dg.MetadataValue.int(len(fetched.markets)),
-                "run_seconds": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
-            }
-        )
+        return dg.MaterializeResult(metadata=run_metadata)
 
     return candles

@@ -27,6 +27,7 @@ PARTITION_TAG = "dagster/partition"
 #: the project's own run tags
 FRESHNESS_TAG = "market_data/freshness"  # value: the exchange
 REASON_TAG = "market_data/reason"
+BACKFILL_TAG = "market_data/backfill"  # value: the exchange (dagster.yaml: one at a time)
 ATTEMPT_TAG = "market_data/attempt"
 SOURCE_TAG = "market_data/source"
 INVOCATION_TAG = "market_data/invocation"  # one command-line invocation's runs

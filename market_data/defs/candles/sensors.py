@@ -1,5 +1,8 @@
 """The watchlist sensor: watchlist and catalog changes become partitions and backfills."""
 
+import json
+from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -8,8 +11,8 @@ from market_data.defs.candles.assets import candle_asset_key
 from market_data.defs.candles.checks import gap_check_key
 from market_data.defs.candles.partitions import (
     ATTEMPT_TAG,
+    BACKFILL_TAG,
     FRESHNESS_TAG,
-    MONTHS_PER_RUN,
     REASON_TAG,
     URGENT,
     market_partitions,
@@ -20,35 +23,71 @@ from market_data.defs.candles.partitions import (
 from market_data.defs.instruments.assets import instruments_asset_key
 from market_data.defs.resources import CandleStoreResource
 from market_data.defs.runs import IN_PROGRESS, busy_partitions
-from market_data.domain.calendar import month_keys, ms_day, previous_month
+from market_data.domain.backfills import Group, NewMarket, group_backfills
+from market_data.domain.calendar import month_key_of, month_keys, previous_month
 from market_data.domain.selection import Resolution, resolve
 from market_data.domain.watchlist import Market, Watchlist, split_key
+from market_data.exchanges.venues import venue
 from market_data.pipeline.gaps import due_gaps
 from market_data.store.live import live_health
 
 
-def backfill_requests(
-    market: Market, today: date, listed_ms: int | None = None
-) -> list[dg.RunRequest]:
-    """A new market's history as ranged runs of up to MONTHS_PER_RUN months each."""
-    first = market.start
-    if listed_ms is not None:
-        first = max(first, ms_day(listed_ms))
-    months = month_keys(first, today)
-    requests = []
-    for i in range(0, len(months), MONTHS_PER_RUN):
-        chunk = months[i : i + MONTHS_PER_RUN]
-        requests.append(
-            dg.RunRequest(
-                run_key=f"backfill:{market.exchange}:{market.key}:{chunk[0]}:{chunk[-1]}",
-                asset_selection=[candle_asset_key(market.exchange)],
-                tags={
-                    **range_tags((market.key, chunk[0]), (market.key, chunk[-1])),
-                    REASON_TAG: "new market",
-                },
-            )
-        )
-    return requests
+def _names(keys: list[str], shown: int = 10) -> str:
+    """The first few of many market keys (a log line, not a page)."""
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more
+
+
+#: backfill runs the watchlist sensor submits per tick at most (the daemon submits about two
+#: a second): the rest wait in its cursor for the next ticks, so a tick returns in seconds
+RUNS_PER_TICK = 20
+
+
+def first_ms(market: Market, listed_ms: int | None) -> int:
+    """Where a new market's history starts: its watchlist start, or a later listing."""
+    return max(market.start_ms, listed_ms or 0)
+
+
+def backfill_request(exchange: str, group: Group, today: date) -> dg.RunRequest:
+    """One ranged run: every market of ``group`` x every month from its first to today's."""
+    first_month = month_key_of(group.first_ms)
+    last_month = month_keys(today, today)[0]
+    return dg.RunRequest(
+        run_key=f"backfill:{exchange}:{group.first}:{group.last}:{first_month}",
+        asset_selection=[candle_asset_key(exchange)],
+        tags={
+            **range_tags((group.first, first_month), (group.last, last_month)),
+            REASON_TAG: "new market" if group.markets == 1 else f"{group.markets} new markets",
+            BACKFILL_TAG: exchange,
+        },
+    )
+
+
+def _pending(cursor: str | None) -> dict[str, list[Group]]:
+    """Backfill groups planned by an earlier tick and not submitted yet, per exchange."""
+    if not cursor:
+        return {}
+    raw = json.loads(cursor)
+    return {ex: [Group(*g) for g in groups] for ex, groups in raw.get("pending", {}).items()}
+
+
+def _still_watched(
+    groups: list[Group], order: list[str], gone: set[str], log: Callable[[str], None]
+) -> list[Group]:
+    """Groups trimmed to the markets still watched: ``order`` is the partition order before
+    this tick's deletions (``gone``), so a group's ends are in it; what is left of a group is
+    contiguous once ``gone`` is deleted."""
+    index = {k: i for i, k in enumerate(order)}
+    out = []
+    for g in groups:
+        lo, hi = index.get(g.first), index.get(g.last)
+        if lo is None or hi is None:  # deleted outside the sensor (the UI)
+            log(f"a planned backfill {g.first}..{g.last} lost its markets' partitions; skipped")
+            continue
+        kept = [k for k in order[lo : hi + 1] if k not in gone]
+        if kept:
+            out.append(Group(kept[0], kept[-1], g.first_ms, len(kept), g.pages))
+    return out
 
 
 def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
@@ -83,6 +122,7 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         for line in resolution.notes:
             context.log.info(line)
         today = datetime.now(UTC).date()
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
         partition_requests: list = []
         run_requests: list[dg.RunRequest] = [
             # An exchange without a catalog yet gets it loaded now, not at the next daily refresh.
@@ -93,23 +133,49 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
             for ex in watchlist.exchanges
             if not stored[ex.name]
         ]
+        pending = _pending(context.cursor)
         for ex in watchlist.exchanges:
             wanted = resolution.markets.get(ex.name, {})
             parts = market_partitions(ex.name)
-            new = [k for k in wanted if k not in existing[ex.name]]
+            rows = stored[ex.name]
+            starts = {
+                k: first_ms(
+                    m, rows[m.symbol.standard].listed_at if m.symbol.standard in rows else None
+                )
+                for k, m in wanted.items()
+                if k not in existing[ex.name]
+            }
+            # new markets in the order of their first month: a group's markets start together
+            new = sorted(starts, key=lambda k: (starts[k], k))
             gone = sorted(existing[ex.name] - set(wanted))
             if new:
                 partition_requests.append(parts.build_add_request(new))
-                context.log.info(f"{ex.name}: adding {len(new)} market(s): {', '.join(new)}")
+                context.log.info(f"{ex.name}: adding {len(new)} market(s): {_names(new)}")
             if gone:
                 partition_requests.append(parts.build_delete_request(gone))
-                context.log.info(f"{ex.name}: no longer watched (data kept): {', '.join(gone)}")
-            for key in new:
-                market = wanted[key]
-                row = stored[ex.name].get(market.symbol.standard)
-                run_requests += backfill_requests(market, today, row.listed_at if row else None)
+                context.log.info(
+                    f"{ex.name}: no longer watched (data kept): {len(gone)} market(s): "
+                    f"{_names(gone)}"
+                )
+            order = list(context.instance.get_dynamic_partitions(parts.name))
+            queue = _still_watched(pending.get(ex.name, []), order, set(gone), context.log.warning)
+            items = [NewMarket(k, starts[k], wanted[k].timeframe.ms) for k in new]
+            queue += group_backfills(items, now_ms, venue(ex.name).page_limit)
+            room = max(0, RUNS_PER_TICK - len(run_requests))
+            run_requests += [backfill_request(ex.name, g, today) for g in queue[:room]]
+            pending[ex.name] = queue[room:]
+            if pending[ex.name]:
+                waiting = sum(g.markets for g in pending[ex.name])
+                context.log.info(
+                    f"{ex.name}: {len(pending[ex.name])} backfill run(s) of {waiting} market(s) "
+                    "wait for the next ticks"
+                )
+        cursor = {"pending": {ex: [list(asdict(g).values()) for g in groups]
+                              for ex, groups in pending.items() if groups}}  # fmt: skip
         return dg.SensorResult(
-            run_requests=run_requests, dynamic_partitions_requests=partition_requests
+            run_requests=run_requests,
+            dynamic_partitions_requests=partition_requests,
+            cursor=json.dumps(cursor),
         )
 
     return sensor

@@ -1,0 +1,123 @@
+"""A whole exchange's worth of markets (the simulator's --extra-pairs): the watchlist sensor
+adds them in one tick and backfills them in few runs, each many markets under one rate
+budget, submitted a bounded number per tick (bench/scale.py measures the full size)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import ccxt
+import dagster as dg
+import pytest
+
+from market_data.defs.candles.partitions import RANGE_END, RANGE_START, split_partition_key
+from market_data.defs.candles.sensors import RUNS_PER_TICK, watchlist_sensor
+from market_data.defs.instruments.assets import instruments_asset
+from market_data.defs.resources import STORE_KEY
+from market_data.domain.backfills import PAGES_PER_RUN
+from market_data.domain.watchlist import Watchlist, parse_watchlist
+from market_data.simulator.book import Clock
+from market_data.simulator.server import RunningSimulator, Simulator
+from market_data_tests.candle_harness import Harness
+from market_data_tests.conftest import NOW_MS
+
+TODAY = date(2026, 11, 21)
+BASES = 300  # 300 spot pairs + 150 perpetuals besides the simulator's own markets
+
+
+@pytest.fixture(scope="module")
+def exchange() -> Iterator[RunningSimulator]:
+    server = RunningSimulator(Simulator(clock=Clock(fixed_ms=NOW_MS), extra_pairs=BASES)).start()
+    yield server
+    server.stop()
+
+
+def whole_exchange(url: str, timeframes: list[str]) -> Watchlist:
+    data = {"start": "2024-01-01", "exchanges": {"binance": {
+        "base_url": url, "rate_limit_ms": 0, "step_retries": 0, "markets": [],
+        "select": [{"quote": "USDT", "timeframes": timeframes}],
+    }}}  # fmt: skip
+    return parse_watchlist(data, frozenset(ccxt.exchanges), TODAY)
+
+
+def tick(h: Harness, wl: Watchlist, cursor: str | None) -> dg.SensorResult:
+    with dg.build_sensor_context(
+        instance=h.instance, resources={STORE_KEY: h.resources[STORE_KEY]}, cursor=cursor
+    ) as ctx:
+        result = watchlist_sensor(wl)(ctx)
+    for req in result.dynamic_partitions_requests:  # as the daemon applies them
+        if isinstance(req, dg.AddDynamicPartitionsRequest):
+            h.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+        else:
+            for key in req.partition_keys:
+                h.instance.delete_dynamic_partition(req.partitions_def_name, key)
+    return result
+
+
+def rectangle(order: list[str], run: dg.RunRequest) -> tuple[list[str], str, str]:
+    (first, first_month), (last, last_month) = (
+        split_partition_key(run.tags[t]) for t in (RANGE_START, RANGE_END)
+    )
+    return order[order.index(first) : order.index(last) + 1], first_month, last_month
+
+
+@pytest.fixture
+def h(exchange: RunningSimulator, tmp_path: Path) -> Harness:
+    """The whole exchange watched at 1m and 1h, its catalog loaded, nothing added yet."""
+    wl = whole_exchange(exchange.url, ["1m", "1h"])
+    h = Harness(wl, f"sqlite:///{tmp_path}/scale.sqlite", dg.DagsterInstance.ephemeral())
+    dg.materialize([instruments_asset("binance")], instance=h.instance, resources=h.resources)
+    return h
+
+
+def drain(h: Harness, wl: Watchlist, cursor: str) -> list[dg.RunRequest]:
+    """The runs of the ticks after the first, until no backfill waits; none adds a market."""
+    runs: list[dg.RunRequest] = []
+    while json.loads(cursor).get("pending"):
+        more = tick(h, wl, cursor)
+        assert not any(
+            isinstance(r, dg.AddDynamicPartitionsRequest) for r in more.dynamic_partitions_requests
+        )
+        assert len(more.run_requests) <= RUNS_PER_TICK
+        runs += more.run_requests
+        cursor = more.cursor
+    return runs
+
+
+def test_a_whole_exchange_is_added_in_one_tick_and_backfilled_in_few_runs(h: Harness) -> None:
+    first = tick(h, h.wl, None)
+    order = list(h.instance.get_dynamic_partitions("markets_binance"))
+    assert len(order) > 2 * BASES  # every active USDT market x 2 timeframes, in one tick
+    assert len(first.run_requests) == RUNS_PER_TICK  # bounded: the rest wait in the cursor
+    pending = json.loads(first.cursor)["pending"]["binance"]
+    runs = list(first.run_requests) + drain(h, h.wl, first.cursor)
+    assert len(runs) == RUNS_PER_TICK + len(pending)
+    assert len(runs) < len(order) / 4  # few runs: many markets each
+    # every new market in exactly one run; a run's months reach from its markets' first
+    # to this month; each run is about PAGES_PER_RUN pages (one market alone may be more)
+    this_month = datetime.now(UTC).date().replace(day=1).isoformat()
+    covered: list[str] = []
+    for run in runs:
+        markets, first_month, last_month = rectangle(order, run)
+        covered += markets
+        assert last_month == this_month and first_month >= "2024-01-01"
+    assert sorted(covered) == sorted(order)
+    assert all(pages <= PAGES_PER_RUN or markets == 1 for *_, markets, pages in pending)
+
+
+def test_a_market_removed_while_its_backfill_waits_is_left_out_of_it(h: Harness) -> None:
+    first = tick(h, h.wl, None)
+    before = list(h.instance.get_dynamic_partitions("markets_binance"))
+    submitted = [m for run in first.run_requests for m in rectangle(before, run)[0]]
+    hourly = whole_exchange(h.wl.exchanges[0].base_url or "", ["1h"])  # every 1m series out
+    runs = drain(h, hourly, first.cursor)
+    order = list(h.instance.get_dynamic_partitions("markets_binance"))
+    assert order and all(k.endswith(":1h") for k in order)
+    later = [m for run in runs for m in rectangle(order, run)[0]]  # their ends exist
+    assert later and all(k.endswith(":1h") for k in later)
+    # each 1h market in exactly one run: the first tick's, or one that waited
+    hourly_first = [k for k in submitted if k.endswith(":1h")]
+    assert sorted(hourly_first + later) == sorted(order)
