@@ -17,7 +17,8 @@ from market_data.defs.candles.partitions import RANGE_END, RANGE_START, split_pa
 from market_data.defs.candles.sensors import RUNS_PER_TICK, watchlist_sensor
 from market_data.defs.instruments.assets import instruments_asset
 from market_data.defs.resources import STORE_KEY
-from market_data.domain.backfills import PAGES_PER_RUN
+from market_data.domain.backfills import PAGES_PER_RUN, PARTITIONS_PER_RUN
+from market_data.domain.calendar import month_keys
 from market_data.domain.watchlist import Watchlist, parse_watchlist
 from market_data.simulator.book import Clock
 from market_data.simulator.server import RunningSimulator, Simulator
@@ -97,13 +98,16 @@ def test_a_whole_exchange_is_added_in_one_tick_and_backfilled_in_few_runs(h: Har
     assert len(runs) == RUNS_PER_TICK + len(pending)
     assert len(runs) < len(order) / 4  # few runs: many markets each
     # every new market in exactly one run; a run's months reach from its markets' first
-    # to this month; each run is about PAGES_PER_RUN pages (one market alone may be more)
+    # to this month; each run is about PAGES_PER_RUN pages and at most PARTITIONS_PER_RUN
+    # partitions (one market alone may be more)
     this_month = datetime.now(UTC).date().replace(day=1).isoformat()
     covered: list[str] = []
     for run in runs:
         markets, first_month, last_month = rectangle(order, run)
         covered += markets
         assert last_month == this_month and first_month >= "2024-01-01"
+        months = len(month_keys(date.fromisoformat(first_month), date.fromisoformat(this_month)))
+        assert len(markets) * months <= PARTITIONS_PER_RUN or len(markets) == 1
     assert sorted(covered) == sorted(order)
     assert all(pages <= PAGES_PER_RUN or markets == 1 for *_, markets, pages in pending)
 

@@ -13,10 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 #: ~100 s of fetching at Binance's limit (3,000 weight-2 requests a minute): a run's own
 #: seconds stay a few percent of its wall time
 PAGES_PER_RUN = 5_000
+#: and at most this many partitions (markets x months): each costs the run a materialization
+#: and its checks' evaluations, events Dagster writes one by one (bench/scale.py: ~4 events
+#: and ~0.2 s a partition on PostgreSQL, whatever it fetched)
+PARTITIONS_PER_RUN = 500
 
 
 @dataclass(frozen=True)
@@ -37,16 +42,28 @@ class Group:
     pages: int
 
 
+def months_between(first_ms: int, now_ms: int) -> int:
+    """Months from ``first_ms``'s to ``now_ms``'s, both included."""
+    a, b = datetime.fromtimestamp(first_ms / 1000, UTC), datetime.fromtimestamp(now_ms / 1000, UTC)
+    return max(1, (b.year - a.year) * 12 + b.month - a.month + 1)
+
+
 def history_pages(first_ms: int, now_ms: int, timeframe_ms: int, page_limit: int) -> int:
     """Requests a market's history from ``first_ms`` to now takes at most (one at least)."""
     return max(1, -(-max(0, now_ms - first_ms) // (timeframe_ms * page_limit)))
 
 
 def group_backfills(
-    markets: Sequence[NewMarket], now_ms: int, page_limit: int, pages_per_run: int = PAGES_PER_RUN
+    markets: Sequence[NewMarket],
+    now_ms: int,
+    page_limit: int,
+    pages_per_run: int = PAGES_PER_RUN,
+    partitions_per_run: int = PARTITIONS_PER_RUN,
 ) -> list[Group]:
-    """``markets`` (in partition order) grouped into runs of about ``pages_per_run`` pages;
-    a market larger than that is a run of its own."""
+    """``markets`` (in partition order) grouped into runs of about ``pages_per_run`` pages
+    and at most ``partitions_per_run`` partitions (the group's markets x its months, from its
+    first market's first month to the month in progress); a market larger than that is a
+    run of its own."""
     groups: list[Group] = []
     batch: list[NewMarket] = []
     pages = 0
@@ -60,7 +77,9 @@ def group_backfills(
 
     for market in markets:
         cost = history_pages(market.first_ms, now_ms, market.timeframe_ms, page_limit)
-        if batch and pages + cost > pages_per_run:
+        first = min([market.first_ms, *(m.first_ms for m in batch)])
+        partitions = (len(batch) + 1) * months_between(first, now_ms)
+        if batch and (pages + cost > pages_per_run or partitions > partitions_per_run):
             close()
         batch.append(market)
         pages += cost

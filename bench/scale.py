@@ -1,0 +1,163 @@
+"""A whole exchange: the simulator's --extra-pairs as Binance's ~2,500 spot and USD-M markets,
+watched at 6 timeframes (1m, 5m, 15m, 1h, 4h, 1d) from a year ago.
+
+The simulator is a process of its own with Binance's real limits (6,000 weight a minute,
+klines weight 2) and 100 ms of latency. The Dagster instance and the candle store are
+PostgreSQL databases of the bench's own. Measured, in process (no daemon, no webserver):
+
+- the watchlist sensor: its first tick (every market new: partitions added, backfill runs
+  planned, the first RUNS_PER_TICK submitted), the ticks that submit the rest, one with
+  nothing new; the partitions of candles/binance today's layout gives;
+- a sample of the planned backfill runs executed as the daemon would run them (the asset
+  and its checks, in process: a launched run adds its process start, ~3 s): wall time,
+  pages, and the weight spent while fetching against Binance's 100 a second;
+- then the freshness and gap-repair ticks, the status report (as `market-data status`
+  collects it), and /metrics from a collected report and from the report in memory.
+
+    python bench/scale.py [BASES]     # default 1667 bases: ~2,500 markets; DATABASE_URL
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from datetime import date
+from pathlib import Path
+
+import ccxt
+import dagster as dg
+from common import admin, scratch_database, simulator  # bench/, on sys.path as a script
+from prometheus_client import generate_latest
+
+from market_data.api.app import Sources, StatusApi
+from market_data.defs.candles.assets import candle_asset
+from market_data.defs.candles.checks import fresh_check, gap_check
+from market_data.defs.candles.partitions import RANGE_END, RANGE_START
+from market_data.defs.candles.sensors import freshness_sensor, gap_repair_sensor, watchlist_sensor
+from market_data.defs.instruments.assets import instruments_asset
+from market_data.defs.reports.status import DagsterActivity
+from market_data.defs.resources import STORE_KEY, build_resources
+from market_data.domain.calendar import month_keys
+from market_data.domain.watchlist import parse_watchlist
+from market_data.pipeline.status import collect_status
+from market_data.store.candles import CandleStore
+
+warnings.simplefilter("ignore")
+START = "2026-11-20T12:00:00+00:00"
+TODAY = date(2026, 11, 20)
+TIMEFRAMES = ["1m", "5m", "15m", "1h", "4h", "1d"]
+SAMPLE_RUNS = 2
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def instance_on(url: str, home: Path) -> dg.DagsterInstance:
+    pg = url.replace("postgresql+psycopg://", "postgresql+psycopg2://")
+    (home / "dagster.yaml").write_text(
+        f"storage:\n  postgres:\n    postgres_url: {pg}\ntelemetry:\n  enabled: false\n"
+    )
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def timed(fn, *args):  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - started
+
+
+def main(bases: int) -> None:
+    with (
+        simulator(START, "--extra-pairs", str(bases)) as url,
+        scratch_database("md_bench_scale_store") as store_url,
+        scratch_database("md_bench_scale_dagster") as dagster_url,
+        tempfile.TemporaryDirectory() as home,
+    ):
+        admin(url, "faults", {"latency_ms": 100})
+        os.environ["DATABASE_URL"] = store_url
+        data = {"start": "2025-12-01", "exchanges": {"binance": {
+            "base_url": url, "markets": [],
+            "select": [{"quote": "USDT", "timeframes": TIMEFRAMES}],
+        }}}  # fmt: skip
+        wl = parse_watchlist(data, frozenset(ccxt.exchanges), TODAY)
+        instance = instance_on(dagster_url, Path(home))
+        resources = build_resources(wl)
+        store = CandleStore(store_url)
+        dg.materialize(
+            [instruments_asset("binance")], instance=instance, resources=resources,
+            run_config=QUIET,
+        )  # fmt: skip
+        markets = len(store.instruments.stored("binance"))
+
+        def tick(sensor: dg.SensorDefinition, cursor: str | None = None) -> tuple:
+            with dg.build_sensor_context(
+                instance=instance, resources={STORE_KEY: resources[STORE_KEY]}, cursor=cursor
+            ) as ctx:
+                result, seconds = timed(sensor, ctx)
+            if isinstance(result, dg.SensorResult):
+                for req in result.dynamic_partitions_requests or []:
+                    instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+            return result, seconds
+
+        watch = watchlist_sensor(wl)
+        first, first_s = tick(watch)
+        series = len(instance.get_dynamic_partitions("markets_binance"))
+        months = len(month_keys(date(2025, 12, 1), TODAY))
+        pending = len(json.loads(first.cursor)["pending"].get("binance", []))
+        runs, cursor, later = list(first.run_requests), first.cursor, []
+        while json.loads(cursor).get("pending"):
+            more, seconds = tick(watch, cursor)
+            runs += more.run_requests
+            cursor, later = more.cursor, [*later, seconds]
+        _, idle_s = tick(watch, cursor)
+        print(f"{markets} USDT markets in the catalog, {series} series (x {len(TIMEFRAMES)} "
+              f"timeframes), {months} months: candles/binance has {series * months:,} "
+              "partitions in today's layout")  # fmt: skip
+        print(f"watchlist tick, all new: {first_s:.2f} s ({len(first.run_requests)} runs "
+              f"submitted, {pending} waiting); {len(later)} more ticks submit them, the "
+              f"slowest {max(later, default=0):.2f} s; a tick with nothing new: {idle_s:.2f} s; "
+              f"{len(runs)} backfill runs in all for {series} series")  # fmt: skip
+
+        asset = candle_asset("binance", wl)
+        checks = [gap_check("binance", wl), fresh_check("binance", wl)]
+        for run in runs[:SAMPLE_RUNS]:
+            before = admin(url, "stats")
+            tags = {t: run.tags[t] for t in (RANGE_START, RANGE_END)}
+            result, seconds = timed(
+                lambda tags=tags: dg.materialize(
+                    [asset, *checks], instance=instance, resources=resources, tags=tags,
+                    run_config=QUIET, raise_on_error=False,
+                )
+            )  # fmt: skip
+            after = admin(url, "stats")
+            pages = after["requests"]["/api/v3/klines"]["200"] - before["requests"].get(
+                "/api/v3/klines", {}
+            ).get("200", 0)
+            timeline = [r for r in admin(url, "timeline") if r["path"] == "/api/v3/klines"]
+            fetching = [r["t"] for r in timeline[-pages:]] if pages else [0.0, 0.0]
+            span = max(fetching) - min(fetching) or 1e-9
+            refused = sum(after["requests"]["/api/v3/klines"].get(s, 0) for s in ("429", "418"))
+            parts = len(result.asset_materializations_for_node(asset.op.name))
+            print(f"backfill run of {run.tags['market_data/reason']} ({parts} partitions): "
+                  f"{seconds:.1f} s, {pages} pages; fetching {span:.1f} s at "
+                  f"{pages * 2 / span:.1f} weight/s of 100 ({pages * 2 / span / 100:.0%}); "
+                  f"{refused} refused so far; success {result.success}")  # fmt: skip
+
+        for sensor in (freshness_sensor(wl), gap_repair_sensor(wl)):
+            _, seconds = tick(sensor)
+            print(f"{sensor.name} tick: {seconds:.2f} s")
+        report, status_s = timed(collect_status, store, DagsterActivity(instance), wl)
+        print(f"status report ({len(report.markets)} series): {status_s:.2f} s")
+        api = StatusApi(Sources(store, DagsterActivity(instance), wl, report_max_age_s=60))
+        body, cold_s = timed(generate_latest, api.registry)
+        _, warm_s = timed(generate_latest, api.registry)
+        print(f"/metrics: {len(body) / 1e6:.2f} MB; {cold_s:.2f} s collecting the report, "
+              f"{warm_s:.3f} s from the report in memory")  # fmt: skip
+        store.dispose()
+        instance.dispose()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1667)
