@@ -98,7 +98,9 @@ def main(bases: int) -> None:
                 result, seconds = timed(sensor, ctx)
             if isinstance(result, dg.SensorResult):
                 for req in result.dynamic_partitions_requests or []:
-                    instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+                    instance.add_dynamic_partitions(
+                        req.partitions_def_name, list(req.partition_keys)
+                    )
             return result, seconds
 
         watch = watchlist_sensor(wl)
@@ -123,27 +125,31 @@ def main(bases: int) -> None:
         asset = candle_asset("binance", wl)
         checks = [gap_check("binance", wl), fresh_check("binance", wl)]
         for run in runs[:SAMPLE_RUNS]:
-            before = admin(url, "stats")
             tags = {t: run.tags[t] for t in (RANGE_START, RANGE_END)}
+            began = time.time()
             result, seconds = timed(
                 lambda tags=tags: dg.materialize(
                     [asset, *checks], instance=instance, resources=resources, tags=tags,
                     run_config=QUIET, raise_on_error=False,
                 )
             )  # fmt: skip
-            after = admin(url, "stats")
-            pages = after["requests"]["/api/v3/klines"]["200"] - before["requests"].get(
-                "/api/v3/klines", {}
-            ).get("200", 0)
-            timeline = [r for r in admin(url, "timeline") if r["path"] == "/api/v3/klines"]
-            fetching = [r["t"] for r in timeline[-pages:]] if pages else [0.0, 0.0]
-            span = max(fetching) - min(fetching) or 1e-9
-            refused = sum(after["requests"]["/api/v3/klines"].get(s, 0) for s in ("429", "418"))
+            rows = [r for r in admin(url, "timeline") if r["t"] >= began]
             parts = len(result.asset_materializations_for_node(asset.op.name))
+            refused = sum(1 for r in rows if r["status"] in (418, 429))
+            fetched, spans = [], []
+            for family, limit in (("/api/v3/klines", 100), ("/fapi/v1/klines", 40)):
+                pages = [r for r in rows if r["path"] == family and r["status"] == 200]
+                if len(pages) > 1:
+                    span = pages[-1]["t"] - pages[0]["t"]
+                    spans.append((pages[0]["t"], pages[-1]["t"]))
+                    weight = sum(r["weight"] for r in pages) / span
+                    fetched.append(f"{len(pages)} {family.split('/')[1]} pages in {span:.1f} s "
+                                   f"at {weight:.1f} weight/s of {limit} ({weight / limit:.0%})")  # fmt: skip
+            fetching = max(e for _, e in spans) - min(b for b, _ in spans) if spans else 0.0
             print(f"backfill run of {run.tags['market_data/reason']} ({parts} partitions): "
-                  f"{seconds:.1f} s, {pages} pages; fetching {span:.1f} s at "
-                  f"{pages * 2 / span:.1f} weight/s of 100 ({pages * 2 / span / 100:.0%}); "
-                  f"{refused} refused so far; success {result.success}")  # fmt: skip
+                  f"{seconds:.1f} s, {1 - fetching / seconds:.0%} of it not fetching; "
+                  f"{'; '.join(fetched)}; {refused} refused; "
+                  f"success {result.success}")  # fmt: skip
 
         for sensor in (freshness_sensor(wl), gap_repair_sensor(wl)):
             _, seconds = tick(sensor)

@@ -75,6 +75,10 @@ def build_exchange(settings: ExchangeSettings) -> ccxt_async.Exchange:
     }
     if settings.rate_limit_ms is not None:  # ccxt's throttle: rateLimit x cost between requests
         config["rateLimit"] = settings.rate_limit_ms
+    elif venue(name).reports_weight:
+        # the exchange's own count paces every request (exchanges/budget.py), per API family
+        # and at its real limits; ccxt's throttle would hold them to its model of the limits
+        config["enableRateLimit"] = False
     exchange: ccxt_async.Exchange = getattr(ccxt_async, name)(config)
     if settings.base_url:
         exchange.urls["api"] = rewrite_urls(exchange.urls["api"], settings.base_url)
