@@ -104,6 +104,10 @@ class MarketReport(Figures):
     #: why the market could not be fetched at all (a permanent error: unlisted, refused);
     #: the run's other markets go on
     error: str | None = None
+    cause: PermanentExchangeError | None = None
+
+    def refused(self, error: PermanentExchangeError, text: str | None = None) -> None:
+        self.error, self.cause = text or str(error), error
 
     def month(self, key: str) -> Figures:
         return self.months.setdefault(key, Figures())
@@ -232,7 +236,7 @@ async def ingest(
                     client, store, market, instrument(client, ccxt_markets, market)
                 )
         except PermanentExchangeError as e:  # this market only: the others go on
-            reports[market.key].error = str(e)
+            reports[market.key].refused(e)
             return None
 
     listings = await asyncio.gather(*(listing(m) for m in ranges))
@@ -342,7 +346,7 @@ async def _pipeline(
                         client, job.market.symbol.ccxt, tf.code, job.lo, job.hi
                     )
             except PermanentExchangeError as e:  # this market only: the others go on
-                report.error = f"{job.market.key}: {e}"
+                report.refused(e, f"{job.market.key}: {e}")
                 continue
             except TemporaryExchangeError as e:
                 # the other windows go on (the failed one stays missing, the run will fail);
@@ -466,7 +470,8 @@ class Fetched:
 
 class MarketsFailed(PermanentExchangeError):
     """Some markets of a run were refused for good (unlisted, a permanent 4xx); every other
-    market of the run was fetched and written (``fetched``)."""
+    market of the run was fetched and written (``fetched``). When every market was refused,
+    the first error itself is raised instead."""
 
     def __init__(self, fetched: Fetched) -> None:
         failed = fetched.failed
@@ -517,7 +522,10 @@ async def fetch_markets(
             for key in month_keys_between(lo, hi):
                 reports[market.key].month(key)
     fetched = Fetched(now, reports)
-    if fetched.failed:
+    causes = [r.cause for r in reports.values() if r.cause is not None]
+    if causes and len(causes) == len(reports):
+        raise causes[0]  # nothing was fetched: the error itself (a run of one market)
+    if causes:
         raise MarketsFailed(fetched)
     return fetched
 
