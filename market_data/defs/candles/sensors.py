@@ -110,12 +110,14 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         store = candle_store.store()
         catalogs, stored = {}, {}
         existing: dict[str, set[str]] = {}
+        orders: dict[str, list[str]] = {}  # the partitions in their order, read once
         for ex in watchlist.exchanges:
             stored[ex.name] = store.instruments.stored(ex.name)
             catalogs[ex.name] = {s: row.instrument for s, row in stored[ex.name].items()}
-            existing[ex.name] = set(
+            orders[ex.name] = list(
                 context.instance.get_dynamic_partitions(market_partitions(ex.name).name)
             )
+            existing[ex.name] = set(orders[ex.name])
         resolution: Resolution = resolve(watchlist, catalogs, existing)
         for line in resolution.problems:
             context.log.warning(line)
@@ -157,8 +159,9 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
                     f"{ex.name}: no longer watched (data kept): {len(gone)} market(s): "
                     f"{_names(gone)}"
                 )
-            order = list(context.instance.get_dynamic_partitions(parts.name))
-            queue = _still_watched(pending.get(ex.name, []), order, set(gone), context.log.warning)
+            queue = _still_watched(
+                pending.get(ex.name, []), orders[ex.name], set(gone), context.log.warning
+            )
             items = [NewMarket(k, starts[k], wanted[k].timeframe.ms) for k in new]
             queue += group_backfills(items, now_ms, venue(ex.name).page_limit)
             room = max(0, RUNS_PER_TICK - len(run_requests))
