@@ -7,12 +7,13 @@ on the address in the minute so far) and what its limit is (exchangeInfo's ``rat
 highest count the exchange reported in this window plus the weight of our requests in
 flight, and holds a request whose weight would take that past the limit, spread evenly over
 the window (a tenth of it at once), until there is room (windows start at whole multiples
-of their length, as Binance's minutes start at :00). For such an exchange it replaces
-ccxt's throttle (client.build_exchange), which models Binance as one bucket for spot and
-futures at half the futures budget (a 1000-candle futures page costs 250 ms of it), so a
-run of both families crawled at 13 % and 45 % of their budgets (bench/scale.py).
-So a limit lower than ccxt's assumption, or a second process on the same address, slows us
-down before a 429, not after. Requests to an exchange that sends no such header pass
+of their length, as Binance's minutes start at :00). So a limit lower than expected, or a
+second process on the same address, slows us down before a 429, not after.
+
+For such an exchange it replaces ccxt's throttle (client.build_exchange), which models
+Binance as one bucket for spot and futures at half the futures budget (a 1000-candle
+futures page costs 250 ms of it): a run of both families crawled at 13 % and 45 % of their
+budgets (bench/scale.py). Requests to an exchange that sends no such header pass
 untouched; a 429 that still comes (a limit lowered since exchangeInfo was read) is honoured
 by the retry path as before.
 """
@@ -86,6 +87,11 @@ class Window:
             self.index, self.seen, self.mine = index, 0, 0
         return self
 
+    def resize(self, seconds: int) -> None:
+        """The exchange counts over windows of ``seconds`` (its header or exchangeInfo)."""
+        if seconds != self.seconds:
+            self.seconds, self.index = seconds, -1
+
 
 @dataclass(frozen=True)
 class Request:
@@ -156,13 +162,9 @@ class WeightBudget:
         for name, value in (headers or {}).items():
             match = _HEADER.match(str(name))
             if match and str(value).isdigit():
-                window = self.windows.setdefault(
-                    request.family, Window(DEFAULT_LIMITS[request.futures])
-                )
-                seconds = window_seconds(match.group(2), int(match.group(1)))
-                if seconds != window.seconds:
-                    window.seconds, window.index = seconds, -1
-                window.at(self.clock())
+                window = self.window(request)
+                window.resize(window_seconds(match.group(2), int(match.group(1))))
+                window.at(self.clock())  # a new window first: its count starts again
                 window.seen = max(window.seen, int(value))
         if request.endpoint == "exchangeInfo" and isinstance(body, str):
             self._limits(request, body)
@@ -179,9 +181,7 @@ class WeightBudget:
             return
         for limit in limits:
             if isinstance(limit, dict) and limit.get("rateLimitType") == "REQUEST_WEIGHT":
-                seconds = window_seconds(str(limit["interval"]), int(limit["intervalNum"]))
-                window = self.windows.setdefault(request.family, Window(int(limit["limit"])))
+                window = self.window(request)
                 window.limit = int(limit["limit"])
-                if seconds != window.seconds:
-                    window.seconds, window.index = seconds, -1
+                window.resize(window_seconds(str(limit["interval"]), int(limit["intervalNum"])))
                 return
