@@ -30,6 +30,7 @@ from market_data.defs.candles.cli_runs import (
     plan,
     repair_plan,
 )
+from market_data.defs.candles.migrate import migrate_layout
 from market_data.defs.composite.runs import run_composite
 from market_data.defs.reports.status import DagsterActivity, dagster_status
 from market_data.defs.resources import build_resources
@@ -544,10 +545,11 @@ def api(host: str, port: int, report_max_age: float) -> None:
         raise click.ClickException(
             f"DATABASE_URL is not a database URL: {_redacted(url)}"
         ) from None
+    watchlist = load_watchlist()
     sources = Sources(
         store,
-        DagsterActivity(dg.DagsterInstance.get()),
-        load_watchlist(),
+        DagsterActivity(dg.DagsterInstance.get(), watchlist),
+        watchlist,
         database_url=url,
         report_max_age_s=report_max_age,
     )
@@ -629,3 +631,16 @@ def pools(limit: int | None) -> None:
         slots = limit or venue(ex.name).pool_limit
         instance.event_log_storage.set_concurrency_slots(f"exchange:{ex.name}", slots)
         click.echo(f"pool exchange:{ex.name}: {slots}")
+
+
+@main.command("migrate-layout")
+def migrate_layout_command() -> None:
+    """Move the Dagster instance from the month layout (candles/<exchange>, market x month)
+    to the year layout (candles/<exchange>/<timeframe>, market x year): markets added to their
+    timeframe's asset, materialized years reported; no candle moves, nothing is fetched.
+    Run it once, with the daemon stopped; running it again does only what is missing."""
+    done = migrate_layout(dg.DagsterInstance.get(), load_watchlist(), click.echo)
+    click.echo(
+        f"migrated: {sum(done.markets.values())} market partition(s) added, "
+        f"{sum(done.years.values())} year partition(s) reported materialized"
+    )

@@ -36,24 +36,30 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
     composite = bool(composite_markets(watchlist))
     # order book snapshots of the exchanges whose settings ask for them
     books = [ex for ex in watchlist.exchanges if watchlist.orderbooks_of(ex.name)]
+    # one candle asset per exchange and timeframe of its watchlist
+    candle_assets = [
+        (ex.name, tf.code) for ex in watchlist.exchanges for tf in watchlist.timeframes_of(ex.name)
+    ]
     return dg.Definitions(
         assets=[
             *(instruments_asset(ex.name) for ex in watchlist.exchanges),
-            *(candle_asset(ex.name, watchlist) for ex in watchlist.exchanges),
+            *(candle_asset(ex, tf, watchlist) for ex, tf in candle_assets),
             *([composite_asset(watchlist)] if composite else []),
             *(orderbook_asset(ex.name, watchlist) for ex in books),
             status_asset(watchlist),
         ],
         asset_checks=[
             *(
-                check(ex.name, watchlist)
-                for ex in watchlist.exchanges
-                for check in (gap_check, fresh_check, consistency_check)
+                check(ex, tf, watchlist)
+                for ex, tf in candle_assets
+                for check in (gap_check, fresh_check)
             ),
+            # 1m candles are the reference the higher timeframes are checked against
+            *(consistency_check(ex, tf, watchlist) for ex, tf in candle_assets if tf != "1m"),
             *([divergence_check(watchlist)] if composite else []),
             *(orderbook_checks(ex.name, watchlist) for ex in books),
         ],
-        jobs=[gap_check_job(ex.name, watchlist) for ex in watchlist.exchanges],
+        jobs=[gap_check_job(ex, tf, watchlist) for ex, tf in candle_assets],
         schedules=[
             instruments_refresh_schedule(),
             gap_sweep_schedule(watchlist),

@@ -15,7 +15,13 @@ import sqlalchemy as sa
 from market_data.config import timeframes_of
 from market_data.defs.candles.assets import candle_asset
 from market_data.defs.candles.checks import fresh_check, gap_check, gap_check_job
-from market_data.defs.candles.partitions import RANGE_END, RANGE_START
+from market_data.defs.candles.partitions import (
+    RANGE_END,
+    RANGE_START,
+    market_of,
+    market_partitions,
+    timeframe_of,
+)
 from market_data.defs.resources import STORE_KEY, CandleStoreResource, build_resources
 from market_data.domain.timeframes import Timeframe
 from market_data.domain.watchlist import Watchlist, parse_watchlist
@@ -47,20 +53,31 @@ def watchlist(
 
 @dataclass
 class Harness:
+    """The watchlist's candle assets (one per timeframe) with their checks; a run picks the
+    asset of its partition key's timeframe."""
+
     wl: Watchlist
     store_url: str
     instance: dg.DagsterInstance
 
     def __post_init__(self) -> None:
         self.exchange = self.wl.exchanges[0].name
-        self.asset = candle_asset(self.exchange, self.wl)
-        self.check = gap_check(self.exchange, self.wl)
-        self.fresh = fresh_check(self.exchange, self.wl)
+        frames = [tf.code for tf in self.wl.timeframes_of(self.exchange)]
+        self.assets = {tf: candle_asset(self.exchange, tf, self.wl) for tf in frames}
+        self.checks = {tf: gap_check(self.exchange, tf, self.wl) for tf in frames}
+        self.fresh = {tf: fresh_check(self.exchange, tf, self.wl) for tf in frames}
         self.resources = build_resources(self.wl) | {
             STORE_KEY: CandleStoreResource(database_url=self.store_url)
         }
-        keys = [m.key for m in self.wl.markets]
-        self.instance.add_dynamic_partitions(f"markets_{self.exchange}", keys)
+        for tf in frames:
+            keys = [m.key for m in self.wl.markets if m.timeframe.code == tf]
+            self.instance.add_dynamic_partitions(market_partitions(self.exchange, tf).name, keys)
+
+    @property
+    def asset(self) -> dg.AssetsDefinition:
+        """The asset of the watchlist's only timeframe."""
+        (only,) = self.assets.values()
+        return only
 
     @property
     def store(self) -> CandleStore:
@@ -70,17 +87,14 @@ class Harness:
         self, first: str, last: str | None = None, config: dict[str, Any] | None = None
     ) -> dg.ExecuteInProcessResult:
         """Materialize partition ``first`` or the range ``first``..``last``."""
+        tf = timeframe_of(market_of(first))
         kwargs: dict[str, Any] = {"partition_key": first}
         if last is not None:
-            kwargs = {
-                "tags": {
-                    RANGE_START: first,
-                    RANGE_END: last,
-                }
-            }
-        run_config = {"ops": {self.asset.op.name: {"config": config}}} if config else None
+            kwargs = {"tags": {RANGE_START: first, RANGE_END: last}}
+        asset = self.assets[tf]
+        run_config = {"ops": {asset.op.name: {"config": config}}} if config else None
         return dg.materialize(
-            [self.asset, self.check, self.fresh],
+            [asset, self.checks[tf], self.fresh[tf]],
             instance=self.instance,
             resources=self.resources,
             raise_on_error=False,
@@ -88,13 +102,29 @@ class Harness:
             **kwargs,
         )
 
+    def run_months(
+        self, market: str, first: str, last: str | None = None, config: dict[str, Any] | None = None
+    ) -> dg.ExecuteInProcessResult:
+        """Materialize the year partition(s) of ``market`` holding months ``first``..``last``
+        (``YYYY-MM``), fetching those months only (the run's not_before / not_after, as
+        `market-data backfill --start --end` does): a test's span, not the whole year."""
+        last = last or first
+        y0, m0 = map(int, first.split("-"))
+        y1, m1 = map(int, last.split("-"))
+        end = f"{y1 + m1 // 12}-{m1 % 12 + 1:02d}-01"
+        span = {"not_before": f"{first}-01", "not_after": end}
+        keys = (f"{market}|{y0}", f"{market}|{y1}" if y1 != y0 else None)
+        return self.run(*keys, config={**span, **(config or {})})
+
     def run_check(self, partition: str) -> dg.AssetCheckEvaluation:
         """The gap check alone, on demand, for one partition."""
+        tf = timeframe_of(market_of(partition))
+        job_def = gap_check_job(self.exchange, tf, self.wl)
         defs = dg.Definitions(
-            assets=[self.asset], asset_checks=[self.check],
-            jobs=[gap_check_job(self.exchange, self.wl)], resources=self.resources,
+            assets=[self.assets[tf]], asset_checks=[self.checks[tf]], jobs=[job_def],
+            resources=self.resources,
         )  # fmt: skip
-        job = defs.resolve_job_def(f"check_gaps_{self.exchange}")
+        job = defs.resolve_job_def(job_def.name)
         result = job.execute_in_process(instance=self.instance, partition_key=partition)
         (evaluation,) = self.evaluations(result, "no_gaps")
         return evaluation
@@ -111,7 +141,11 @@ class Harness:
 
     def partitions(self, result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
         """Each partition's materialization metadata."""
-        mats = result.asset_materializations_for_node(self.asset.op.name)
+        mats = [
+            m
+            for asset in self.assets.values()
+            for m in result.asset_materializations_for_node(asset.op.name)
+        ]
         return {str(m.partition): {k: v.value for k, v in m.metadata.items()} for m in mats}
 
     def metadata(self, result: dg.ExecuteInProcessResult) -> dict[str, Any]:

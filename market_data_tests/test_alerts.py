@@ -141,7 +141,7 @@ def test_each_kind_fires_once_resolves_once_and_is_not_repeated_too_soon(
     klines = {"path": "/api/v3/klines", "retry_after_s": 1}
     limits = [{**klines, "status": 418}, {**klines, "status": 429, "count": 3}]
     admin(sim.url, "faults", {"fail": limits})
-    assert harness.run("BTC-USDT-SPOT:1h|2026-11-01").success
+    assert harness.run_months("BTC-USDT-SPOT:1h", "2026-11").success
     not_found = {
         "path": "/api/v3/klines",
         "count": -1,
@@ -150,7 +150,7 @@ def test_each_kind_fires_once_resolves_once_and_is_not_repeated_too_soon(
         "msg": "Not found",
     }
     admin(sim.url, "faults", {"fail": [not_found]})
-    failed = harness.run("ETH-USDT-SPOT:1h|2026-11-01")
+    failed = harness.run_months("ETH-USDT-SPOT:1h", "2026-11")
     assert not failed.success
     admin(sim.url, "faults", {"fail": []})
     # a gap of kind missing whose repairs are spent; the market then stale (the exchange's
@@ -296,7 +296,7 @@ def test_no_webhook_url_appears_in_logs_runs_events_or_metadata(
     instance = dg.DagsterInstance.ephemeral()
     harness = Harness(wl, store_url, instance)
     admin(sim.url, "faults", {"fail": [{"path": "/api/v3/klines", "count": -1, "status": 404}]})
-    assert not harness.run("BTC-USDT-SPOT:1h|2026-11-01").success
+    assert not harness.run_months("BTC-USDT-SPOT:1h", "2026-11").success
     admin(sim.url, "faults", {"fail": []})
     receiver.answers = [500]  # a failed delivery too: its error is recorded
     with caplog.at_level("DEBUG"):

@@ -213,7 +213,7 @@ def test_sensor_adds_partitions_launches_ranged_backfills_and_drops_removed(
 
 def test_a_delisted_market_is_complete_up_to_its_delisting(harness_wl_old: Harness) -> None:
     h = harness_wl_old
-    result = h.run("OLD-USDT-SPOT:1h|2026-05-01", "OLD-USDT-SPOT:1h|2026-07-01")
+    result = h.run_months("OLD-USDT-SPOT:1h", "2026-05", "2026-07")
     meta = h.metadata(result)
     stored = h.stored("OLD-USDT-SPOT", "1h")
     assert stored[-1][0] == 1_780_272_000_000 - 3_600_000  # the last hour before 2026-06-01

@@ -287,8 +287,8 @@ def test_backfill_and_gap_check_end_to_end(
     wl = watchlist(sim.url, ["BTC/USD/1h", "BTC/USD/1d"], exchange=name)
     h = Harness(wl, store_url, dg.DagsterInstance.ephemeral())
 
-    hourly = h.run("BTC-USD-SPOT:1h|2026-10-01")
-    daily = h.run("BTC-USD-SPOT:1d|2026-11-01")
+    hourly = h.run_months("BTC-USD-SPOT:1h", "2026-10")
+    daily = h.run_months("BTC-USD-SPOT:1d", "2026-11")
 
     assert hourly.success and daily.success
     (oct_1h,) = h.partitions(hourly).values()

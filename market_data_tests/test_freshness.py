@@ -64,7 +64,7 @@ def test_each_market_of_a_freshness_run_has_its_own_state(
     # ETH trades no more for the last hour: it falls behind, BTC does not
     hole = {"symbol": "ETHUSDT", "start_ms": NOW_MS - 3_600_000, "end_ms": NOW_MS + 1}
     admin(sim.url, "faults", {"holes": [hole]})
-    result = h.run("BTC-USDT-SPOT:1h|2026-11-01", "ETH-USDT-SPOT:1m|2026-11-01")
+    result = h.run_months("BTC-USDT-SPOT:1h", "2026-11", "ETH-USDT-SPOT:1m|2026-11-01")
     assert result.success
     fresh = {e.partition: e for e in h.evaluations(result, "fresh")}
     btc, eth = fresh["BTC-USDT-SPOT:1h|2026-11-01"], fresh["ETH-USDT-SPOT:1m|2026-11-01"]
@@ -88,7 +88,7 @@ def test_a_market_that_falls_behind_is_flagged(sim: RunningSimulator, tmp_path: 
         "faults",
         {"holes": [{"symbol": "ETHUSDT", "start_ms": NOW_MS - 3_600_000, "end_ms": NOW_MS + 1}]},
     )
-    meta = h.metadata(h.run("ETH-USDT-SPOT:1m|2026-11-01"))
+    meta = h.metadata(h.run_months("ETH-USDT-SPOT:1m", "2026-11"))
     assert meta["stale_markets"] == "ETH-USDT-SPOT:1m" and meta["max_lag_seconds"] > 3000
 
 

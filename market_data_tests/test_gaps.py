@@ -75,7 +75,7 @@ def test_a_transient_failure_is_found_and_repaired_by_itself(
     sixth = {"startTime": str(JAN + 5000 * MIN)}  # the 6th page's window fails, every time
     rule = {"path": "/api/v3/klines", "query": sixth, "status": 503, "count": -1}
     admin(sim.url, "faults", {"fail": [rule]})
-    failed = h.run("ETH-USDT-SPOT:1m|2026-01-01")
+    failed = h.run_months("ETH-USDT-SPOT:1m", "2026-01")
     assert not failed.success  # the other windows were written, that one is missing
     admin(sim.url, "faults", {"fail": []})
     check = h.run_check("ETH-USDT-SPOT:1m|2026-01-01")
@@ -99,7 +99,7 @@ def test_an_exchange_side_hole_becomes_exchange_empty_after_the_bound(
 ) -> None:
     hole = {"symbol": "ETHUSDT", "start_ms": JAN + 100 * MIN, "end_ms": JAN + 110 * MIN}
     admin(sim.url, "faults", {"holes": [hole]})
-    first = h.run("ETH-USDT-SPOT:1m|2026-01-01")
+    first = h.run_months("ETH-USDT-SPOT:1m", "2026-01")
     assert first.success and not h.check_result(first).passed
     repairs = 0
     for _ in range(6):  # several ticks of the automation
@@ -139,7 +139,7 @@ def test_no_gaps_before_listing_after_delisting_or_for_the_candle_in_progress(h:
 
 
 def test_the_illiquid_pairs_holes_are_classified_exactly(h: Harness) -> None:
-    result = h.run("ZEN-BTC-SPOT:1m|2026-11-01")
+    result = h.run_months("ZEN-BTC-SPOT:1m", "2026-11")
     assert not h.check_result(result).passed  # empty minutes: open until confirmed
     zen = next(m for m in MARKETS if m.id == "ZENBTC")
     present = minute_bars(zen, NOV, NOV + 30 * 1440 * MIN).ts
@@ -168,7 +168,7 @@ def test_the_sweep_checks_all_history(h: Harness, sim: RunningSimulator) -> None
             ]
         },
     )
-    assert h.run("BTC-USDT-SPOT:1h|2026-10-01", "BTC-USDT-SPOT:1h|2026-11-01").success
+    assert h.run_months("BTC-USDT-SPOT:1h", "2026-10", "2026-11").success
     btc = Series("binance", "BTC-USDT-SPOT", "1h")
     h.store.gaps.record(btc, 0, 2**62, [], 3)  # forget what the check saw
     for key in h.instance.get_dynamic_partitions("markets_binance"):
@@ -204,7 +204,7 @@ def test_months_a_backfill_in_flight_has_not_reached_are_not_gaps(h: Harness) ->
     """A grouped backfill (one ranged run over several markets) is running: the sweep leaves
     its markets alone and the repair sensor does not chase their months; the one market no
     run covers is swept and repaired as ever."""
-    assert h.run("BTC-USDT-SPOT:1h|2026-10-01", "BTC-USDT-SPOT:1h|2026-11-01").success
+    assert h.run_months("BTC-USDT-SPOT:1h", "2026-10", "2026-11").success
     order = h.instance.get_dynamic_partitions("markets_binance")
     assert order[-1] == "BTC-USDT-SPOT:1h"  # the watchlist's order
     assert sweep(h)["open_gaps"] == 5  # nothing runs: every never-fetched month is missing

@@ -25,6 +25,7 @@ from market_data.defs.candles.partitions import (
     RANGE_START,
     market_partitions,
     markets_of_run,
+    months_of_year,
     split_partition_key,
 )
 
@@ -38,18 +39,26 @@ IN_PROGRESS = [
 ]
 
 
+def run_asset(run: dg.DagsterRun) -> tuple[str, str] | None:
+    """(exchange, timeframe) of the candle asset a run materializes (its asset selection),
+    if any."""
+    for key in run.asset_selection or ():
+        if len(key.path) == 3 and key.path[0] == "candles":
+            return key.path[1], key.path[2]
+    return None
+
+
 def run_exchange(run: dg.DagsterRun) -> str | None:
     """The exchange whose candles a run materializes (its asset selection), if any."""
-    for key in run.asset_selection or ():
-        if len(key.path) == 2 and key.path[0] == "candles":
-            return key.path[1]
-    return None
+    asset = run_asset(run)
+    return asset[0] if asset else None
 
 
 @dataclass(frozen=True)
 class Busy:
-    """What a queued or running run materializes: its markets x its months (a rectangle, as
-    Dagster reads a range over two dimensions); ``freshness``: a freshness run."""
+    """What a queued or running run materializes: its markets x the months of its years (a
+    rectangle, as Dagster reads a range over two dimensions); ``freshness``: a freshness
+    run."""
 
     markets: set[str]
     first_month: str
@@ -64,17 +73,18 @@ def busy_partitions(instance: dg.DagsterInstance, exchanges: list[str]) -> dict[
     """Per exchange, what the queued and running runs materialize (a single partition, or
     every market and month of a range: a grouped backfill, a freshness run)."""
     busy: dict[str, list[Busy]] = {ex: [] for ex in exchanges}
-    orders: dict[str, list[str]] = {}
+    orders: dict[tuple[str, str], list[str]] = {}
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
-        exchange = run_exchange(run)
+        asset = run_asset(run)
         ends = [run.tags[t] for t in (PARTITION_TAG, RANGE_START, RANGE_END) if t in run.tags]
-        if exchange not in busy or not ends:
+        if asset is None or asset[0] not in busy or not ends:
             continue
-        if exchange not in orders:
-            orders[exchange] = instance.get_dynamic_partitions(market_partitions(exchange).name)
-        months = sorted(split_partition_key(k)[1] for k in ends)
-        markets = markets_of_run(run.tags, orders[exchange])
-        busy[exchange].append(Busy(markets, months[0], months[-1], FRESHNESS_TAG in run.tags))
+        if asset not in orders:
+            orders[asset] = instance.get_dynamic_partitions(market_partitions(*asset).name)
+        years = sorted(split_partition_key(k)[1] for k in ends)
+        markets = markets_of_run(run.tags, orders[asset])
+        first, last = months_of_year(years[0])[0], months_of_year(years[-1])[1]
+        busy[asset[0]].append(Busy(markets, first, last, FRESHNESS_TAG in run.tags))
     return busy
 
 

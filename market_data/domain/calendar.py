@@ -1,5 +1,5 @@
 """Calendar arithmetic in UTC: days and months as epoch milliseconds, month partition keys,
-and the one text form of a time the project prints."""
+year partition keys, and the one text form of a time the project prints."""
 
 from __future__ import annotations
 
@@ -78,3 +78,26 @@ def count_by_month(ts: np.ndarray) -> dict[str, int]:
         if n:
             out[key] = n
     return out
+
+
+def year_key_of(ms: int) -> str:
+    """The year key (``YYYY``) of the year ``ms`` falls in."""
+    return str(ms_day(ms).year)
+
+
+def year_bounds(year_key: str) -> tuple[int, int]:
+    """[start, end) of a year key in epoch ms."""
+    year = int(year_key)
+    return day_ms(date(year, 1, 1)), day_ms(date(year + 1, 1, 1))
+
+
+def year_keys(first: date, last: date) -> list[str]:
+    """Year keys of every year from ``first``'s to ``last``'s, inclusive."""
+    return [str(y) for y in range(first.year, last.year + 1)]
+
+
+def year_keys_between(lo_ms: int, hi_ms: int) -> list[str]:
+    """Year keys of every year that [lo_ms, hi_ms) touches."""
+    if hi_ms <= lo_ms:
+        return []
+    return year_keys(ms_day(lo_ms), ms_day(hi_ms - 1))

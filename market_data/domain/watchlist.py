@@ -210,6 +210,15 @@ class Watchlist:
     def markets_of(self, exchange: str) -> tuple[Market, ...]:
         return tuple(m for m in self.markets if m.exchange == exchange)
 
+    def timeframes_of(self, exchange: str) -> tuple[Timeframe, ...]:
+        """Every timeframe the exchange's markets can have (its explicit markets, its
+        selections, the cross-exchange list), shortest first: one candle asset each."""
+        frames = {m.timeframe for m in self.markets_of(exchange)}
+        frames |= {tf for ex, sel in self.selectors if ex == exchange for tf in sel.timeframes}
+        if self.cross_exchange is not None:
+            frames |= set(self.cross_exchange.timeframes)
+        return tuple(sorted(frames, key=lambda tf: tf.ms))
+
     def market(self, exchange: str, key: str) -> Market:
         for m in self.markets_of(exchange):
             if m.key == key:

@@ -72,6 +72,9 @@ class Figures:
     last_ts: int | None = None
     #: candles the exchange no longer serves (history deeper than it keeps) and not stored
     unavailable: int = 0
+    #: the first and last candle this run wrote (None: it wrote none)
+    written_first: int | None = None
+    written_last: int | None = None
 
     @property
     def absent(self) -> int:
@@ -83,6 +86,24 @@ class Figures:
         if first is not None and last is not None:
             self.first_ts = first if self.first_ts is None else min(self.first_ts, first)
             self.last_ts = last if self.last_ts is None else max(self.last_ts, last)
+
+    def wrote(self, first: int, last: int) -> None:
+        self.written_first = min(first, self.written_first or first)
+        self.written_last = max(last, self.written_last or last)
+
+    def __add__(self, other: Figures) -> Figures:
+        out = Figures(
+            self.candles_fetched + other.candles_fetched,
+            self.rows_written + other.rows_written,
+            self.expected + other.expected,
+            unavailable=self.unavailable + other.unavailable,
+        )
+        out.add_present(self.present, self.first_ts, self.last_ts)
+        out.add_present(other.present, other.first_ts, other.last_ts)
+        for f in (self, other):
+            if f.written_first is not None and f.written_last is not None:
+                out.wrote(f.written_first, f.written_last)
+        return out
 
 
 @dataclass
@@ -111,6 +132,10 @@ class MarketReport(Figures):
 
     def month(self, key: str) -> Figures:
         return self.months.setdefault(key, Figures())
+
+    def year(self, key: str) -> Figures:
+        """The figures of a year (its months summed)."""
+        return sum((f for m, f in self.months.items() if m.startswith(key)), Figures())
 
 
 @dataclass(frozen=True)
@@ -382,7 +407,13 @@ async def _pipeline(
                 report = reports[keys[series]]
                 report.rows_written += len(ts)
                 for month, n in count_by_month(ts).items():
-                    report.month(month).rows_written += n
+                    figures = report.month(month)
+                    figures.rows_written += n
+                    lo, hi = month_bounds(month)
+                    inside = ts[(ts >= lo) & (ts < hi)]
+                    figures.wrote(int(inside.min()), int(inside.max()))
+                if len(ts):
+                    report.wrote(int(ts.min()), int(ts.max()))
 
     raised: BaseException | None = None
     writing = asyncio.create_task(writer())

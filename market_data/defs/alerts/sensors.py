@@ -61,11 +61,11 @@ def _incident(
     keys = [run.tags[t] for t in (PARTITION_TAG, RANGE_START, RANGE_END) if t in run.tags]
     parts = [split_partition_key(k) for k in keys if "|" in k]
     markets = sorted({m for m, _ in parts})
-    months = sorted({month[:7] for _, month in parts})
+    windows = sorted({window[:7] for _, window in parts})  # years (candles), months (composite)
     step, reason = _first_failure(instance, run.run_id)
     exchange = _exchange_of(run, step)
     what = ", ".join(markets) or run.job_name
-    span = f" {months[0]}..{months[-1]}" if months else ""
+    span = f" {windows[0]}..{windows[-1]}" if windows else ""
     return Incident(
         f"run_failed:{run.run_id}",
         "run_failed",
@@ -74,7 +74,7 @@ def _incident(
         (
             ("run_id", run.run_id),
             ("markets", ", ".join(markets)),
-            ("months", f"{months[0]}..{months[-1]}" if months else ""),
+            ("span", f"{windows[0]}..{windows[-1]}" if windows else ""),
             ("reason", reason),
         ),
         settings.run_link(run.run_id),

@@ -1,4 +1,4 @@
-"""The candle asset factory: one asset per exchange, e.g. ``candles/binance``."""
+"""The candle asset factory: one asset per exchange and timeframe, e.g. ``candles/binance/1h``."""
 
 import asyncio
 import time
@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from market_data.defs.candles.partitions import (
-    MONTHS_PER_RUN,
+    YEARS_PER_RUN,
     candle_partitions,
     market_of,
     ranges_by_market,
+    timeframe_of,
 )
 from market_data.defs.candles.results import partition_metadata
 from market_data.defs.instruments.assets import instruments_asset_key
@@ -48,8 +49,22 @@ class CandleRunConfig(dg.Config):
     max_gaps: int | None = Field(None, description="with repair: at most this many gaps per market")
 
 
-def candle_asset_key(exchange: str) -> dg.AssetKey:
-    return dg.AssetKey(["candles", exchange])
+def candle_asset_key(exchange: str, timeframe: str) -> dg.AssetKey:
+    return dg.AssetKey(["candles", exchange, timeframe])
+
+
+def asset_of(exchange: str, market_key: str) -> dg.AssetKey:
+    """The candle asset a market key (``SYMBOL:TIMEFRAME``) is a partition of."""
+    return candle_asset_key(exchange, timeframe_of(market_key))
+
+
+def candle_asset_keys(watchlist: Watchlist, exchange: str) -> list[dg.AssetKey]:
+    """The exchange's candle assets, one per timeframe of its watchlist, shortest first."""
+    return [candle_asset_key(exchange, tf.code) for tf in watchlist.timeframes_of(exchange)]
+
+
+def all_candle_asset_keys(watchlist: Watchlist) -> list[dg.AssetKey]:
+    return [k for ex in watchlist.exchanges for k in candle_asset_keys(watchlist, ex.name)]
 
 
 def _day_ms(text: str | None) -> int | None:
@@ -72,14 +87,15 @@ def step_retry(retries: int, attempt: int, error: Exception) -> dg.RetryRequeste
     )
 
 
-def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
+def candle_asset(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.AssetsDefinition:
     step_retries = watchlist.exchange(exchange).step_retries
-    key, partitions = candle_asset_key(exchange), candle_partitions(exchange, watchlist.start)
+    key = candle_asset_key(exchange, timeframe)
+    partitions = candle_partitions(exchange, timeframe, watchlist.start)
 
     @dg.asset(
         key=key,
         partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MONTHS_PER_RUN),
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=YEARS_PER_RUN),
         pool=f"exchange:{exchange}",
         deps=[instruments_asset_key(exchange)],
         group_name="candles",
@@ -88,8 +104,8 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
             fail_window=timedelta(seconds=watchlist.freshness.fail_after_s),
             warn_window=timedelta(seconds=watchlist.freshness.warn_after_s),
         ),
-        description=f"Closed OHLCV candles from {exchange}, per market (symbol:timeframe) and "
-        "month, written to the candle store as they arrive.",
+        description=f"Closed {timeframe} OHLCV candles from {exchange}, per market "
+        "(symbol:timeframe) and year, written to the candle store as they arrive.",
     )
     def candles(
         context: dg.AssetExecutionContext,
@@ -152,7 +168,7 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
             report = fetched.markets[market.key]
             context.log.info(describe(report))
             # only a run that reaches the present can leave a market stale (not history)
-            reaches_now = max(hi for _, hi in bounds) > fetched.now_ms
+            reaches_now = min(max(hi for _, hi in bounds), options.not_after_ms) > fetched.now_ms
             if (
                 not config.repair
                 and reaches_now
@@ -175,7 +191,10 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
             # step fails naming the others, whose partitions alone stay unmaterialized
             for pk in context.partition_keys:
                 if market_of(pk) not in fetched.failed:
-                    meta = partition_metadata(pk, fetched, watchlist, exchange) | run_metadata
+                    meta = (
+                        partition_metadata(pk, fetched, watchlist, exchange, options.not_after_ms)
+                        | run_metadata
+                    )
                     context.log_event(dg.AssetMaterialization(key, partition=pk, metadata=meta))
             for market_key, error in fetched.failed.items():
                 context.log.error(f"{market_key}: not fetched: {error}")
@@ -187,7 +206,8 @@ def candle_asset(exchange: str, watchlist: Watchlist) -> dg.AssetsDefinition:
         # each partition's materialization carries that market-month's own figures
         for pk in context.partition_keys:
             context.add_asset_metadata(
-                partition_metadata(pk, fetched, watchlist, exchange), partition_key=pk
+                partition_metadata(pk, fetched, watchlist, exchange, options.not_after_ms),
+                partition_key=pk,
             )
         return dg.MaterializeResult(metadata=run_metadata)
 

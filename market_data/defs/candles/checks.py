@@ -1,4 +1,4 @@
-"""The gap check on each candle asset: per partition (market x month), every expected candle
+"""The gap check on each candle asset: per partition (market x year), every expected candle
 is present or explained. It records what it finds in candle_gaps; the gap_repair sensor acts
 on it.
 
@@ -23,7 +23,7 @@ from market_data.defs.candles.partitions import (
     split_partition_key,
 )
 from market_data.defs.resources import CandleStoreResource
-from market_data.domain.calendar import month_bounds, month_key_of, utc_text
+from market_data.domain.calendar import utc_text, year_bounds, year_key_of
 from market_data.domain.freshness import is_stale, lag_seconds
 from market_data.domain.gaps import GapCounts
 from market_data.domain.watchlist import Watchlist
@@ -37,12 +37,12 @@ CHECK_NAME = "no_gaps"
 SHOWN = 10
 
 
-def gap_check_key(exchange: str) -> dg.AssetCheckKey:
-    return dg.AssetCheckKey(candle_asset_key(exchange), CHECK_NAME)
+def gap_check_key(exchange: str, timeframe: str) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(candle_asset_key(exchange, timeframe), CHECK_NAME)
 
 
 def _in(rows: list[GapRow], lo: int, hi: int) -> list[GapRow]:
-    """Gap rows clipped to [lo, hi) (a gap can span months)."""
+    """Gap rows clipped to [lo, hi) (a gap can span years)."""
     return [
         GapRow(max(g.start, lo), min(g.end, hi), g.kind, g.status, g.attempts, g.last_attempt_at)
         for g in rows
@@ -82,7 +82,7 @@ def partition_evaluation(
     check_key: dg.AssetCheckKey, pk: str, found: MarketGaps, targets: dict
 ) -> dg.AssetCheckEvaluation:
     """The gap check's result for one partition, from the gaps found in its market."""
-    lo, hi = month_bounds(split_partition_key(pk)[1])
+    lo, hi = year_bounds(split_partition_key(pk)[1])
     counts = found.counts(lo, hi)
     metadata = gap_metadata(counts)
     if counts.open_gaps:
@@ -103,11 +103,12 @@ def gap_evaluations(
     instance: dg.DagsterInstance,
     watchlist: Watchlist,
     exchange: str,
+    timeframe: str,
     partition_keys: Iterable[str],
 ) -> list[dg.AssetCheckEvaluation]:
     """Detect (and record) the gaps of these partitions; one evaluation for each."""
     keys = [str(k) for k in partition_keys]
-    check_key = gap_check_key(exchange)
+    check_key = gap_check_key(exchange, timeframe)
     targets = latest_materializations(instance, check_key.asset_key, keys)
     found = {
         market_key: detect(store, watchlist.market_or_default(exchange, market_key), ranges, watchlist.gaps)
@@ -119,29 +120,39 @@ def gap_evaluations(
     ]
 
 
-#: how a candle check judges partitions: (store, instance, watchlist, exchange, keys)
+#: how a candle check judges partitions: (store, instance, watchlist, exchange, timeframe,
+#: keys)
 Evaluate = Callable[
-    [CandleStore, dg.DagsterInstance, Watchlist, str, Iterable[str]],
+    [CandleStore, dg.DagsterInstance, Watchlist, str, str, Iterable[str]],
     list[dg.AssetCheckEvaluation],
 ]
 
 
 def _partition_check(
-    exchange: str, watchlist: Watchlist, name: str, description: str, evaluate: Evaluate
+    exchange: str,
+    timeframe: str,
+    watchlist: Watchlist,
+    name: str,
+    description: str,
+    evaluate: Evaluate,
 ) -> dg.AssetChecksDefinition:
-    """A check on candles/<exchange>, partitioned like it (evaluations.partition_check)."""
+    """A check on candles/<exchange>/<timeframe>, partitioned like it
+    (evaluations.partition_check)."""
     return partition_check(
-        candle_asset_key(exchange),
-        candle_partitions(exchange, watchlist.start),
+        candle_asset_key(exchange, timeframe),
+        candle_partitions(exchange, timeframe, watchlist.start),
         name,
         description,
-        lambda store, instance, keys: evaluate(store, instance, watchlist, exchange, keys),
+        lambda store, instance, keys: evaluate(
+            store, instance, watchlist, exchange, timeframe, keys
+        ),
     )
 
 
-def gap_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
+def gap_check(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
     return _partition_check(
         exchange,
+        timeframe,
         watchlist,
         CHECK_NAME,
         "Every expected candle (on the grid, after listing, before the newest known candle "
@@ -152,14 +163,21 @@ def gap_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
     )
 
 
-def gap_check_job(exchange: str, watchlist: Watchlist) -> dg.JobDefinition:
+def gap_check_job(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.JobDefinition:
     """The gap check alone, on demand, for partitions chosen in the Launchpad (one, a range of
     one market, or a backfill of the job over any set): nothing is fetched."""
 
-    @dg.op(name=f"check_gaps_{exchange}_partitions")
+    name = f"check_gaps_{exchange}_{timeframe}"
+
+    @dg.op(name=f"{name}_partitions")
     def check_partitions(context: dg.OpExecutionContext, candle_store: CandleStoreResource) -> None:
         evaluations = gap_evaluations(
-            candle_store.store(), context.instance, watchlist, exchange, context.partition_keys
+            candle_store.store(),
+            context.instance,
+            watchlist,
+            exchange,
+            timeframe,
+            context.partition_keys,
         )
         for e in evaluations:
             context.log_event(e)
@@ -167,10 +185,10 @@ def gap_check_job(exchange: str, watchlist: Watchlist) -> dg.JobDefinition:
         context.log.info(f"{len(evaluations)} partition(s) checked, {len(failed)} with gaps")
 
     @dg.job(
-        name=f"check_gaps_{exchange}",
-        partitions_def=candle_partitions(exchange, watchlist.start),
-        description=f"Run the gap check of candles/{exchange} on the chosen partitions, without "
-        "fetching anything.",
+        name=name,
+        partitions_def=candle_partitions(exchange, timeframe, watchlist.start),
+        description=f"Run the gap check of candles/{exchange}/{timeframe} on the chosen "
+        "partitions, without fetching anything.",
     )
     def job() -> None:
         check_partitions()
@@ -181,8 +199,8 @@ def gap_check_job(exchange: str, watchlist: Watchlist) -> dg.JobDefinition:
 FRESH_CHECK = "fresh"
 
 
-def fresh_check_key(exchange: str) -> dg.AssetCheckKey:
-    return dg.AssetCheckKey(candle_asset_key(exchange), FRESH_CHECK)
+def fresh_check_key(exchange: str, timeframe: str) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(candle_asset_key(exchange, timeframe), FRESH_CHECK)
 
 
 def fresh_evaluations(
@@ -190,26 +208,27 @@ def fresh_evaluations(
     instance: dg.DagsterInstance,
     watchlist: Watchlist,
     exchange: str,
+    timeframe: str,
     partition_keys: Iterable[str],
 ) -> list[dg.AssetCheckEvaluation]:
-    """Per partition: in the month in progress (by the exchange clock as the last run read
-    it), the market's lag against ``max_lag_timeframes``; a past month is complete."""
+    """Per partition: in the year in progress (by the exchange clock as the last run read
+    it), the market's lag against ``max_lag_timeframes``; a past year is complete."""
     keys = [str(k) for k in partition_keys]
-    check_key = fresh_check_key(exchange)
+    check_key = fresh_check_key(exchange, timeframe)
     targets = latest_materializations(instance, check_key.asset_key, keys)
     clock = store.gaps.clock(exchange)
-    current = month_key_of(clock) if clock is not None else None
+    current = year_key_of(clock) if clock is not None else None
     limit = watchlist.freshness.max_lag_timeframes
     out = []
     for pk in keys:
-        market_key, month = split_partition_key(pk)
+        market_key, year = split_partition_key(pk)
         market = watchlist.market_or_default(exchange, market_key)
         metadata: dict[str, dg.MetadataValue] = {
             "max_lag_timeframes": dg.MetadataValue.float(limit)
         }
         stale = False
-        if month != current:
-            description = "a past month: complete, nothing newer to come"
+        if year != current:
+            description = "a past year: complete, nothing newer to come"
         else:
             lag = lag_seconds(store.last_ts(Series.of(market)), market.timeframe.ms, clock)
             stale = is_stale(lag, market.timeframe.ms, limit)
@@ -229,14 +248,15 @@ def fresh_evaluations(
     return out
 
 
-def fresh_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
+def fresh_check(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
     return _partition_check(
         exchange,
+        timeframe,
         watchlist,
         FRESH_CHECK,
         "Each market's newest candle is at most max_lag_timeframes "
         f"({watchlist.freshness.max_lag_timeframes:g}) timeframes behind the exchange clock, in "
-        "the month in progress (a past month is complete); one result per partition, a "
+        "the year in progress (a past year is complete); one result per partition, a "
         "warning when stale. Every freshness run evaluates it.",
         fresh_evaluations,
     )
@@ -245,8 +265,8 @@ def fresh_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition
 CONSISTENT_CHECK = "consistent_timeframes"
 
 
-def consistency_check_key(exchange: str) -> dg.AssetCheckKey:
-    return dg.AssetCheckKey(candle_asset_key(exchange), CONSISTENT_CHECK)
+def consistency_check_key(exchange: str, timeframe: str) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(candle_asset_key(exchange, timeframe), CONSISTENT_CHECK)
 
 
 def _mismatch_table(found: Consistency) -> str:
@@ -264,23 +284,24 @@ def consistency_evaluations(
     instance: dg.DagsterInstance,
     watchlist: Watchlist,
     exchange: str,
+    timeframe: str,
     partition_keys: Iterable[str],
 ) -> list[dg.AssetCheckEvaluation]:
     """Per partition of a higher timeframe: its candles against the aggregate of the same
     market's stored 1m candles (pipeline/consistency.py)."""
     keys = [str(k) for k in partition_keys]
-    check_key = consistency_check_key(exchange)
+    check_key = consistency_check_key(exchange, timeframe)
     targets = latest_materializations(instance, check_key.asset_key, keys)
     out = []
     for pk in keys:
-        market_key, month = split_partition_key(pk)
+        market_key, year = split_partition_key(pk)
         market = watchlist.market_or_default(exchange, market_key)
-        found = check_market(store, Series.of(market), *month_bounds(month))
+        found = check_market(store, Series.of(market), *year_bounds(year))
         metadata: dict[str, dg.MetadataValue] = {}
         if found is None:
             description = "1m candles are the reference: nothing to compare"
         elif not found.has_fine:
-            description = "no 1m candle of this market is stored in the month: nothing to compare"
+            description = "no 1m candle of this market is stored in the year: nothing to compare"
         else:
             metadata = {
                 "compared": dg.MetadataValue.int(found.compared),
@@ -311,9 +332,12 @@ def consistency_evaluations(
     return out
 
 
-def consistency_check(exchange: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
+def consistency_check(
+    exchange: str, timeframe: str, watchlist: Watchlist
+) -> dg.AssetChecksDefinition:
     return _partition_check(
         exchange,
+        timeframe,
         watchlist,
         CONSISTENT_CHECK,
         "Each closed candle of a timeframe above 1m equals the exact aggregate of the same "

@@ -22,13 +22,12 @@ from market_data.defs.candles.checks import fresh_check, gap_check, gap_check_jo
 from market_data.defs.candles.partitions import (
     HOST_TAG,
     INVOCATION_TAG,
-    MONTHS_PER_RUN,
     SOURCE_TAG,
     market_partitions,
     range_tags,
 )
 from market_data.defs.runs import reap_dead_runs, this_host, wait_for_pool
-from market_data.domain.calendar import month_keys, ms_day, next_month
+from market_data.domain.calendar import ms_day, year_keys
 from market_data.domain.watchlist import Market, Watchlist
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
@@ -40,13 +39,13 @@ CLI_JOB = "__ephemeral_asset_job__"
 @dataclass(frozen=True)
 class RunPlan:
     market: Market
-    months: list[str]  # month partition keys, in order
+    years: list[str]  # year partition keys, in order
     not_before: date
     not_after: date | None
 
     @property
     def tags(self) -> dict[str, str]:
-        return range_tags((self.market.key, self.months[0]), (self.market.key, self.months[-1]))
+        return range_tags((self.market.key, self.years[0]), (self.market.key, self.years[-1]))
 
 
 def plan(
@@ -55,7 +54,7 @@ def plan(
     end: date | None,
     resume_from: Callable[[Market], date | None] | None = None,
 ) -> list[RunPlan]:
-    """Runs of at most MONTHS_PER_RUN months per market; with ``resume_from``, each market
+    """A run per market and year (a partition each); with ``resume_from``, each market
     starts at the day its newest stored candle falls on."""
     today = datetime.now(UTC).date()
     plans = []
@@ -63,26 +62,21 @@ def plan(
         first = start
         if resume_from is not None:
             first = max(start, resume_from(market) or start)
-        # --end is exclusive: a run for the month it falls on only if that month has days in
-        months = month_keys(first, min(end - timedelta(days=1), today) if end else today)
-        for i in range(0, len(months), MONTHS_PER_RUN):
-            plans.append(RunPlan(market, months[i : i + MONTHS_PER_RUN], first, end))
+        # --end is exclusive: a run for the year it falls on only if that year has days in
+        years = year_keys(first, min(end - timedelta(days=1), today) if end else today)
+        plans += [RunPlan(market, [year], first, end) for year in years]
     return plans
 
 
 def repair_plan(market: Market, months: list[str]) -> list[RunPlan]:
-    """Runs over only ``months`` (those with open gaps): each run a stretch of consecutive
-    months, at most MONTHS_PER_RUN long."""
-    plans: list[RunPlan] = []
-    stretch: list[str] = []
-    for month in [*months, ""]:
-        follows = stretch and month == next_month(date.fromisoformat(stretch[-1])).isoformat()
-        if stretch and (not follows or len(stretch) == MONTHS_PER_RUN):
-            plans.append(RunPlan(market, stretch, date.fromisoformat(stretch[0]), None))
-            stretch = []
-        if month:
-            stretch.append(month)
-    return plans
+    """Runs over only the years of ``months`` (those with open gaps), one each, fetching
+    from the first such month (a repair run fetches only the open gaps)."""
+    firsts: dict[str, str] = {}
+    for month in sorted(months):
+        firsts.setdefault(month[:4], month)
+    return [
+        RunPlan(market, [year], date.fromisoformat(first), None) for year, first in firsts.items()
+    ]
 
 
 def newest_stored_day(store: CandleStore) -> Callable[[Market], date | None]:
@@ -156,9 +150,9 @@ def summary(result: dg.ExecuteInProcessResult, asset: dg.AssetsDefinition) -> st
     )
 
 
-def checks(exchange: str, watchlist: Watchlist) -> list[dg.AssetChecksDefinition]:
+def checks(exchange: str, timeframe: str, watchlist: Watchlist) -> list[dg.AssetChecksDefinition]:
     """The checks that follow every run that writes (a dry run records nothing)."""
-    return [gap_check(exchange, watchlist), fresh_check(exchange, watchlist)]
+    return [gap_check(exchange, timeframe, watchlist), fresh_check(exchange, timeframe, watchlist)]
 
 
 class BriefFormatter(logging.Formatter):
@@ -254,34 +248,31 @@ def execute(
     Ctrl-C / SIGTERM cancel the run in progress (pages written are kept) and stop. A run's
     log shows on stderr, a line per event without Python tracebacks unless ``verbose``."""
     outcome = Outcome()
-    by_exchange: dict[str, dg.AssetsDefinition] = {}
+    by_asset: dict[tuple[str, str], dg.AssetsDefinition] = {}
     invocation = uuid.uuid4().hex
     with Interrupts() as interrupts:
         for i, p in enumerate(plans, 1):
-            exchange = p.market.exchange
-            if exchange not in by_exchange:
-                by_exchange[exchange] = candle_asset(exchange, watchlist)
+            exchange, timeframe = p.market.exchange, p.market.timeframe.code
+            if (exchange, timeframe) not in by_asset:
+                by_asset[exchange, timeframe] = candle_asset(exchange, timeframe, watchlist)
             reap_dead_runs(instance, echo)
             wait_for_pool(instance, f"exchange:{exchange}", echo, _stoppable_sleep(interrupts))
             if interrupts.signum is not None:
                 break
             _ensure_partition(instance, p.market)
-            echo(
-                f"[{i}/{len(plans)}] {exchange} {p.market.key} {p.months[0][:7]}..{p.months[-1][:7]}"
-            )
+            span = p.years[0] if len(p.years) == 1 else f"{p.years[0]}..{p.years[-1]}"
+            echo(f"[{i}/{len(plans)}] {exchange} {p.market.key} {span}")
             run_config = {
                 "not_before": p.not_before.isoformat(),
                 "not_after": p.not_after.isoformat() if p.not_after else None,
                 **(config or {}),
             }
-            asset = by_exchange[exchange]
+            asset = by_asset[exchange, timeframe]
+            check = gap_check(exchange, timeframe, watchlist)
             worker = _Worker(
-                lambda asset=asset, run_config=run_config, p=p, exchange=exchange: _materialize(
+                lambda asset=asset, run_config=run_config, p=p, check=check: _materialize(
                     # the gap check follows every run that writes (a dry run records nothing)
-                    [
-                        asset,
-                        *([] if run_config.get("dry_run") else [gap_check(exchange, watchlist)]),
-                    ],
+                    [asset, *([] if run_config.get("dry_run") else [check])],
                     instance=instance,
                     resources=resources,
                     tags={**p.tags, **cli_run_tags(invocation)},
@@ -343,25 +334,26 @@ def check_gaps(
     resources: dict[str, dg.ConfigurableResource],
     instance: dg.DagsterInstance,
 ) -> list[dg.AssetCheckEvaluation]:
-    """The gap check over every month of one market: a check-only Dagster run, one
-    evaluation per month."""
-    exchange = market.exchange
-    months = month_keys(market.start, datetime.now(UTC).date())
+    """The gap check over every year of one market: a check-only Dagster run, one
+    evaluation per year."""
+    exchange, timeframe = market.exchange, market.timeframe.code
+    years = year_keys(market.start, datetime.now(UTC).date())
+    job = gap_check_job(exchange, timeframe, watchlist)
     defs = dg.Definitions(
-        assets=[candle_asset(exchange, watchlist)],
-        asset_checks=[gap_check(exchange, watchlist)],
-        jobs=[gap_check_job(exchange, watchlist)],
+        assets=[candle_asset(exchange, timeframe, watchlist)],
+        asset_checks=[gap_check(exchange, timeframe, watchlist)],
+        jobs=[job],
         resources=resources,
     )
     _ensure_partition(instance, market)
-    tags = range_tags((market.key, months[0]), (market.key, months[-1]))
-    result = defs.resolve_job_def(f"check_gaps_{exchange}").execute_in_process(
+    tags = range_tags((market.key, years[0]), (market.key, years[-1]))
+    result = defs.resolve_job_def(job.name).execute_in_process(
         instance=instance, tags={**tags, **cli_run_tags(uuid.uuid4().hex)}, raise_on_error=False
     )
     return result.get_asset_check_evaluations()
 
 
 def _ensure_partition(instance: dg.DagsterInstance, market: Market) -> None:
-    parts = market_partitions(market.exchange).name
+    parts = market_partitions(market.exchange, market.timeframe.code).name
     if not instance.has_dynamic_partition(parts, market.key):
         instance.add_dynamic_partitions(parts, [market.key])

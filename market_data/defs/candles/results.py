@@ -1,10 +1,10 @@
-"""What a candle run tells Dagster, per partition (market x month): a materialization with
-that market-month's own figures.
+"""What a candle run tells Dagster, per partition (market x year): a materialization with
+that market-year's own figures.
 
-A ranged run (a year of one market, or every market of the month in progress) gives one
+A ranged run (years of some markets, or every market of the year in progress) gives one
 event per partition it covers (Dagster merges these partition-scoped figures with the run's
-own), so the UI's partition view shows each month its own figures
-and the month in progress its market's lag, not the run's totals.
+own), so the UI's partition view shows each year its own figures
+and the year in progress its market's lag, not the run's totals.
 """
 
 from __future__ import annotations
@@ -12,20 +12,21 @@ from __future__ import annotations
 import dagster as dg
 
 from market_data.defs.candles.partitions import split_partition_key
-from market_data.domain.calendar import month_key_of
+from market_data.domain.calendar import year_key_of
 from market_data.domain.freshness import is_stale
 from market_data.domain.watchlist import Watchlist
-from market_data.pipeline.ingest import Fetched, Figures
+from market_data.pipeline.ingest import Fetched
 
 
 def partition_metadata(
-    pk: str, fetched: Fetched, watchlist: Watchlist, exchange: str
+    pk: str, fetched: Fetched, watchlist: Watchlist, exchange: str, until_ms: int = 2**62
 ) -> dict[str, dg.MetadataValue]:
-    """The figures of one partition (its market's month): candles fetched, written, expected,
-    present and absent (expected, not stored), first and last candle; in the month in progress, the lag."""
-    market_key, month = split_partition_key(pk)
+    """The figures of one partition (its market's year): candles fetched, written, expected,
+    present and absent (expected, not stored), first and last candle; in the year in progress,
+    the lag (if the run fetched up to now: ``until_ms``, its not_after, is later)."""
+    market_key, year = split_partition_key(pk)
     report = fetched.markets[market_key]
-    figures = report.months.get(month, Figures())
+    figures = report.year(year)
     meta: dict[str, dg.MetadataValue] = {
         "rows_written": dg.MetadataValue.int(figures.rows_written),
         "candles_fetched": dg.MetadataValue.int(figures.candles_fetched),
@@ -37,10 +38,15 @@ def partition_metadata(
         meta["unavailable"] = dg.MetadataValue.int(figures.unavailable)
         assert report.unserved is not None
         meta["served_from"] = dg.MetadataValue.timestamp(report.unserved[1] / 1000)
+    if figures.written_first is not None and figures.written_last is not None:
+        # what this run changed (the composites sensor recomputes those months only)
+        meta["written_first"] = dg.MetadataValue.timestamp(figures.written_first / 1000)
+        meta["written_last"] = dg.MetadataValue.timestamp(figures.written_last / 1000)
     if figures.first_ts is not None and figures.last_ts is not None:
         meta["first_candle"] = dg.MetadataValue.timestamp(figures.first_ts / 1000)
         meta["last_candle"] = dg.MetadataValue.timestamp(figures.last_ts / 1000)
-    if month == month_key_of(fetched.now_ms) and report.lag_s is not None:
+    now = fetched.now_ms
+    if year == year_key_of(now) and until_ms > now and report.lag_s is not None:
         market = watchlist.market_or_default(exchange, market_key)
         limit = watchlist.freshness.max_lag_timeframes
         meta["lag_seconds"] = dg.MetadataValue.float(round(report.lag_s, 1))

@@ -1,5 +1,5 @@
 """The daily gap sweep: the whole history of every market, checked (one gap-check result per
-partition, so the UI shows each month's state); the repair sensor then repairs what it
+partition, so the UI shows each year's state); the repair sensor then repairs what it
 finds."""
 
 import time
@@ -9,10 +9,10 @@ import dagster as dg
 
 from market_data.defs.candles.checks import gap_check_key, gap_metadata, partition_evaluation
 from market_data.defs.candles.evaluations import latest_materializations
-from market_data.defs.candles.partitions import market_partitions, partition_key
+from market_data.defs.candles.partitions import market_partitions, partition_key, timeframe_of
 from market_data.defs.resources import CandleStoreResource
 from market_data.defs.runs import busy_partitions
-from market_data.domain.calendar import day_ms, month_keys_between
+from market_data.domain.calendar import day_ms, year_keys_between
 from market_data.domain.expected import ALL_TIME
 from market_data.domain.gaps import GapCounts
 from market_data.domain.watchlist import Watchlist
@@ -35,7 +35,14 @@ def gap_sweep_job(watchlist: Watchlist) -> dg.JobDefinition:
                     f"{ex.name}: {len(fetching)} market(s) skipped, a backfill or repair of "
                     "theirs is queued or running"
                 )
-            for key in context.instance.get_dynamic_partitions(market_partitions(ex.name).name):
+            keys = [
+                key
+                for tf in watchlist.timeframes_of(ex.name)
+                for key in context.instance.get_dynamic_partitions(
+                    market_partitions(ex.name, tf.code).name
+                )
+            ]
+            for key in keys:
                 if key in fetching:
                     continue
                 market = watchlist.market_or_default(ex.name, key)
@@ -43,10 +50,10 @@ def gap_sweep_job(watchlist: Watchlist) -> dg.JobDefinition:
                 # every partition of the market's history, each its own result
                 until = store.gaps.clock(ex.name) or int(time.time() * 1000)
                 since = max(market.start_ms, day_ms(watchlist.start))
-                keys = [partition_key(key, m) for m in month_keys_between(since, until + 1)]
-                check_key = gap_check_key(ex.name)
-                targets = latest_materializations(context.instance, check_key.asset_key, keys)
-                for pk in keys:
+                pks = [partition_key(key, y) for y in year_keys_between(since, until + 1)]
+                check_key = gap_check_key(ex.name, timeframe_of(key))
+                targets = latest_materializations(context.instance, check_key.asset_key, pks)
+                for pk in pks:
                     context.log_event(partition_evaluation(check_key, pk, found, targets))
                 markets += 1
                 counts += found.counts()

@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from market_data.defs.candles.assets import candle_asset_key
-from market_data.defs.candles.checks import gap_check_key
+from market_data.defs.candles.assets import all_candle_asset_keys, asset_of, candle_asset_key
+from market_data.defs.candles.checks import fresh_check_key, gap_check_key
+from market_data.defs.candles.migrate import needs_migration
 from market_data.defs.candles.partitions import (
     ATTEMPT_TAG,
     BACKFILL_TAG,
@@ -18,15 +19,15 @@ from market_data.defs.candles.partitions import (
     market_partitions,
     partition_key_at,
     range_tags,
-    split_partition_key,
+    timeframe_of,
 )
 from market_data.defs.instruments.assets import instruments_asset_key
 from market_data.defs.resources import CandleStoreResource
-from market_data.defs.runs import IN_PROGRESS, busy_partitions
+from market_data.defs.runs import IN_PROGRESS, busy_partitions, run_asset
 from market_data.domain.backfills import Group, NewMarket, group_backfills
-from market_data.domain.calendar import month_key_of, month_keys, previous_month
+from market_data.domain.calendar import month_key_of, year_key_of
 from market_data.domain.selection import Resolution, resolve
-from market_data.domain.watchlist import Market, Watchlist, split_key
+from market_data.domain.watchlist import Market, Watchlist
 from market_data.exchanges.venues import venue
 from market_data.pipeline.gaps import due_gaps
 from market_data.store.live import live_health
@@ -49,14 +50,14 @@ def first_ms(market: Market, listed_ms: int | None) -> int:
 
 
 def backfill_request(exchange: str, group: Group, today: date) -> dg.RunRequest:
-    """One ranged run: every market of ``group`` x every month from its first to today's."""
-    first_month = month_key_of(group.first_ms)
-    last_month = month_keys(today, today)[0]
+    """One ranged run: every market of ``group`` (one timeframe's asset) x every year from
+    its first to today's."""
+    first_year = year_key_of(group.first_ms)
     return dg.RunRequest(
-        run_key=f"backfill:{exchange}:{group.first}:{group.last}:{first_month}",
-        asset_selection=[candle_asset_key(exchange)],
+        run_key=f"backfill:{exchange}:{group.first}:{group.last}:{first_year}",
+        asset_selection=[asset_of(exchange, group.first)],
         tags={
-            **range_tags((group.first, first_month), (group.last, last_month)),
+            **range_tags((group.first, first_year), (group.last, str(today.year))),
             REASON_TAG: "new market" if group.markets == 1 else f"{group.markets} new markets",
             BACKFILL_TAG: exchange,
         },
@@ -72,14 +73,19 @@ def _pending(cursor: str | None) -> dict[str, list[Group]]:
 
 
 def _still_watched(
-    groups: list[Group], order: list[str], gone: set[str], log: Callable[[str], None]
+    groups: list[Group],
+    orders: dict[str, list[str]],
+    gone: set[str],
+    log: Callable[[str], None],
 ) -> list[Group]:
-    """Groups trimmed to the markets still watched: ``order`` is the partition order before
-    this tick's deletions (``gone``), so a group's ends are in it; what is left of a group is
-    contiguous once ``gone`` is deleted."""
-    index = {k: i for i, k in enumerate(order)}
+    """Groups trimmed to the markets still watched: ``orders`` (per timeframe) is the
+    partition order before this tick's deletions (``gone``), so a group's ends are in its
+    timeframe's; what is left of a group is contiguous once ``gone`` is deleted."""
+    indexes = {tf: {k: i for i, k in enumerate(order)} for tf, order in orders.items()}
     out = []
     for g in groups:
+        tf = timeframe_of(g.first)
+        index, order = indexes.get(tf, {}), orders.get(tf, [])
         lo, hi = index.get(g.first), index.get(g.last)
         if lo is None or hi is None:  # deleted outside the sensor (the UI)
             log(f"a planned backfill {g.first}..{g.last} lost its markets' partitions; skipped")
@@ -96,9 +102,8 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
         asset_selection=[
-            k
-            for ex in watchlist.exchanges
-            for k in (candle_asset_key(ex.name), instruments_asset_key(ex.name))
+            *all_candle_asset_keys(watchlist),
+            *(instruments_asset_key(ex.name) for ex in watchlist.exchanges),
         ],
         description="Keeps each exchange's market partitions equal to the watchlist resolved "
         "against the catalog; launches the backfill of every new market; reports entries "
@@ -110,14 +115,20 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         store = candle_store.store()
         catalogs, stored = {}, {}
         existing: dict[str, set[str]] = {}
-        orders: dict[str, list[str]] = {}  # the partitions in their order, read once
+        #: per exchange and timeframe, the partitions in their order, read once
+        orders: dict[str, dict[str, list[str]]] = {}
         for ex in watchlist.exchanges:
             stored[ex.name] = store.instruments.stored(ex.name)
             catalogs[ex.name] = {s: row.instrument for s, row in stored[ex.name].items()}
-            orders[ex.name] = list(
-                context.instance.get_dynamic_partitions(market_partitions(ex.name).name)
-            )
-            existing[ex.name] = set(orders[ex.name])
+            orders[ex.name] = {
+                tf.code: list(
+                    context.instance.get_dynamic_partitions(
+                        market_partitions(ex.name, tf.code).name
+                    )
+                )
+                for tf in watchlist.timeframes_of(ex.name)
+            }
+            existing[ex.name] = {k for order in orders[ex.name].values() for k in order}
         resolution: Resolution = resolve(watchlist, catalogs, existing)
         for line in resolution.problems:
             context.log.warning(line)
@@ -137,8 +148,13 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         ]
         pending = _pending(context.cursor)
         for ex in watchlist.exchanges:
+            if needs_migration(context.instance, watchlist, ex.name):
+                context.log.warning(
+                    f"{ex.name}: its markets are in the month layout (candles/{ex.name}): run "
+                    "`market-data migrate-layout` once; nothing is added or backfilled till then"
+                )
+                continue
             wanted = resolution.markets.get(ex.name, {})
-            parts = market_partitions(ex.name)
             rows = stored[ex.name]
             starts = {
                 k: first_ms(
@@ -150,11 +166,15 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
             # new markets in the order of their first month: a group's markets start together
             new = sorted(starts, key=lambda k: (starts[k], k))
             gone = sorted(existing[ex.name] - set(wanted))
+            for tf in watchlist.timeframes_of(ex.name):  # each timeframe's asset
+                parts = market_partitions(ex.name, tf.code)
+                if added := [k for k in new if timeframe_of(k) == tf.code]:
+                    partition_requests.append(parts.build_add_request(added))
+                if deleted := [k for k in gone if timeframe_of(k) == tf.code]:
+                    partition_requests.append(parts.build_delete_request(deleted))
             if new:
-                partition_requests.append(parts.build_add_request(new))
                 context.log.info(f"{ex.name}: adding {len(new)} market(s): {_names(new)}")
             if gone:
-                partition_requests.append(parts.build_delete_request(gone))
                 context.log.info(
                     f"{ex.name}: no longer watched (data kept): {len(gone)} market(s): "
                     f"{_names(gone)}"
@@ -162,8 +182,13 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
             queue = _still_watched(
                 pending.get(ex.name, []), orders[ex.name], set(gone), context.log.warning
             )
-            items = [NewMarket(k, starts[k], wanted[k].timeframe.ms) for k in new]
-            queue += group_backfills(items, now_ms, venue(ex.name).page_limit)
+            for tf in watchlist.timeframes_of(ex.name):  # a run is one timeframe's asset
+                items = [
+                    NewMarket(k, starts[k], wanted[k].timeframe.ms)
+                    for k in new
+                    if timeframe_of(k) == tf.code
+                ]
+                queue += group_backfills(items, now_ms, venue(ex.name).page_limit)
             room = max(0, RUNS_PER_TICK - len(run_requests))
             run_requests += [backfill_request(ex.name, g, today) for g in queue[:room]]
             pending[ex.name] = queue[room:]
@@ -189,7 +214,7 @@ def gap_repair_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         name="gap_repair",
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        asset_selection=[candle_asset_key(ex.name) for ex in watchlist.exchanges],
+        asset_selection=all_candle_asset_keys(watchlist),
         description="Rematerializes (repair mode: only the gaps) each partition whose gap check "
         f"found open gaps, at most {watchlist.gaps.max_attempts} times per gap with growing delays.",
     )
@@ -206,19 +231,20 @@ def gap_repair_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
                 continue
             key = f"{gap['symbol']}:{gap['timeframe']}"
             pk = (gap["exchange"], partition_key_at(key, gap["gap_start"]))
-            month = split_partition_key(pk[1])[1]
+            month = month_key_of(gap["gap_start"])
             if any(b.covers(key, month) for b in busy[gap["exchange"]]):
                 continue  # a run in flight is fetching that month already
             partitions[pk] = max(partitions.get(pk, 0), gap["attempts"])
         requests = []
         for (exchange, partition), attempts in sorted(partitions.items()):
-            op_name = "__".join(candle_asset_key(exchange).path)
+            asset = asset_of(exchange, partition)
+            op_name = "__".join(asset.path)
             requests.append(
                 dg.RunRequest(
                     run_key=f"repair:{exchange}:{partition}:{attempts}",
                     partition_key=partition,
-                    asset_selection=[candle_asset_key(exchange)],
-                    asset_check_keys=[gap_check_key(exchange)],
+                    asset_selection=[asset],
+                    asset_check_keys=[gap_check_key(exchange, asset.path[-1])],
                     run_config={"ops": {op_name: {"config": {"repair": True}}}},
                     tags={REASON_TAG: "gap repair", ATTEMPT_TAG: str(attempts + 1), **URGENT},
                 )
@@ -233,27 +259,29 @@ def gap_repair_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
 
 
 def freshness_requests(
-    exchange: str, market_keys: list[str], now: datetime, final_fetch_hours: int
+    exchange: str, timeframe: str, market_keys: list[str], now: datetime, final_fetch_hours: int
 ) -> list[dg.RunRequest]:
-    """One ranged run over every market of the month in progress (dynamic keys keep their
-    insertion order, so first..last spans them all); early in a month, one more for the
-    month just finished, its final fetch."""
+    """One ranged run over every market of one timeframe's asset, the year in progress
+    (dynamic keys keep their insertion order, so first..last spans them all); early in a
+    year, one more for the year just finished, its final fetch. Only the fresh check runs
+    with it (the gap check of a year in progress is the daily sweep's)."""
     if not market_keys:
         return []
-    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    months = [month_start.date()]
-    if now - month_start < timedelta(hours=final_fetch_hours):
-        months.insert(0, previous_month(month_start.date()))
+    year_start = now.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+    years = [str(now.year)]
+    if now - year_start < timedelta(hours=final_fetch_hours):
+        years.insert(0, str(now.year - 1))
     return [
         dg.RunRequest(
-            asset_selection=[candle_asset_key(exchange)],
+            asset_selection=[candle_asset_key(exchange, timeframe)],
+            asset_check_keys=[fresh_check_key(exchange, timeframe)],
             tags={
-                **range_tags((market_keys[0], m.isoformat()), (market_keys[-1], m.isoformat())),
+                **range_tags((market_keys[0], y), (market_keys[-1], y)),
                 FRESHNESS_TAG: exchange,
                 **URGENT,
             },
         )
-        for m in months
+        for y in years
     ]
 
 
@@ -262,36 +290,51 @@ def freshness_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         name="freshness",
         minimum_interval_seconds=watchlist.freshness.interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        asset_selection=[candle_asset_key(ex.name) for ex in watchlist.exchanges],
-        description="Brings the month in progress (by the exchange's clock) of every market up "
-        f"to its last closed candle: every {watchlist.freshness.interval_s}s, one ranged run per "
-        "exchange (skipped while the previous one is still queued or running, and while the "
-        "live service has every market of the exchange current).",
+        asset_selection=all_candle_asset_keys(watchlist),
+        description="Brings the year in progress (by the exchange's clock) of every market up "
+        f"to its last closed candle: every {watchlist.freshness.interval_s}s, one ranged run "
+        "per candle asset (exchange x timeframe) that has a candle closed since its last one "
+        "(skipped while the previous one is still queued or running, and while the live "
+        "service has every market of the asset current).",
     )
     def sensor(
         context: dg.SensorEvaluationContext, candle_store: CandleStoreResource
     ) -> dg.SensorResult | dg.SkipReason:
         running = context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS))
-        busy = {r.tags[FRESHNESS_TAG] for r in running if FRESHNESS_TAG in r.tags}
+        busy = {run_asset(r) for r in running if FRESHNESS_TAG in r.tags}
+        #: per asset (exchange/timeframe), the candle boundary its last freshness run was for
+        closes: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
         store = candle_store.store()
         requests = []
         for ex in watchlist.exchanges:
-            if ex.name in busy:
-                context.log.info(f"{ex.name}: the previous freshness run is still in flight")
-                continue
-            keys = list(context.instance.get_dynamic_partitions(market_partitions(ex.name).name))
-            live = live_health(store.live, ex.name, watchlist.live.stale_after_s)
-            if live.covers({k: split_key(k)[1].ms for k in keys}):
-                context.log.info(f"{ex.name}: the live service has every market current")
-                continue
-            # the month in progress is the exchange's (its clock as the last run read it)
+            # the year in progress is the exchange's (its clock as the last run read it)
             clock = store.gaps.clock(ex.name)
             now = datetime.fromtimestamp(clock / 1000, UTC) if clock else datetime.now(UTC)
-            requests += freshness_requests(
-                ex.name, keys, now, watchlist.freshness.final_fetch_hours
-            )
+            now_ms = int(datetime.now(UTC).timestamp() * 1000) if clock is None else clock
+            live = live_health(store.live, ex.name, watchlist.live.stale_after_s)
+            for tf in watchlist.timeframes_of(ex.name):
+                asset = f"{ex.name}/{tf.code}"
+                if (ex.name, tf.code) in busy:
+                    context.log.info(f"{asset}: the previous freshness run is still in flight")
+                    continue
+                if closes.get(asset) == tf.floor(now_ms):
+                    continue  # no candle of this timeframe has closed since its last run
+                keys = list(
+                    context.instance.get_dynamic_partitions(
+                        market_partitions(ex.name, tf.code).name
+                    )
+                )
+                if live.covers({k: tf.ms for k in keys}):
+                    context.log.info(f"{asset}: the live service has every market current")
+                    continue
+                found = freshness_requests(
+                    ex.name, tf.code, keys, now, watchlist.freshness.final_fetch_hours
+                )
+                if found:
+                    closes[asset] = tf.floor(now_ms)
+                requests += found
         if not requests:
-            return dg.SkipReason("nothing to refresh")
-        return dg.SensorResult(run_requests=requests)
+            return dg.SensorResult(skip_reason="nothing to refresh", cursor=json.dumps(closes))
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(closes))
 
     return sensor

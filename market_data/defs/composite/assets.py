@@ -2,8 +2,8 @@
 ``cross_exchange`` block) and month, the volume-weighted candles of every exchange that has
 each timestamp, computed in SQL from the candle store (store/composite.py).
 
-It depends on every ``candles/<exchange>`` asset month for month (any of their markets may
-feed it), so the lineage graph shows it downstream of them all; the ``composites`` sensor
+It depends on every ``candles/<exchange>/<timeframe>`` asset of its timeframes, each
+month on its year (any of their markets may feed it), so the lineage graph shows it downstream of them all; the ``composites`` sensor
 (sensors.py) brings the partitions a candle materialization touched up to date.
 """
 
@@ -14,7 +14,7 @@ import dagster as dg
 from market_data.defs.candles.assets import candle_asset_key
 from market_data.defs.candles.partitions import (
     MONTH_DIM,
-    MONTHS_PER_RUN,
+    YEAR_DIM,
     market_partitions,
     month_partitions,
     split_partition_key,
@@ -27,10 +27,11 @@ from market_data.domain.watchlist import CrossExchange, Watchlist
 COMPOSITE_KEY = dg.AssetKey(["composite", "candles"])
 COMPOSITE_DIM = "composite"  # before "month" by name: keys read BTC-USD-SPOT:1m|2026-11-01
 
-#: a composite month depends on the same month of every market of each candle asset
-SAME_MONTH = dg.MultiPartitionMapping(
-    {MONTH_DIM: dg.DimensionPartitionMapping(MONTH_DIM, dg.TimeWindowPartitionMapping())}
+#: a composite month depends on its year of every market of each candle asset
+SAME_TIME = dg.MultiPartitionMapping(
+    {YEAR_DIM: dg.DimensionPartitionMapping(MONTH_DIM, dg.TimeWindowPartitionMapping())}
 )
+MONTHS_PER_RUN = 12  # a UI backfill runs a year of one composite market as one run
 
 
 def composite_partitions(watchlist: Watchlist) -> dg.MultiPartitionsDefinition:
@@ -56,7 +57,11 @@ def source_finder(
     once, for every composite market a run or check covers)."""
     cross = cross_of(watchlist)
     watched = {
-        ex.name: set(instance.get_dynamic_partitions(market_partitions(ex.name).name))
+        ex.name: {
+            key
+            for tf in cross.timeframes
+            for key in instance.get_dynamic_partitions(market_partitions(ex.name, tf.code).name)
+        }
         for ex in watchlist.exchanges
     }
     return lambda market: sources(cross, market, watched)
@@ -70,8 +75,9 @@ def composite_asset(watchlist: Watchlist) -> dg.AssetsDefinition:
         key=COMPOSITE_KEY,
         partitions_def=composite_partitions(watchlist),
         deps=[
-            dg.AssetDep(candle_asset_key(ex.name), partition_mapping=SAME_MONTH)
+            dg.AssetDep(candle_asset_key(ex.name, tf.code), partition_mapping=SAME_TIME)
             for ex in watchlist.exchanges
+            for tf in cross.timeframes
         ],
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MONTHS_PER_RUN),
         group_name="composite",

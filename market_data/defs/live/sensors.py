@@ -1,10 +1,13 @@
 """The ``live_status`` sensor: the live service's heartbeat, each minute, as an observation
-on ``candles/<exchange>`` (connected, markets, lag per market), so the UI shows whether
-candles are arriving over WebSocket. It launches nothing."""
+on each ``candles/<exchange>/<timeframe>`` it streams (connected, markets, lag per market),
+so the UI shows whether candles are arriving over WebSocket. It launches nothing."""
+
+from dataclasses import replace
 
 import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset_key
+from market_data.defs.candles.partitions import timeframe_of
 from market_data.defs.resources import CandleStoreResource
 from market_data.domain.watchlist import Watchlist, split_key
 from market_data.pipeline.live import streaming_exchanges
@@ -14,7 +17,22 @@ from market_data.store.live import LiveHealth, live_health
 SHOWN = 50  # markets listed in the observation, at most
 
 
-def observation(exchange: str, health: LiveHealth) -> dg.AssetObservation:
+def observations(exchange: str, health: LiveHealth) -> list[dg.AssetObservation]:
+    """One observation per timeframe streamed, on that timeframe's asset."""
+    frames = sorted({timeframe_of(k) for k in health.streams})
+    return [
+        observation(
+            exchange,
+            tf,
+            replace(
+                health, streams={k: s for k, s in health.streams.items() if k.endswith(f":{tf}")}
+            ),
+        )
+        for tf in frames
+    ]
+
+
+def observation(exchange: str, timeframe: str, health: LiveHealth) -> dg.AssetObservation:
     service = health.service
     assert service is not None
     keys = {k: split_key(k)[1].ms for k in health.streams}
@@ -29,8 +47,9 @@ def observation(exchange: str, health: LiveHealth) -> dg.AssetObservation:
     table = "| market | lag (s) | current |\n|---|---|---|\n" + "\n".join(rows)
     summary = live_summary(health)  # what `market-data status` prints, the same names
     return dg.AssetObservation(
-        asset_key=candle_asset_key(exchange),
-        description=f"live: {summary['state']}, {service.streams} market(s), {len(behind)} behind",
+        asset_key=candle_asset_key(exchange, timeframe),
+        description=f"live: {summary['state']}, {len(health.streams)} of {service.streams} "
+        f"market(s) at {timeframe}, {len(behind)} behind",
         metadata={
             **{f"live_{k}": v for k, v in summary.items() if v is not None},
             "live_behind": dg.MetadataValue.int(len(behind)),
@@ -48,7 +67,8 @@ def live_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Each minute, the live service's heartbeat (`market-data live`) as an "
-        "observation on candles/<exchange>: streaming or down, connections, markets, lag.",
+        "observation on candles/<exchange>/<timeframe>: streaming or down, connections, "
+        "markets, lag.",
     )
     def sensor(
         context: dg.SensorEvaluationContext, candle_store: CandleStoreResource
@@ -60,7 +80,7 @@ def live_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
             if health.service is None:
                 context.log.info(f"{name}: the live service has not run")
                 continue
-            events.append(observation(name, health))
+            events += observations(name, health)
         if not events:
             return dg.SkipReason("the live service has not run (market-data live)")
         return dg.SensorResult(asset_events=events)

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from market_data.defs.candles.assets import candle_asset_key
+from market_data.defs.candles.assets import all_candle_asset_keys
 from market_data.defs.reports.status import dagster_status
 from market_data.defs.resources import CandleStoreResource
 from market_data.domain.watchlist import Watchlist
@@ -14,7 +14,7 @@ def status_asset(watchlist: Watchlist) -> dg.AssetsDefinition:
     @dg.asset(
         key=dg.AssetKey(["reports", "status"]),
         group_name="reports",
-        deps=[candle_asset_key(ex.name) for ex in watchlist.exchanges],
+        deps=all_candle_asset_keys(watchlist),
         kinds={"sql"},
         description="Per market: first and last candle, rows, expected, absent, open gaps "
         "(missing / empty candles), exchange-empty, lag, last materialization; runs in the last "

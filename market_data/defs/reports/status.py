@@ -16,7 +16,7 @@ from market_data.defs.candles.partitions import (
     market_partitions,
     markets_of_run,
 )
-from market_data.defs.runs import run_exchange
+from market_data.defs.runs import run_asset
 from market_data.domain.calendar import utc_text
 from market_data.domain.watchlist import Watchlist
 from market_data.pipeline.status import StatusReport, collect_status
@@ -26,26 +26,33 @@ from market_data.store.candles import CandleStore
 class DagsterActivity:
     """pipeline.status.Activity over a Dagster instance."""
 
-    def __init__(self, instance: dg.DagsterInstance) -> None:
+    def __init__(self, instance: dg.DagsterInstance, watchlist: Watchlist) -> None:
         self.instance = instance
+        self.watchlist = watchlist
         self._runs: list[dg.DagsterRun] | None = None
 
+    def _frames(self, exchange: str) -> list[str]:
+        return [tf.code for tf in self.watchlist.timeframes_of(exchange)]
+
+    def _order(self, exchange: str, timeframe: str) -> list[str]:
+        parts = market_partitions(exchange, timeframe).name
+        return list(self.instance.get_dynamic_partitions(parts))
+
     def markets(self, exchange: str) -> list[str]:
-        return list(self.instance.get_dynamic_partitions(market_partitions(exchange).name))
+        return [k for tf in self._frames(exchange) for k in self._order(exchange, tf)]
 
     def last_materialized(self, exchange: str, limit: int = 1000) -> dict[str, str]:
-        """From the exchange's newest ``limit`` materializations (newest first)."""
-        records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=candle_asset_key(exchange)), limit=limit
-        )
+        """From each of the exchange's assets' newest ``limit`` materializations."""
         latest: dict[str, str] = {}
-        for record in records.records:
-            event = record.event_log_entry.dagster_event
-            partition = event.partition if event is not None else None
-            if partition is not None:
-                latest.setdefault(
-                    market_of(str(partition)), utc_text(record.timestamp * 1000) or ""
-                )
+        for tf in self._frames(exchange):
+            records = self.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=candle_asset_key(exchange, tf)), limit=limit
+            )
+            for record in records.records:  # newest first
+                if record.partition_key is not None:
+                    latest.setdefault(
+                        market_of(record.partition_key), utc_text(record.timestamp * 1000) or ""
+                    )
         return latest
 
     def runs_24h(self, exchange: str, markets: set[str]) -> dict[str, int]:
@@ -54,10 +61,12 @@ class DagsterActivity:
             since = datetime.fromtimestamp(time.time() - timedelta(hours=24).total_seconds(), UTC)
             self._runs = list(self.instance.get_runs(filters=dg.RunsFilter(created_after=since)))
         counts: dict[str, int] = {}
-        order = self.markets(exchange)
+        orders = {tf: self._order(exchange, tf) for tf in self._frames(exchange)}
         for run in self._runs:
-            if run_exchange(run) not in (exchange, None):
+            asset = run_asset(run)
+            if asset is not None and asset[0] != exchange:
                 continue
+            order = orders.get(asset[1], []) if asset else []
             if run.tags.get(FRESHNESS_TAG) == exchange or markets_of_run(run.tags, order) & markets:
                 counts[run.status.value] = counts.get(run.status.value, 0) + 1
         return counts
@@ -66,4 +75,4 @@ class DagsterActivity:
 def dagster_status(
     store: CandleStore, instance: dg.DagsterInstance, watchlist: Watchlist
 ) -> StatusReport:
-    return collect_status(store, DagsterActivity(instance), watchlist)
+    return collect_status(store, DagsterActivity(instance, watchlist), watchlist)
