@@ -25,8 +25,9 @@ from market_data_tests.conftest import NOW_MS
 from market_data_tests.helpers import admin
 
 MIN = 60_000
-JAN, FEB = 1_767_225_600_000, 1_769_904_000_000
-NOV = 1_793_491_200_000
+JAN, OCT, NOV = 1_767_225_600_000, 1_790_812_800_000, 1_793_491_200_000
+#: the 1m markets start in November: their year partition is November to the simulator's now
+NOV_MINUTES = (NOW_MS - NOW_MS % MIN - NOV) // MIN
 
 
 @pytest.fixture
@@ -41,7 +42,9 @@ def h(sim: RunningSimulator, store_url: str) -> Harness:
     data = {
         "start": "2026-01-01",
         "gaps": {"max_attempts": 3, "retry_delay_s": 0},
-        "exchanges": {"binance": {**settings, "markets": ["ETH/USDT/1m", "ZEN/BTC/1m", "NEWT/USDT/1h", "OLD/USDT/1h", "BTC/USDT/1h"]}},
+        "exchanges": {"binance": {**settings, "markets": [
+            *({"symbol": s, "timeframe": "1m", "start": "2026-11-01"} for s in ("ETH/USDT", "ZEN/BTC")),
+            "NEWT/USDT/1h", "OLD/USDT/1h", "BTC/USDT/1h"]}},
     }  # fmt: skip
     from datetime import date
 
@@ -57,7 +60,7 @@ def tick(h: Harness) -> list[dg.RunRequest]:
 
 
 def execute(h: Harness, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-    config = request.run_config["ops"][h.asset.op.name]["config"]
+    (config,) = [op["config"] for op in request.run_config["ops"].values()]
     return h.run(request.partition_key, config=config)
 
 
@@ -72,34 +75,34 @@ def gap_rows(h: Harness) -> list[dict]:
 def test_a_transient_failure_is_found_and_repaired_by_itself(
     h: Harness, sim: RunningSimulator
 ) -> None:
-    sixth = {"startTime": str(JAN + 5000 * MIN)}  # the 6th page's window fails, every time
+    sixth = {"startTime": str(NOV + 5000 * MIN)}  # the 6th page's window fails, every time
     rule = {"path": "/api/v3/klines", "query": sixth, "status": 503, "count": -1}
     admin(sim.url, "faults", {"fail": [rule]})
-    failed = h.run_months("ETH-USDT-SPOT:1m", "2026-01")
+    failed = h.run("ETH-USDT-SPOT:1m|2026")
     assert not failed.success  # the other windows were written, that one is missing
     admin(sim.url, "faults", {"fail": []})
-    check = h.run_check("ETH-USDT-SPOT:1m|2026-01-01")
+    check = h.run_check("ETH-USDT-SPOT:1m|2026")
     assert not check.passed
     assert check.metadata["missing_candles"].value == 1000
     requests = tick(h)
-    assert [r.partition_key for r in requests] == ["ETH-USDT-SPOT:1m|2026-01-01"]
+    assert [r.partition_key for r in requests] == ["ETH-USDT-SPOT:1m|2026"]
     before = klines(sim)
     repaired = execute(h, requests[0])
     assert repaired.success and h.check_result(repaired).passed
     assert klines(sim) - before == 1  # only the missing range
     rows = gap_rows(h)
     assert len(rows) == 1 and rows[0]["status"] == "repaired" and rows[0]["repaired_at"] is not None
-    assert rows[0]["gap_start"] == JAN + 5000 * MIN
-    assert len(h.stored("ETH-USDT-SPOT", "1m")) == 31 * 1440
+    assert rows[0]["gap_start"] == NOV + 5000 * MIN
+    assert len(h.stored("ETH-USDT-SPOT", "1m")) == NOV_MINUTES
     assert tick(h) == []
 
 
 def test_an_exchange_side_hole_becomes_exchange_empty_after_the_bound(
     h: Harness, sim: RunningSimulator
 ) -> None:
-    hole = {"symbol": "ETHUSDT", "start_ms": JAN + 100 * MIN, "end_ms": JAN + 110 * MIN}
+    hole = {"symbol": "ETHUSDT", "start_ms": NOV + 100 * MIN, "end_ms": NOV + 110 * MIN}
     admin(sim.url, "faults", {"holes": [hole]})
-    first = h.run_months("ETH-USDT-SPOT:1m", "2026-01")
+    first = h.run("ETH-USDT-SPOT:1m|2026")
     assert first.success and not h.check_result(first).passed
     repairs = 0
     for _ in range(6):  # several ticks of the automation
@@ -109,10 +112,10 @@ def test_an_exchange_side_hole_becomes_exchange_empty_after_the_bound(
         repairs += 1
         before = klines(sim)
         result = execute(h, requests[0])
-        assert klines(sim) - before == 1  # one page around the hole, never the whole month
+        assert klines(sim) - before == 1  # one page around the hole, never the whole year
     assert repairs == 3
     assert tick(h) == []  # no further repair run
-    check = h.run_check("ETH-USDT-SPOT:1m|2026-01-01")
+    check = h.run_check("ETH-USDT-SPOT:1m|2026")
     assert check.passed and "exchange-empty" in check.description
     assert check.metadata["exchange_empty_candles"].value == 10
     (row,) = gap_rows(h)
@@ -127,9 +130,9 @@ def test_an_exchange_side_hole_becomes_exchange_empty_after_the_bound(
 
 def test_no_gaps_before_listing_after_delisting_or_for_the_candle_in_progress(h: Harness) -> None:
     for partition in (
-        "NEWT-USDT-SPOT:1h|2026-10-01",
-        "OLD-USDT-SPOT:1h|2026-06-01",
-        "BTC-USDT-SPOT:1h|2026-11-01",
+        "NEWT-USDT-SPOT:1h|2026",
+        "OLD-USDT-SPOT:1h|2026",
+        "BTC-USDT-SPOT:1h|2026",
     ):
         result = h.run(partition)
         check = h.check_result(result)
@@ -139,7 +142,7 @@ def test_no_gaps_before_listing_after_delisting_or_for_the_candle_in_progress(h:
 
 
 def test_the_illiquid_pairs_holes_are_classified_exactly(h: Harness) -> None:
-    result = h.run_months("ZEN-BTC-SPOT:1m", "2026-11")
+    result = h.run("ZEN-BTC-SPOT:1m|2026")
     assert not h.check_result(result).passed  # empty minutes: open until confirmed
     zen = next(m for m in MARKETS if m.id == "ZENBTC")
     present = minute_bars(zen, NOV, NOV + 30 * 1440 * MIN).ts
@@ -171,9 +174,10 @@ def test_the_sweep_checks_all_history(h: Harness, sim: RunningSimulator) -> None
     assert h.run_months("BTC-USDT-SPOT:1h", "2026-10", "2026-11").success
     btc = Series("binance", "BTC-USDT-SPOT", "1h")
     h.store.gaps.record(btc, 0, 2**62, [], 3)  # forget what the check saw
-    for key in h.instance.get_dynamic_partitions("markets_binance"):
-        if key != "BTC-USDT-SPOT:1h":  # never fetched: all of it would be missing
-            h.instance.delete_dynamic_partition("markets_binance", key)
+    for parts in ("markets_binance_1m", "markets_binance_1h"):
+        for key in h.instance.get_dynamic_partitions(parts):
+            if key != "BTC-USDT-SPOT:1h":  # never fetched: all of it would be missing
+                h.instance.delete_dynamic_partition(parts, key)
     result = gap_sweep_job(h.wl).execute_in_process(
         instance=h.instance, resources={STORE_KEY: h.resources[STORE_KEY]}
     )
@@ -183,7 +187,7 @@ def test_the_sweep_checks_all_history(h: Harness, sim: RunningSimulator) -> None
     # One vocabulary: never fetched is "missing", fetched but not returned is "empty".
     assert (totals["open_gaps"], totals["missing"], totals["empty"]) == (
         2,
-        (1_790_812_800_000 - JAN) // 3_600_000,
+        (OCT - JAN) // 3_600_000,
         2,
     )
     assert [(g["gap_start"], g["kind"], g["status"]) for g in gap_rows(h)] == [
@@ -205,17 +209,20 @@ def test_months_a_backfill_in_flight_has_not_reached_are_not_gaps(h: Harness) ->
     its markets alone and the repair sensor does not chase their months; the one market no
     run covers is swept and repaired as ever."""
     assert h.run_months("BTC-USDT-SPOT:1h", "2026-10", "2026-11").success
-    order = h.instance.get_dynamic_partitions("markets_binance")
-    assert order[-1] == "BTC-USDT-SPOT:1h"  # the watchlist's order
+    hours = h.instance.get_dynamic_partitions("markets_binance_1h")
+    minutes = h.instance.get_dynamic_partitions("markets_binance_1m")
+    assert hours[-1] == "BTC-USDT-SPOT:1h"  # the watchlist's order
+    order = [*minutes, *hours]
     assert sweep(h)["open_gaps"] == 5  # nothing runs: every never-fetched month is missing
-    running = dg.DagsterRun(
-        job_name="__ASSET_JOB",
-        run_id=str(uuid.uuid4()),
-        status=dg.DagsterRunStatus.STARTED,
-        asset_selection=frozenset({h.asset.key}),
-        tags=range_tags((order[0], "2026-01-01"), (order[-2], "2026-11-01")),
-    )
-    h.instance.add_run(running)
+    for tf, first, last in (("1m", minutes[0], minutes[-1]), ("1h", hours[0], hours[-2])):
+        running = dg.DagsterRun(
+            job_name="__ASSET_JOB",
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,
+            asset_selection=frozenset({h.assets[tf].key}),
+            tags=range_tags((first, "2026"), (last, "2026")),
+        )
+        h.instance.add_run(running)
     requests = tick(h)
     assert {split_partition_key(r.partition_key)[0] for r in requests} == {"BTC-USDT-SPOT:1h"}
     h.store.gaps.record(Series("binance", "BTC-USDT-SPOT", "1h"), 0, 2**62, [], 3)
