@@ -109,7 +109,7 @@ class Harness:
         (``YYYY-MM``), fetching those months only (the run's not_before / not_after, as
         `market-data backfill --start --end` does): a test's span, not the whole year."""
         last = last or first
-        y0, m0 = map(int, first.split("-"))
+        y0 = int(first[:4])
         y1, m1 = map(int, last.split("-"))
         end = f"{y1 + m1 // 12}-{m1 % 12 + 1:02d}-01"
         span = {"not_before": f"{first}-01", "not_after": end}

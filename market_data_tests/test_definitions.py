@@ -84,7 +84,8 @@ def test_every_sensor_schedule_and_job_is_defined() -> None:
     assert printed == (
         "['alerts', 'composites', 'freshness', 'gap_repair', 'live_status', 'orderbooks', 'watchlist'] "
         "['gap_sweep_daily', 'instruments_daily', 'status_report'] "
-        "['candles/binance', 'candles/bitfinex', 'candles/coinbase', 'candles/kraken', 'composite/candles', "
+        "['candles/binance/1d', 'candles/binance/1h', 'candles/bitfinex/1h', 'candles/coinbase/1d', "
+        "'candles/coinbase/1h', 'candles/kraken/1d', 'candles/kraken/1h', 'composite/candles', "
         "'instruments/binance', 'instruments/bitfinex', 'instruments/coinbase', 'instruments/kraken', "
         "'orderbooks/binance', 'reports/status']"
     )
@@ -128,7 +129,7 @@ def test_every_schedule_sensor_and_job_says_what_it_does() -> None:
     assert printed == "[]"
 
 
-def test_the_composite_is_downstream_of_every_candle_asset() -> None:
+def test_the_composite_is_downstream_of_every_candle_asset_of_its_timeframes() -> None:
     printed = _printed_by(
         "import dagster as dg\n"
         "from market_data.definitions import defs\n"
@@ -137,6 +138,6 @@ def test_the_composite_is_downstream_of_every_candle_asset() -> None:
         "print(sorted(k.to_user_string() for k in node.parent_keys), sorted(node.check_keys))"
     )
     assert printed.startswith(
-        "['candles/binance', 'candles/bitfinex', 'candles/coinbase', 'candles/kraken'] "
+        "['candles/binance/1h', 'candles/bitfinex/1h', 'candles/coinbase/1h', 'candles/kraken/1h'] "
     )
     assert "name='divergence'" in printed

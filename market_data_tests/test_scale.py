@@ -13,12 +13,16 @@ import ccxt
 import dagster as dg
 import pytest
 
-from market_data.defs.candles.partitions import RANGE_END, RANGE_START, split_partition_key
+from market_data.defs.candles.partitions import (
+    RANGE_END,
+    RANGE_START,
+    split_partition_key,
+    timeframe_of,
+)
 from market_data.defs.candles.sensors import RUNS_PER_TICK, watchlist_sensor
 from market_data.defs.instruments.assets import instruments_asset
 from market_data.defs.resources import STORE_KEY
 from market_data.domain.backfills import PAGES_PER_RUN, PARTITIONS_PER_RUN
-from market_data.domain.calendar import month_keys
 from market_data.domain.watchlist import Watchlist, parse_watchlist
 from market_data.simulator.book import Clock
 from market_data.simulator.server import RunningSimulator, Simulator
@@ -36,10 +40,11 @@ def exchange() -> Iterator[RunningSimulator]:
     server.stop()
 
 
-def whole_exchange(url: str, timeframes: list[str]) -> Watchlist:
+def whole_exchange(url: str, timeframes: list[str], kinds: list[str] | None = None) -> Watchlist:
+    select = {"quote": "USDT", "timeframes": timeframes, **({"type": kinds} if kinds else {})}
     data = {"start": "2024-01-01", "exchanges": {"binance": {
         "base_url": url, "rate_limit_ms": 0, "step_retries": 0, "markets": [],
-        "select": [{"quote": "USDT", "timeframes": timeframes}],
+        "select": [select],
     }}}  # fmt: skip
     return parse_watchlist(data, frozenset(ccxt.exchanges), TODAY)
 
@@ -58,11 +63,22 @@ def tick(h: Harness, wl: Watchlist, cursor: str | None) -> dg.SensorResult:
     return result
 
 
-def rectangle(order: list[str], run: dg.RunRequest) -> tuple[list[str], str, str]:
-    (first, first_month), (last, last_month) = (
+def orders(h: Harness, wl: Watchlist) -> dict[str, list[str]]:
+    """Each timeframe asset's markets, in partition order."""
+    return {
+        tf.code: list(h.instance.get_dynamic_partitions(f"markets_binance_{tf.code}"))
+        for tf in wl.timeframes_of("binance")
+    }
+
+
+def rectangle(orders: dict[str, list[str]], run: dg.RunRequest) -> tuple[list[str], str, str]:
+    """A run's markets (of its timeframe's asset) and its first and last year."""
+    (first, first_year), (last, last_year) = (
         split_partition_key(run.tags[t]) for t in (RANGE_START, RANGE_END)
     )
-    return order[order.index(first) : order.index(last) + 1], first_month, last_month
+    order = orders[timeframe_of(first)]
+    assert run.asset_selection == [dg.AssetKey(["candles", "binance", timeframe_of(first)])]
+    return order[order.index(first) : order.index(last) + 1], first_year, last_year
 
 
 @pytest.fixture
@@ -90,38 +106,41 @@ def drain(h: Harness, wl: Watchlist, cursor: str) -> list[dg.RunRequest]:
 
 def test_a_whole_exchange_is_added_in_one_tick_and_backfilled_in_few_runs(h: Harness) -> None:
     first = tick(h, h.wl, None)
-    order = list(h.instance.get_dynamic_partitions("markets_binance"))
-    assert len(order) > 2 * BASES  # every active USDT market x 2 timeframes, in one tick
+    by_tf = orders(h, h.wl)
+    order = [k for keys in by_tf.values() for k in keys]
+    assert len(by_tf["1m"]) == len(by_tf["1h"]) > BASES  # every active USDT market, in one tick
     assert len(first.run_requests) == RUNS_PER_TICK  # bounded: the rest wait in the cursor
     pending = json.loads(first.cursor)["pending"]["binance"]
     runs = list(first.run_requests) + drain(h, h.wl, first.cursor)
     assert len(runs) == RUNS_PER_TICK + len(pending)
     assert len(runs) < len(order) / 4  # few runs: many markets each
-    # every new market in exactly one run; a run's months reach from its markets' first
-    # to this month; each run is about PAGES_PER_RUN pages and at most PARTITIONS_PER_RUN
-    # partitions (one market alone may be more)
-    this_month = datetime.now(UTC).date().replace(day=1).isoformat()
+    # every new market in exactly one run (of its timeframe's asset); a run's years reach
+    # from its markets' first to this year; each run is about PAGES_PER_RUN pages and at
+    # most PARTITIONS_PER_RUN partitions (one market alone may be more)
+    this_year = datetime.now(UTC).year
     covered: list[str] = []
     for run in runs:
-        markets, first_month, last_month = rectangle(order, run)
+        markets, first_year, last_year = rectangle(by_tf, run)
         covered += markets
-        assert last_month == this_month and first_month >= "2024-01-01"
-        months = len(month_keys(date.fromisoformat(first_month), date.fromisoformat(this_month)))
-        assert len(markets) * months <= PARTITIONS_PER_RUN or len(markets) == 1
+        assert int(last_year) == this_year and first_year >= "2024"
+        years = this_year - int(first_year) + 1
+        assert len(markets) * years <= PARTITIONS_PER_RUN or len(markets) == 1
     assert sorted(covered) == sorted(order)
     assert all(pages <= PAGES_PER_RUN or markets == 1 for *_, markets, pages in pending)
 
 
 def test_a_market_removed_while_its_backfill_waits_is_left_out_of_it(h: Harness) -> None:
     first = tick(h, h.wl, None)
-    before = list(h.instance.get_dynamic_partitions("markets_binance"))
+    before = orders(h, h.wl)
     submitted = [m for run in first.run_requests for m in rectangle(before, run)[0]]
-    hourly = whole_exchange(h.wl.exchanges[0].base_url or "", ["1h"])  # every 1m series out
+    # every 1m series out (its asset with it), and every perpetual
+    hourly = whole_exchange(h.wl.exchanges[0].base_url or "", ["1h"], ["spot"])
     runs = drain(h, hourly, first.cursor)
-    order = list(h.instance.get_dynamic_partitions("markets_binance"))
-    assert order and all(k.endswith(":1h") for k in order)
-    later = [m for run in runs for m in rectangle(order, run)[0]]  # their ends exist
-    assert later and all(k.endswith(":1h") for k in later)
+    order = orders(h, hourly)["1h"]
+    assert order and all(k.endswith("-SPOT:1h") for k in order)
+    assert len(order) < len(before["1h"])
+    later = [m for run in runs for m in rectangle(orders(h, hourly), run)[0]]  # ends exist
+    assert later and all(k.endswith("-SPOT:1h") for k in later)
     # each 1h market in exactly one run: the first tick's, or one that waited
-    hourly_first = [k for k in submitted if k.endswith(":1h")]
+    hourly_first = [k for k in submitted if k.endswith("-SPOT:1h")]
     assert sorted(hourly_first + later) == sorted(order)

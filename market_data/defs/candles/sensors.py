@@ -88,7 +88,10 @@ def _still_watched(
         index, order = indexes.get(tf, {}), orders.get(tf, [])
         lo, hi = index.get(g.first), index.get(g.last)
         if lo is None or hi is None:  # deleted outside the sensor (the UI)
-            log(f"a planned backfill {g.first}..{g.last} lost its markets' partitions; skipped")
+            log(
+                f"a planned backfill {g.first}..{g.last}: its markets are no longer partitions "
+                "of a watched timeframe; skipped"
+            )
             continue
         kept = [k for k in order[lo : hi + 1] if k not in gone]
         if kept:
