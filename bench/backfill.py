@@ -1,6 +1,6 @@
 """One market, one year of 1m candles (525,600) from the simulator into PostgreSQL, 3 ways:
 
-  (a) the Dagster backfill: one ranged run of the candle asset over 12 month partitions
+  (a) the Dagster backfill: one run of the candle asset over the 2025 partition (12 months)
   (b) the same fetch code (pipeline.ingest.fetch_markets), no Dagster
   (c) the old-script style: sequential fetch, one upsert statement per row (SQLAlchemy)
 
@@ -89,14 +89,11 @@ def way(name: str, sim_url: str, db_url: str) -> dict:
     if name == "a":
         os.environ["DATABASE_URL"] = db_url  # the store resource reads it (dg.EnvVar)
         defs = build_definitions(wl)
-        asset = defs.resolve_assets_def(dg.AssetKey(["candles", "binance"]))
+        tf = market.timeframe.code
+        asset = defs.resolve_assets_def(dg.AssetKey(["candles", "binance", tf]))
         instance = dg.DagsterInstance.ephemeral()
-        instance.add_dynamic_partitions("markets_binance", [market.key])
-        tags = {
-            "dagster/asset_partition_range_start": f"{market.key}|2025-01-01",
-            "dagster/asset_partition_range_end": f"{market.key}|2025-12-01",
-        }
-        result = dg.materialize([asset], instance=instance, tags=tags)
+        instance.add_dynamic_partitions(f"markets_binance_{tf}", [market.key])
+        result = dg.materialize([asset], instance=instance, partition_key=f"{market.key}|2025")
         assert result.success
     elif name == "b":
 

@@ -56,14 +56,22 @@ def _run(url: str, latency_ms: int, rate_limit_ms: float | None) -> None:
         data = {"start": today.replace(day=1).isoformat(), "exchanges": {"binance": exchange}}
         wl = parse_watchlist(data, frozenset(ccxt.exchanges), today)
         instance = dg.DagsterInstance.ephemeral()
-        instance.add_dynamic_partitions("markets_binance", [m.key for m in wl.markets])
+        for tf in TIMEFRAMES:
+            keys = [m.key for m in wl.markets if m.timeframe.code == tf]
+            instance.add_dynamic_partitions(f"markets_binance_{tf}", keys)
         os.environ["DATABASE_URL"] = url  # the store resource reads it (dg.EnvVar)
-        # the run the daemon would launch for the sensor's request: the asset and its check
-        tick_job = dg.define_asset_job(
-            "freshness_tick", selection=dg.AssetSelection.assets(["candles", "binance"])
-        )
-        defs = dg.Definitions.merge(build_definitions(wl), dg.Definitions(jobs=[tick_job]))
-        job = defs.resolve_job_def("freshness_tick")
+        # the runs the daemon would launch for the sensor's requests: an asset and its check
+        jobs = [
+            dg.define_asset_job(
+                f"freshness_{tf}",
+                selection=dg.AssetSelection.assets(["candles", "binance", tf]).without_checks()
+                | dg.AssetSelection.checks(
+                    dg.AssetCheckKey(dg.AssetKey(["candles", "binance", tf]), "fresh")
+                ),
+            )
+            for tf in TIMEFRAMES
+        ]
+        defs = dg.Definitions.merge(build_definitions(wl), dg.Definitions(jobs=jobs))
         sensor = defs.resolve_sensor_def("freshness")
 
         def tick() -> tuple[int, int, float]:
@@ -73,6 +81,7 @@ def _run(url: str, latency_ms: int, rate_limit_ms: float | None) -> None:
             t0 = time.perf_counter()
             for r in requests:
                 quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+                job = defs.resolve_job_def(f"freshness_{r.asset_selection[0].path[-1]}")
                 result = job.execute_in_process(instance=instance, tags=r.tags, run_config=quiet)
                 assert result.success
             return (

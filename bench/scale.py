@@ -7,10 +7,13 @@ PostgreSQL databases of the bench's own. Measured, in process (no daemon, no web
 
 - the watchlist sensor: its first tick (every market new: partitions added, backfill runs
   planned, the first RUNS_PER_TICK submitted), the ticks that submit the rest, one with
-  nothing new; the partitions of candles/binance today's layout gives;
+  nothing new; the partitions of each candle asset (candles/binance/<timeframe>: market x
+  year) and what the month layout before it gave;
 - a sample of the planned backfill runs executed as the daemon would run them (the asset
   and its checks, in process: a launched run adds its process start, ~3 s): wall time,
   pages, and the weight spent while fetching against Binance's 100 a second;
+- a freshness run of the largest asset (every market of one timeframe, the year in
+  progress; its history stored by a run of the bench's own first, outside the timing);
 - then the freshness and gap-repair ticks, the status report (as `market-data status`
   collects it), and /metrics from a collected report and from the report in memory.
 
@@ -36,12 +39,12 @@ from prometheus_client import generate_latest
 from market_data.api.app import Sources, StatusApi
 from market_data.defs.candles.assets import candle_asset
 from market_data.defs.candles.checks import fresh_check, gap_check
-from market_data.defs.candles.partitions import RANGE_END, RANGE_START
+from market_data.defs.candles.partitions import RANGE_END, RANGE_START, timeframe_of
 from market_data.defs.candles.sensors import freshness_sensor, gap_repair_sensor, watchlist_sensor
 from market_data.defs.instruments.assets import instruments_asset
 from market_data.defs.reports.status import DagsterActivity
 from market_data.defs.resources import STORE_KEY, build_resources
-from market_data.domain.calendar import month_keys
+from market_data.domain.calendar import month_keys, year_keys
 from market_data.domain.watchlist import parse_watchlist
 from market_data.pipeline.status import collect_status
 from market_data.store.candles import CandleStore
@@ -105,8 +108,13 @@ def main(bases: int) -> None:
 
         watch = watchlist_sensor(wl)
         first, first_s = tick(watch)
-        series = len(instance.get_dynamic_partitions("markets_binance"))
+        per_tf = {
+            tf: list(instance.get_dynamic_partitions(f"markets_binance_{tf}")) for tf in TIMEFRAMES
+        }
+        series = sum(len(keys) for keys in per_tf.values())
         months = len(month_keys(date(2025, 12, 1), TODAY))
+        years = len(year_keys(date(2025, 12, 1), TODAY))
+        eight_years = max(len(k) for k in per_tf.values()) * 8
         pending = len(json.loads(first.cursor)["pending"].get("binance", []))
         runs, cursor, later = list(first.run_requests), first.cursor, []
         while json.loads(cursor).get("pending"):
@@ -115,21 +123,26 @@ def main(bases: int) -> None:
             cursor, later = more.cursor, [*later, seconds]
         _, idle_s = tick(watch, cursor)
         print(f"{markets} USDT markets in the catalog, {series} series (x {len(TIMEFRAMES)} "
-              f"timeframes), {months} months: candles/binance has {series * months:,} "
-              "partitions in today's layout")  # fmt: skip
+              f"timeframes): each candle asset (one per timeframe) has "
+              f"{max(len(k) for k in per_tf.values()) * years:,} partitions ({years} years; "
+              f"8 years: {eight_years:,}); the month layout had {series * months:,} in one "
+              f"asset ({months} months)")  # fmt: skip
         print(f"watchlist tick, all new: {first_s:.2f} s ({len(first.run_requests)} runs "
               f"submitted, {pending} waiting); {len(later)} more ticks submit them, the "
               f"slowest {max(later, default=0):.2f} s; a tick with nothing new: {idle_s:.2f} s; "
               f"{len(runs)} backfill runs in all for {series} series")  # fmt: skip
 
-        asset = candle_asset("binance", wl)
-        checks = [gap_check("binance", wl), fresh_check("binance", wl)]
+        assets = {tf: candle_asset("binance", tf, wl) for tf in TIMEFRAMES}
+        checks = {tf: [gap_check("binance", tf, wl), fresh_check("binance", tf, wl)]
+                  for tf in TIMEFRAMES}  # fmt: skip
         for run in runs[:SAMPLE_RUNS]:
             tags = {t: run.tags[t] for t in (RANGE_START, RANGE_END)}
+            tf = timeframe_of(tags[RANGE_START].split("|")[0])
+            asset = assets[tf]
             began = time.time()
             result, seconds = timed(
-                lambda tags=tags: dg.materialize(
-                    [asset, *checks], instance=instance, resources=resources, tags=tags,
+                lambda tags=tags, selected=[asset, *checks[tf]]: dg.materialize(
+                    selected, instance=instance, resources=resources, tags=tags,
                     run_config=QUIET, raise_on_error=False,
                 )
             )  # fmt: skip
@@ -151,12 +164,33 @@ def main(bases: int) -> None:
                   f"{'; '.join(fetched)}; {refused} refused; "
                   f"success {result.success}")  # fmt: skip
 
+        # a freshness run of the 1d asset (every market, the year in progress): first its
+        # history, so the timed run fetches what a freshness run fetches (the newest candles)
+        daily = per_tf["1d"]
+        span = {RANGE_START: f"{daily[0]}|{TODAY.year}", RANGE_END: f"{daily[-1]}|{TODAY.year}"}
+        for timing in (False, True):
+            if timing:
+                admin(url, "clock", {"advance_ms": 86_400_000})  # a day later: one new candle
+            began = time.time()
+            result, seconds = timed(
+                lambda: dg.materialize(
+                    [assets["1d"], checks["1d"][1]], instance=instance, resources=resources,
+                    tags=span, run_config=QUIET, raise_on_error=False,
+                )
+            )  # fmt: skip
+        rows = [r for r in admin(url, "timeline") if r["t"] >= began and r["status"] == 200]
+        print(
+            f"freshness run of candles/binance/1d ({len(daily)} markets, one partition "
+            f"each): {seconds:.1f} s, {len(rows)} requests, success {result.success}"
+        )
+
         for sensor in (freshness_sensor(wl), gap_repair_sensor(wl)):
             _, seconds = tick(sensor)
             print(f"{sensor.name} tick: {seconds:.2f} s")
-        report, status_s = timed(collect_status, store, DagsterActivity(instance), wl)
+        activity = DagsterActivity(instance, wl)
+        report, status_s = timed(collect_status, store, activity, wl)
         print(f"status report ({len(report.markets)} series): {status_s:.2f} s")
-        api = StatusApi(Sources(store, DagsterActivity(instance), wl, report_max_age_s=60))
+        api = StatusApi(Sources(store, DagsterActivity(instance, wl), wl, report_max_age_s=60))
         body, cold_s = timed(generate_latest, api.registry)
         _, warm_s = timed(generate_latest, api.registry)
         print(f"/metrics: {len(body) / 1e6:.2f} MB; {cold_s:.2f} s collecting the report, "

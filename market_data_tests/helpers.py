@@ -108,3 +108,13 @@ def cli_process(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,
     )
+
+
+def add_markets(instance: Any, exchange: str, keys: list[str]) -> None:
+    """Add market keys (``SYMBOL:TIMEFRAME``) to their timeframe's candle asset partitions,
+    as the watchlist sensor does."""
+    by_tf: dict[str, list[str]] = {}
+    for key in keys:
+        by_tf.setdefault(key.rpartition(":")[2], []).append(key)
+    for tf, group in by_tf.items():
+        instance.add_dynamic_partitions(f"markets_{exchange}_{tf}", group)

@@ -171,7 +171,7 @@ def test_each_kind_fires_once_resolves_once_and_is_not_repeated_too_soon(
     assert all(len(v) == 1 for v in kinds.values()), kinds
     (run,) = kinds["run_failed/firing"][0]["incidents"]
     assert run["run_id"] == failed.run_id and run["markets"] == "ETH-USDT-SPOT:1h"
-    assert run["months"] == "2026-11..2026-11" and "HTTP 404" in run["reason"]
+    assert run["span"] == "2026..2026" and "HTTP 404" in run["reason"]
     assert run["link"] == f"http://dagster.example:3000/runs/{failed.run_id}"
     assert run["exchange"] == "binance"
     (gap_alert,) = kinds["gap_open/firing"][0]["incidents"]

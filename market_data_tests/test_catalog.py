@@ -13,7 +13,6 @@ from market_data.defs.candles.partitions import RANGE_END, RANGE_START
 from market_data.defs.candles.sensors import watchlist_sensor
 from market_data.defs.instruments.assets import instruments_asset
 from market_data.defs.resources import STORE_KEY
-from market_data.domain.calendar import month_keys
 from market_data.domain.catalog import Instrument, build_catalog, instrument_from_ccxt
 from market_data.domain.selection import resolve
 from market_data.domain.watchlist import parse_watchlist
@@ -168,8 +167,8 @@ def test_sensor_adds_partitions_launches_ranged_backfills_and_drops_removed(
         }}}, frozenset(ccxt.exchanges), TODAY)  # fmt: skip
     h = Harness(wl, url, dg.DagsterInstance.ephemeral())
     dg.materialize([instruments_asset("binance")], instance=h.instance, resources=h.resources)
-    h.instance.delete_dynamic_partition("markets_binance", "NOPE-USDT-SPOT:1h")
-    h.instance.delete_dynamic_partition("markets_binance", "BTC-USDT-SPOT:1d")
+    h.instance.delete_dynamic_partition("markets_binance_1h", "NOPE-USDT-SPOT:1h")
+    h.instance.delete_dynamic_partition("markets_binance_1d", "BTC-USDT-SPOT:1d")
     sensor = watchlist_sensor(wl)
     with dg.build_sensor_context(
         instance=h.instance, resources={STORE_KEY: h.resources[STORE_KEY]}
@@ -177,14 +176,14 @@ def test_sensor_adds_partitions_launches_ranged_backfills_and_drops_removed(
         result = sensor(ctx)
     added = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
     assert sorted(added) == ["BTC-USDT-SPOT:1d", "ETH-USDT-PERP:1d"]  # NOPE is reported, not added
-    # From 2025-06 to this month (the sensor plans by today's date): both new markets' history
-    # is a few pages, so one ranged run over both markets x every month, not a run per
+    # From 2025-06 to this year (the sensor plans by today's date): both new markets' history
+    # is a few pages, so one ranged run over both markets x every year, not a run per
     # market or partition.
     (run,) = result.run_requests
     order = sorted(added, key=lambda k: (k != "BTC-USDT-SPOT:1d", k))  # same first month
-    this_month = month_keys(datetime.now(UTC).date(), datetime.now(UTC).date())[0]
+    this_year = datetime.now(UTC).year
     assert (run.tags[RANGE_START], run.tags[RANGE_END]) == (
-        f"{order[0]}|2025-06-01", f"{order[-1]}|{this_month}"
+        f"{order[0]}|2025", f"{order[-1]}|{this_year}"
     )  # fmt: skip
     assert run.tags["market_data/reason"] == "2 new markets"
     # Apply the partitions as the daemon would, then run the requested backfill.

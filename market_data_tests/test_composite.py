@@ -31,7 +31,7 @@ from market_data.store.series import Series
 from market_data_tests.candle_harness import Harness
 from market_data_tests.candle_harness import watchlist as one_exchange
 from market_data_tests.conftest import NOW_MS
-from market_data_tests.helpers import admin, cli, cli_env
+from market_data_tests.helpers import add_markets, admin, cli, cli_env
 
 MIN, HOUR = 60_000, 3_600_000
 T0 = 1_793_491_200_000  # 2026-11-01 00:00 UTC
@@ -67,7 +67,7 @@ class Composite:
         self.instance = dg.DagsterInstance.ephemeral()
         for ex in wl.exchanges:
             keys = [m.key for m in wl.markets if m.exchange == ex.name]
-            self.instance.add_dynamic_partitions(f"markets_{ex.name}", keys)
+            add_markets(self.instance, ex.name, keys)
         self.asset = composite_asset(wl)
         self.check = divergence_check(wl)
         self.resources = {STORE_KEY: CandleStoreResource(database_url=store_url)}
@@ -215,15 +215,25 @@ def test_composites_follow_their_sources_through_the_sensor(tmp_path: Path) -> N
         with dg.build_sensor_context(instance=instance, cursor=cursor) as ctx:
             return sensor(ctx)
 
-    def materialized(exchange: str, partition: str) -> None:
+    def materialized(exchange: str, market: str, written: tuple[int, int] | None) -> None:
+        """A materialization of the year 2026 of ``market`` that wrote ``written`` (first and
+        last candle; None: nothing)."""
+        span = {"written_first": written[0] / 1000, "written_last": written[1] / 1000}
         instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=["candles", exchange], partition=partition)
+            dg.AssetMaterialization(
+                asset_key=["candles", exchange, market.rpartition(":")[2]],
+                partition=f"{market}|2026",
+                metadata={k: dg.MetadataValue.timestamp(v) for k, v in span.items()}
+                if written
+                else {},
+            )
         )
 
     assert tick(None).run_requests == []
-    materialized("binance", "BTC-USDT-SPOT:1h|2026-10-01")
-    materialized("kraken", "BTC-USD-SPOT:1h|2026-11-01")
-    materialized("kraken", "ETH-USD-SPOT:1h|2026-11-01")  # feeds no composite
+    materialized("binance", "BTC-USDT-SPOT:1h", (T0 - 20 * 24 * HOUR, T0 - HOUR))  # October
+    materialized("kraken", "BTC-USD-SPOT:1h", (T0, T0 + HOUR))
+    materialized("kraken", "ETH-USD-SPOT:1h", (T0, T0 + HOUR))  # feeds no composite
+    materialized("coinbase", "BTC-USD-SPOT:1h", None)  # wrote nothing: nothing to recompute
     first = tick(None)
     (request,) = first.run_requests
     assert request.asset_selection == [dg.AssetKey(["composite", "candles"])]
@@ -231,11 +241,13 @@ def test_composites_follow_their_sources_through_the_sensor(tmp_path: Path) -> N
     assert request.tags["dagster/asset_partition_range_end"] == "BTC-USD-SPOT:1h|2026-11-01"
     # nothing new: nothing requested; a new materialization: its composite again
     assert tick(first.cursor).run_requests == []
-    materialized("coinbase", "BTC-USD-SPOT:1m|2026-11-01")
+    materialized("coinbase", "BTC-USD-SPOT:1m", (T0, T0 + MIN))
     (again,) = tick(first.cursor).run_requests
     assert again.tags["dagster/asset_partition_range_start"] == "BTC-USD-SPOT:1m|2026-11-01"
     assert again.run_key != request.run_key
-    assert set(json.loads(tick(first.cursor).cursor or "{}")) == {"binance", "coinbase", "kraken"}
+    assert set(json.loads(tick(first.cursor).cursor or "{}")) == {
+        f"{ex}/{tf}" for ex in ("binance", "coinbase", "kraken") for tf in ("1m", "1h")
+    } - {"binance/1m", "kraken/1m"}  # the assets a materialization was read from
 
 
 def test_consistency_finds_the_altered_hourly_candle_and_only_it(
@@ -243,14 +255,14 @@ def test_consistency_finds_the_altered_hourly_candle_and_only_it(
 ) -> None:
     wl = one_exchange(sim.url, ["BTC/USDT/1m", "BTC/USDT/1h", "BTC/USDT/1d"], MONTH)
     h = Harness(wl, store_url, dg.DagsterInstance.ephemeral())
-    for tf in ("1m", "1h", "1d"):
-        assert h.run(f"BTC-USDT-SPOT:{tf}|{MONTH}").success
-    check = consistency_check("binance", wl)
+    for tf in ("1m", "1h", "1d"):  # the watchlist starts in November: the year is November on
+        assert h.run(f"BTC-USDT-SPOT:{tf}|2026").success
 
     def evaluate(tf: str) -> dict[str, Any]:
+        check = consistency_check("binance", tf, wl)
         result = dg.materialize(
-            [h.asset, check], instance=h.instance, resources=h.resources,
-            partition_key=f"BTC-USDT-SPOT:{tf}|{MONTH}",
+            [h.assets[tf], check], instance=h.instance, resources=h.resources,
+            partition_key=f"BTC-USDT-SPOT:{tf}|2026",
         )  # fmt: skip
         (e,) = h.evaluations(result, "consistent_timeframes")
         return {"passed": e.passed, "description": e.description,
@@ -305,7 +317,7 @@ def test_the_composite_command(tmp_path: Path, store_url: str) -> None:
     # the candle assets' partitions (the watchlist sensor's work) name the sources
     instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
     for name, symbol in SOURCES.items():
-        instance.add_dynamic_partitions(f"markets_{name}", [f"{symbol}:1m"])
+        add_markets(instance, name, [f"{symbol}:1m"])
 
     done = cli(env, "composite", "--symbol", "BTC-USD", "--timeframe", "1m", "--start", MONTH)
 

@@ -211,7 +211,7 @@ def test_a_kraken_market_listed_inside_the_served_window_has_no_gap_before_its_f
     with RunningSimulator(Simulator(Faults(), Clock(fixed_ms=now_ms))) as running:
         wl = watchlist(running.url, [f"BTC/USDT/{tf}"], start="2017-08-01", exchange="kraken")
         h = Harness(wl, store_url, dg.DagsterInstance.ephemeral())
-        result = h.run(f"BTC-USDT-SPOT:{tf}|2017-08-01")
+        result = h.run(f"BTC-USDT-SPOT:{tf}|2017")
         assert result.success
     assert h.store.instruments.listing("kraken", "BTC-USDT-SPOT").listed_at == BTC_USDT_LISTED
     (august,) = h.partitions(result).values()

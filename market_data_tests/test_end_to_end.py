@@ -19,7 +19,6 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,11 @@ from playwright.sync_api import expect
 
 from market_data.defs.candles.partitions import (
     MARKET_DIM,
-    MONTH_DIM,
     PARTITION_TAG,
     RANGE_END,
     RANGE_START,
+    YEAR_DIM,
 )
-from market_data.domain.calendar import month_keys
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.markets import Kind
@@ -50,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LOCATION = {"repositoryName": "__repository__", "repositoryLocationName": "market_data"}
 HOUR, MIN, DAY = 3_600_000, 60_000, 86_400_000
+Y2024, Y2026 = 1_704_067_200_000, 1_767_225_600_000  # 2024-01-01, 2026-01-01
 CHECK_STATUSES = """
 query($k: AssetKeyInput!) { assetNodeOrError(assetKey: $k) { ... on AssetNode {
   assetChecksOrError { ... on AssetChecks { checks { name partitionStatuses { __typename
@@ -150,9 +149,11 @@ class Deployment:
         assert data["stopSensor"]["__typename"] == "StopSensorMutationResult", data
 
     def launch_backfill(self, partitions: list[str]) -> str:
+        """A backfill of the candle asset of the partitions' timeframe."""
+        tf = partitions[0].split("|")[0].rpartition(":")[2]
         params = {
             "partitionNames": partitions,
-            "assetSelection": [{"path": ["candles", "binance"]}],
+            "assetSelection": [{"path": ["candles", "binance", tf]}],
             "fromFailure": False,
         }
         data = self.gql(
@@ -229,23 +230,23 @@ class Deployment:
 
         return str(wait_for(f"run {run_id}", ended, timeout=timeout, every=1))
 
-    def check_statuses(self, check: str) -> dict[str, str]:
+    def check_statuses(self, check: str, tf: str) -> dict[str, str]:
         """Partition key -> the check's status in the UI's terms (SUCCEEDED, FAILED,
-        SKIPPED, ...), as the check's Partitions tab reads them."""
-        data = self.gql(CHECK_STATUSES, k={"path": ["candles", "binance"]})
+        SKIPPED, ...) on the timeframe's candle asset, as the check's Partitions tab reads
+        them."""
+        data = self.gql(CHECK_STATUSES, k={"path": ["candles", "binance", tf]})
         checks = data["assetNodeOrError"]["assetChecksOrError"]["checks"]
         (statuses,) = [c["partitionStatuses"] for c in checks if c["name"] == check]
         out: dict[str, str] = {}
         assert statuses["__typename"] == "AssetCheckMultiPartitionStatuses", statuses
-        assert statuses["primaryDimensionName"] == "month"
+        assert statuses["primaryDimensionName"] == "year"
         for r in statuses["ranges"]:
-            first = date.fromisoformat(r["primaryDimStartKey"])
-            months = month_keys(first, date.fromisoformat(r["primaryDimEndKey"]))
+            years = range(int(r["primaryDimStartKey"]), int(r["primaryDimEndKey"]) + 1)
             lists = r["secondaryDim"]
             for field, status in STATUS_FIELDS.items():
                 for market in lists[field]:
-                    for month in months:
-                        out[f"{market}|{month}"] = status
+                    for year in years:
+                        out[f"{market}|{year}"] = status
         return out
 
     def outputs(self) -> dict[Path, str]:
@@ -308,8 +309,12 @@ def deployment(
     home.mkdir()
     (home / "dagster.yaml").symlink_to(ROOT / "dagster.postgres.yaml")
     config = tmp / "watchlist.yaml"
+    # from 2024 (three year partitions), the 1m markets from late in the year (a year of 1m is
+    # 500 pages: the freshness runs fetch the year in progress)
     exchange = {"base_url": sim.url, "rate_limit_ms": 0, "retry_base_s": 0.05,
-                "markets": ["BTC/USDT/1h", "ETH/USDT/1m", "SOL/USDT/1m", "XRP/USDT/1d", "ADA/USDT/1d"]}  # fmt: skip
+                "markets": ["BTC/USDT/1h", {"symbol": "ETH/USDT", "timeframe": "1m", "start": "2026-11-01"},
+                            {"symbol": "SOL/USDT", "timeframe": "1m", "start": "2025-11-01"},
+                            "XRP/USDT/1d", "ADA/USDT/1d"]}  # fmt: skip
     # an alert webhook that never answers: the alerts sensor hangs on it for timeout_s every
     # minute (the live service below is down), and nothing else may be held up by that
     hung = HungWebhook()
@@ -318,7 +323,7 @@ def deployment(
     config.write_text(
         yaml.safe_dump(
             {
-                "start": "2026-01-01",
+                "start": "2024-01-01",
                 "freshness": {"interval_s": 10},
                 "exchanges": {"binance": exchange},
                 "alerts": alerts,
@@ -337,7 +342,7 @@ def deployment(
             [str(BIN / "market-data"), "db", "init"], env=env, check=True, capture_output=True
         )
         # the exchange's (frozen) clock as a run would have read it: the freshness sensor takes
-        # the month in progress from it, whichever test runs first
+        # the year in progress from it, whichever test runs first
         store = CandleStore(candles_url, create=False)
         store.gaps.save_clock("binance", NOW_MS)
         store.live.beat(  # a live service that stopped beating long ago: an alert to send
@@ -350,7 +355,8 @@ def deployment(
         store.dispose()
         keys = ["BTC-USDT-SPOT:1h", "ETH-USDT-SPOT:1m", "SOL-USDT-SPOT:1m", "XRP-USDT-SPOT:1d",
                 "ADA-USDT-SPOT:1d"]  # fmt: skip
-        code = f"import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions('markets_binance', {keys!r})"
+        code = ("import dagster as dg; from market_data_tests.helpers import add_markets; "
+                f"add_markets(dg.DagsterInstance.get(), 'binance', {keys!r})")  # fmt: skip
         subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
         dep.start_daemon()
         yield dep, sim
@@ -376,14 +382,13 @@ def test_a_backfill_launched_through_graphql_stores_exactly_the_candles(
     deployment: tuple[Deployment, RunningSimulator],
 ) -> None:
     dep, _ = deployment
-    aug, nov = 1_785_542_400_000, 1_793_491_200_000
-    backfill = dep.launch_backfill([f"BTC-USDT-SPOT:1h|2026-{m:02d}-01" for m in (8, 9, 10)])
+    backfill = dep.launch_backfill(["BTC-USDT-SPOT:1h|2024", "BTC-USDT-SPOT:1h|2025"])
     runs = dep.wait_backfill(backfill)
     assert all(r["status"] == "SUCCESS" for r in runs), runs
-    assert len(runs) == 1  # three months of one market: one ranged run
-    # (read back only those months: the freshness test, in any order, fills November)
-    assert stored(dep, "BTC-USDT-SPOT", "1h", aug, nov) == exchange_truth(
-        "BTCUSDT", Kind.SPOT, "1h", aug, nov, NOW_MS
+    assert len(runs) == 1  # two years of one market: one ranged run
+    # (read back only those years: the freshness test, in any order, fills 2026)
+    assert stored(dep, "BTC-USDT-SPOT", "1h", Y2024, Y2026) == exchange_truth(
+        "BTCUSDT", Kind.SPOT, "1h", Y2024, Y2026, NOW_MS
     )
 
 
@@ -420,9 +425,9 @@ def test_the_freshness_sensor_keeps_a_market_up_to_date(
     # webhook's URL (a secret) is in no process's output
     assert alert_hung()
     assert all(HungWebhook.SECRET not in text for text in dep.outputs().values())
-    rows = stored(dep, "ETH-USDT-SPOT", "1m", 1_793_491_200_000, 2**62)
+    rows = stored(dep, "ETH-USDT-SPOT", "1m", 0, 2**62)
     assert len(rows) == len({r[0] for r in rows})
-    assert rows[0][0] == 1_793_491_200_000 and all(
+    assert rows[0][0] == 1_793_491_200_000 and all(  # from its start, 2026-11-01
         b[0] - a[0] == MIN for a, b in itertools.pairwise(rows)
     )
 
@@ -431,12 +436,12 @@ def test_a_backfill_survives_the_daemon_process_group_killed_mid_step(
     deployment: tuple[Deployment, RunningSimulator],
 ) -> None:
     dep, sim = deployment
-    # slow pages (16 in flight, 5 s each: the two months take about 30 s), so the kill lands
-    # mid-step however fast the client is
+    # slow pages (16 in flight, 5 s each: SOL's two months of 2025 take about 30 s), so the
+    # kill lands mid-step however fast the client is
     admin(sim.url, "faults", {"latency_ms": 5000})
-    jan, mar = 1_767_225_600_000, 1_772_323_200_000
+    jan, mar = 1_761_955_200_000, Y2026  # SOL's 2025: from its start, 2025-11-01
     try:
-        backfill = dep.launch_backfill([f"SOL-USDT-SPOT:1m|2026-{m:02d}-01" for m in (1, 2)])
+        backfill = dep.launch_backfill(["SOL-USDT-SPOT:1m|2025"])
         # pages were written: the step is running in a run worker of the daemon's group
         wait_for(
             "pages",
@@ -460,20 +465,21 @@ def test_a_backfill_survives_the_daemon_process_group_killed_mid_step(
     assert rows == exchange_truth("SOLUSDT", Kind.SPOT, "1m", jan, mar, NOW_MS)
 
 
-def _months(market: str, months: range) -> list[str]:
-    return [f"{market}|2026-{m:02d}-01" for m in months]
+def _years(market: str) -> list[str]:
+    """A market's partitions: 2024 (the watchlist's start) to 2026 (the year in progress)."""
+    return [f"{market}|{y}" for y in (2024, 2025, 2026)]
 
 
 def test_the_gap_check_tells_the_truth_per_partition(
     deployment: tuple[Deployment, RunningSimulator],
 ) -> None:
     """The check's per-partition states, as the UI reads them, through a ranged backfill, a
-    freshness tick, candles lost in one month, the daily sweep and a repair."""
+    freshness tick, candles lost in one year, the daily sweep and a repair."""
     dep, _ = deployment
     xrp = "XRP-USDT-SPOT:1d"
-    history = _months(xrp, range(1, 12))  # January to November (the month in progress)
+    history = _years(xrp)  # 2024 to 2026 (the year in progress)
     runs = dep.wait_backfill(dep.launch_backfill(history))
-    assert [r["status"] for r in runs] == ["SUCCESS"]  # eleven months: one ranged run
+    assert [r["status"] for r in runs] == ["SUCCESS"]  # three years: one ranged run
 
     started = time.time()
     dep.set_sensor("freshness", running=True)
@@ -485,17 +491,19 @@ def test_the_gap_check_tells_the_truth_per_partition(
     # until it ends, so the states are read once no freshness run is under way
     time.sleep(2)  # (a tick being evaluated as the sensor stopped has submitted its run)
     wait_for("the freshness runs to end", lambda: not _freshness_runs(dep, ACTIVE), timeout=240)
-    statuses = dep.check_statuses("no_gaps")
+    statuses = dep.check_statuses("no_gaps", "1d")
     assert {k: statuses.get(k) for k in history} == dict.fromkeys(history, "SUCCEEDED")
-    # the freshness run checked every market's month in progress, each for itself
-    for market in ("BTC-USDT-SPOT:1h", "ETH-USDT-SPOT:1m", "SOL-USDT-SPOT:1m", "ADA-USDT-SPOT:1d"):
-        assert statuses.get(f"{market}|2026-11-01") == "SUCCEEDED", statuses
     assert "SKIPPED" not in statuses.values(), statuses
-    fresh = dep.check_statuses("fresh")
-    assert fresh[f"{xrp}|2026-11-01"] == "SUCCEEDED" and "SKIPPED" not in fresh.values()
+    # the freshness runs judged every market's year in progress, each for itself (the fresh
+    # check only: the gap check of the year in progress is the daily sweep's)
+    for market, tf in (("BTC-USDT-SPOT:1h", "1h"), ("ETH-USDT-SPOT:1m", "1m"),
+                       ("SOL-USDT-SPOT:1m", "1m"), ("ADA-USDT-SPOT:1d", "1d"), (xrp, "1d")):  # fmt: skip
+        fresh = dep.check_statuses("fresh", tf)
+        assert fresh.get(f"{market}|2026") == "SUCCEEDED", fresh
+        assert "SKIPPED" not in fresh.values()
 
-    # candles of 10-12 April lost; the daily sweep finds them
-    april = 1_775_001_600_000
+    # candles of 10-12 April 2025 lost; the daily sweep finds them
+    april = 1_743_465_600_000
     engine = sa.create_engine(dep.candles_url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
         gone = conn.execute(
@@ -506,22 +514,22 @@ def test_the_gap_check_tells_the_truth_per_partition(
     engine.dispose()
     assert gone == 3
     assert dep.wait_run(dep.launch_job("gap_sweep")) == "SUCCESS"
-    statuses = dep.check_statuses("no_gaps")
+    statuses = dep.check_statuses("no_gaps", "1d")
     failed = [k for k in history if statuses.get(k) != "SUCCEEDED"]
-    assert failed == [f"{xrp}|2026-04-01"] and statuses[failed[0]] == "FAILED"
+    assert failed == [f"{xrp}|2025"] and statuses[failed[0]] == "FAILED"
     assert "SKIPPED" not in statuses.values()
 
     # a repair of the partition (its gaps only), launched as from the Launchpad: Passed again
-    (market, month) = failed[0].split("|")
+    (market, year) = failed[0].split("|")
     repair = dep.launch_job(
         "__ASSET_JOB",
         tags={PARTITION_TAG: failed[0], f"{PARTITION_TAG}/{MARKET_DIM}": market,
-              f"{PARTITION_TAG}/{MONTH_DIM}": month},
-        config={"ops": {"candles__binance": {"config": {"repair": True}}}},
-        assets=[["candles", "binance"]],
+              f"{PARTITION_TAG}/{YEAR_DIM}": year},
+        config={"ops": {"candles__binance__1d": {"config": {"repair": True}}}},
+        assets=[["candles", "binance", "1d"]],
     )  # fmt: skip
     assert dep.wait_run(repair) == "SUCCESS"
-    statuses = dep.check_statuses("no_gaps")
+    statuses = dep.check_statuses("no_gaps", "1d")
     assert {k: statuses.get(k) for k in history} == dict.fromkeys(history, "SUCCEEDED")
 
     # and no Beta/Preview warning in any process's output or run's compute log
@@ -548,17 +556,17 @@ def _freshness_run_since(dep: Deployment, started: float) -> bool:
 def test_the_ui_shows_each_partitions_check_state_and_figures(
     deployment: tuple[Deployment, RunningSimulator], tmp_path: Path
 ) -> None:
-    """In a real browser: the check's Partitions tab (a month with a gap Failed, the others
-    Passed) and the asset's partition detail (that month's own figures)."""
+    """In a real browser: the check's Partitions tab (a year with a gap Failed, the others
+    Passed) and the asset's partition detail (that year's own figures)."""
     dep, _ = deployment
     ada = "ADA-USDT-SPOT:1d"
-    months = _months(ada, range(1, 4))
-    # the three months in one ranged run, as the Launchpad launches a range (backfills have
+    years = _years(ada)
+    # the three years in one ranged run, as the Launchpad launches a range (backfills have
     # their own test; the backfill daemon's 30 s loop would only add waiting here)
-    ranged = dep.launch_job("__ASSET_JOB", tags={RANGE_START: months[0], RANGE_END: months[-1]},
-                            assets=[["candles", "binance"]])  # fmt: skip
+    ranged = dep.launch_job("__ASSET_JOB", tags={RANGE_START: years[0], RANGE_END: years[-1]},
+                            assets=[["candles", "binance", "1d"]])  # fmt: skip
     assert dep.wait_run(ranged) == "SUCCESS"
-    feb = 1_769_904_000_000
+    feb = 1_738_368_000_000  # 2025-02-01
     engine = sa.create_engine(dep.candles_url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
         conn.execute(
@@ -567,15 +575,15 @@ def test_the_ui_shows_each_partitions_check_state_and_figures(
             {"ts": feb + 9 * DAY},
         )  # fmt: skip
     engine.dispose()
-    # the on-demand check over the three months, as launched from the Launchpad
+    # the on-demand check over the three years, as launched from the Launchpad
     check = dep.launch_job(
-        "check_gaps_binance",
-        tags={RANGE_START: months[0], RANGE_END: months[-1]},
+        "check_gaps_binance_1d",
+        tags={RANGE_START: years[0], RANGE_END: years[-1]},
     )  # fmt: skip
     assert dep.wait_run(check) == "SUCCESS"
 
     with browser_page(tmp_path) as page:
-        page.goto(f"{dep.url}/assets/candles/binance?view=checks&checkDetail=no_gaps")
+        page.goto(f"{dep.url}/assets/candles/binance/1d?view=checks&checkDetail=no_gaps")
         page.get_by_text("Execution history", exact=True).wait_for()  # the check's own tabs
         page.get_by_text("Partitions", exact=True).last.click()
         expect(page.get_by_text("Skipped (0)")).to_be_visible()
@@ -586,18 +594,18 @@ def test_the_ui_shows_each_partitions_check_state_and_figures(
         # is Skipped or failed to execute, whichever ran before)
         for count in ("Skipped (0)", "Execution Failed (0)"):
             expect(detail).to_contain_text(count)
-        # (the month list is the last place a month key shows; the range bar names some too)
-        page.get_by_text("2026-02-01", exact=True).filter(visible=True).last.click()
+        # (the year list is the last place a year key shows; the range bar names some too)
+        page.get_by_text("2025", exact=True).filter(visible=True).last.click()
         expect(detail).to_contain_text("1 open gap(s): 0 missing, 1 empty (unconfirmed)")
-        expect(detail).to_contain_text(re.compile(rf"{re.escape(ada)}\|2026-02-01\s*Failed"))
-        page.get_by_text("2026-01-01", exact=True).filter(visible=True).last.click()
+        expect(detail).to_contain_text(re.compile(rf"{re.escape(ada)}\|2025\s*Failed"))
+        page.get_by_text("2024", exact=True).filter(visible=True).last.click()
         expect(detail).to_contain_text("complete")
-        expect(detail).to_contain_text(re.compile(rf"{re.escape(ada)}\|2026-01-01\s*Passed"))
+        expect(detail).to_contain_text(re.compile(rf"{re.escape(ada)}\|2024\s*Passed"))
 
-        pk = urllib.parse.quote(f"{ada}|2026-01-01")
-        page.goto(f"{dep.url}/assets/candles/binance?view=partitions&partition={pk}")
-        for name, value in (("expected", "31"), ("present", "31"), ("absent", "0"),
-                            ("rows_written", "31"), ("run_markets", "1")):  # fmt: skip
+        pk = urllib.parse.quote(f"{ada}|2024")
+        page.goto(f"{dep.url}/assets/candles/binance/1d?view=partitions&partition={pk}")
+        for name, value in (("expected", "366"), ("present", "366"), ("absent", "0"),
+                            ("rows_written", "366"), ("run_markets", "1")):  # fmt: skip
             expect(page.locator("tr", has_text=name).first).to_contain_text(value)
         expect(page.locator("tr", has_text="first_candle").first).to_contain_text("Jan 1")
-        expect(page.locator("tr", has_text="last_candle").first).to_contain_text("Jan 31")
+        expect(page.locator("tr", has_text="last_candle").first).to_contain_text("Dec 31")

@@ -37,7 +37,7 @@ from market_data.store.candles import CandleStore
 from market_data.store.series import Series
 from market_data.store.tables import fetch_coverage
 from market_data_tests.conftest import NOW_MS
-from market_data_tests.helpers import admin, cli, cli_env, cli_process, http_get
+from market_data_tests.helpers import add_markets, admin, cli, cli_env, cli_process, http_get
 
 RATE = 30.0  # exchange ms per wall ms
 MINUTE = 60_000
@@ -156,7 +156,7 @@ def test_closed_candles_stored_once_soon_and_seen_by_dagster(
         watchlist = load_watchlist(Path(env["MARKET_DATA_CONFIG"]))
         instance = dg.DagsterInstance.ephemeral()
         keys = ["BTC-USDT-SPOT:1m", "ETH-USDT-SPOT:1m", "ETH-USDT-SPOT:5m", "BTC-USDT-PERP:1m"]
-        instance.add_dynamic_partitions("markets_binance", keys)
+        add_markets(instance, "binance", keys)
         resources = build_resources(watchlist) | {
             STORE_KEY: CandleStoreResource(database_url=store_url)
         }
@@ -182,11 +182,17 @@ def test_closed_candles_stored_once_soon_and_seen_by_dagster(
     assert "live: stopped" in out
     # Dagster: freshness has nothing to do while every market is current; the UI is told
     assert isinstance(fresh, dg.SkipReason), fresh
-    (observation,) = seen.asset_events
-    assert observation.asset_key == dg.AssetKey(["candles", "binance"])
-    assert observation.metadata["live_state"].value == "streaming"
-    assert observation.metadata["live_markets"].value == 4
-    assert observation.metadata["live_behind"].value == 0
+    # one observation per timeframe's asset, each of its own markets
+    observations = {e.asset_key.path[-1]: e for e in seen.asset_events}
+    assert [k.path for k in (e.asset_key for e in seen.asset_events)] == [
+        ["candles", "binance", "1m"], ["candles", "binance", "5m"],
+    ]  # fmt: skip
+    for tf, markets in (("1m", 3), ("5m", 1)):
+        observation = observations[tf]
+        assert observation.metadata["live_state"].value == "streaming"
+        assert observation.metadata["live_markets"].value == 4  # the service's, in all
+        assert f"{markets} of 4 market(s) at {tf}, 0 behind" in (observation.description or "")
+        assert observation.metadata["live_behind"].value == 0
     live = status["live"]["binance"]  # and `market-data status` says the same
     assert live["state"] == "streaming" and live["markets"] == 4 and live["connections"] == "2/2"
     assert_complete(sim, store, frozen, since)

@@ -27,6 +27,7 @@ from market_data.defs.runs import IN_PROGRESS, busy_partitions, run_asset
 from market_data.domain.backfills import Group, NewMarket, group_backfills
 from market_data.domain.calendar import month_key_of, year_key_of
 from market_data.domain.selection import Resolution, resolve
+from market_data.domain.timeframes import SUPPORTED_TIMEFRAMES
 from market_data.domain.watchlist import Market, Watchlist
 from market_data.exchanges.venues import venue
 from market_data.pipeline.gaps import due_gaps
@@ -123,13 +124,13 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
         for ex in watchlist.exchanges:
             stored[ex.name] = store.instruments.stored(ex.name)
             catalogs[ex.name] = {s: row.instrument for s, row in stored[ex.name].items()}
+            # every timeframe's, watched or not: a timeframe taken out of the watchlist loses
+            # its markets' partitions as a market taken out does (its candles stay)
             orders[ex.name] = {
-                tf.code: list(
-                    context.instance.get_dynamic_partitions(
-                        market_partitions(ex.name, tf.code).name
-                    )
+                tf: list(
+                    context.instance.get_dynamic_partitions(market_partitions(ex.name, tf).name)
                 )
-                for tf in watchlist.timeframes_of(ex.name)
+                for tf in SUPPORTED_TIMEFRAMES
             }
             existing[ex.name] = {k for order in orders[ex.name].values() for k in order}
         resolution: Resolution = resolve(watchlist, catalogs, existing)
@@ -169,11 +170,11 @@ def watchlist_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
             # new markets in the order of their first month: a group's markets start together
             new = sorted(starts, key=lambda k: (starts[k], k))
             gone = sorted(existing[ex.name] - set(wanted))
-            for tf in watchlist.timeframes_of(ex.name):  # each timeframe's asset
-                parts = market_partitions(ex.name, tf.code)
-                if added := [k for k in new if timeframe_of(k) == tf.code]:
+            for tf in SUPPORTED_TIMEFRAMES:  # each timeframe's asset
+                parts = market_partitions(ex.name, tf)
+                if added := [k for k in new if timeframe_of(k) == tf]:
                     partition_requests.append(parts.build_add_request(added))
-                if deleted := [k for k in gone if timeframe_of(k) == tf.code]:
+                if deleted := [k for k in gone if timeframe_of(k) == tf]:
                     partition_requests.append(parts.build_delete_request(deleted))
             if new:
                 context.log.info(f"{ex.name}: adding {len(new)} market(s): {_names(new)}")
@@ -337,7 +338,7 @@ def freshness_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
                     closes[asset] = tf.floor(now_ms)
                 requests += found
         if not requests:
-            return dg.SensorResult(skip_reason="nothing to refresh", cursor=json.dumps(closes))
+            return dg.SkipReason("nothing to refresh")  # the cursor is as it was
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(closes))
 
     return sensor
