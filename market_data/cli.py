@@ -31,6 +31,7 @@ from market_data.defs.candles.cli_runs import (
     repair_plan,
 )
 from market_data.defs.candles.migrate import migrate_layout
+from market_data.defs.candles.partitions import split_partition_key
 from market_data.defs.composite.runs import run_composite
 from market_data.defs.reports.status import DagsterActivity, dagster_status
 from market_data.defs.resources import build_resources
@@ -403,7 +404,7 @@ def gaps_detect(exchange: str, symbols: tuple[str, ...], timeframes: tuple[str, 
         if not results:
             raise click.ClickException(f"{market.key}: the gap check did not run")
         counts = sum((counts_of(r) for r in results), GapCounts())
-        bad = [str(r.partition)[-10:-3] for r in results if not r.passed]
+        bad = [split_partition_key(str(r.partition))[1] for r in results if not r.passed]
         click.echo(
             f"{'GAPS' if bad else 'ok':4} {exchange} {market.key}: {counts.describe()}"
             + (f" (in {', '.join(bad)})" if bad else "")

@@ -84,13 +84,18 @@ class Harness:
         return self.resources[STORE_KEY].store()
 
     def run(
-        self, first: str, last: str | None = None, config: dict[str, Any] | None = None
+        self,
+        first: str,
+        last: str | None = None,
+        config: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
     ) -> dg.ExecuteInProcessResult:
-        """Materialize partition ``first`` or the range ``first``..``last``."""
+        """Materialize partition ``first`` or the range ``first``..``last`` (``tags``: the
+        run's own, e.g. a freshness run's)."""
         tf = timeframe_of(market_of(first))
-        kwargs: dict[str, Any] = {"partition_key": first}
+        kwargs: dict[str, Any] = {"partition_key": first, "tags": tags or {}}
         if last is not None:
-            kwargs = {"tags": {RANGE_START: first, RANGE_END: last}}
+            kwargs = {"tags": {RANGE_START: first, RANGE_END: last, **(tags or {})}}
         asset = self.assets[tf]
         run_config = {"ops": {asset.op.name: {"config": config}}} if config else None
         return dg.materialize(

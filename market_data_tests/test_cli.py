@@ -83,8 +83,8 @@ def test_backfill_runs_dagster_materializations_and_resume_continues(env: dict[s
         "--resume",
     )
     assert resumed.returncode == 0, resumed.stderr
-    # from the newest stored candle's month up to this month (the command plans by today's date)
-    assert f"2026-11..{datetime.now(UTC):%Y-%m}" in resumed.stdout
+    # from the newest stored candle's year up to this year (the command plans by today's date)
+    assert f"[1/1] binance BTC-USDT-SPOT:4h {datetime.now(UTC):%Y}" in resumed.stdout
     n, first, last = store.candle_stats(btc, 0, 2**62)
     assert first == 1_792_022_400_000  # 2026-10-15, untouched
     four_hours = 14_400_000
@@ -203,7 +203,7 @@ def test_gaps_detect_list_and_repair(env: dict[str, str], sim: RunningSimulator)
     # fetched, and the exchange returned nothing: "empty", not "missing"
     assert (
         "GAPS binance BTC-USDT-SPOT:1h: 1 open gap(s): 0 missing, 3 empty (unconfirmed); "
-        "0 exchange-empty (in 2026-11)" in detect.stdout
+        "0 exchange-empty (in 2026)" in detect.stdout
     )
     listed = cli(env, "gaps", "list", "--open")
     assert "BTC-USDT-SPOT  1h    2026-11-01 05:00  2026-11-01 08:00  empty   open" in listed.stdout
@@ -212,8 +212,8 @@ def test_gaps_detect_list_and_repair(env: dict[str, str], sim: RunningSimulator)
         env, "gaps", "repair", "--exchange", "binance", "--symbol", "BTC/USDT", "--max-gaps", "1"
     )
     assert repaired.returncode == 0, repaired.stderr
-    # one run, over the one month with a gap (not a run per year since January)
-    assert "[1/1] binance BTC-USDT-SPOT:1h 2026-11..2026-11" in repaired.stdout, repaired.stdout
+    # one run, over the one year with a gap (repair mode: only the gap is fetched)
+    assert "[1/1] binance BTC-USDT-SPOT:1h 2026" in repaired.stdout, repaired.stdout
     store = CandleStore(env["DATABASE_URL"])
     (row,) = store.gaps.all_gaps()
     assert row["attempts"] == 1 and row["status"] == "open"  # still empty at the exchange
@@ -242,10 +242,12 @@ def test_status_reports_every_market(env: dict[str, str]) -> None:
     assert report["database_ok"] and report["database_latency_ms"] >= 0
     (btc,) = report["markets"]
     hours = (NOW_MS - NOW_MS % 3_600_000 - 1_793_491_200_000) // 3_600_000
-    assert btc["market"] == "BTC-USDT-SPOT:1h" and btc["rows"] == hours and btc["missing"] == 0
-    # the watchlist starts in January: what --start left out is absent, not a gap found
-    assert btc["absent"] == btc["expected"] - hours == (1_793_491_200_000 - JAN_MS) // 3_600_000
-    assert btc["first_candle"] == "2026-11-01 00:00" and btc["open_gaps"] == 0
+    assert btc["market"] == "BTC-USDT-SPOT:1h" and btc["rows"] == hours
+    # the watchlist starts in January: what --start left out is absent, and the run's gap
+    # check (over its year partition) found it: one open gap, missing (never fetched)
+    before = (1_793_491_200_000 - JAN_MS) // 3_600_000
+    assert btc["absent"] == btc["expected"] - hours == before == btc["missing"]
+    assert btc["first_candle"] == "2026-11-01 00:00" and btc["open_gaps"] == 1
     assert btc["lag_s"] < 3600 and not btc["stale"]
     assert btc["last_materialization"] is not None
     assert report["runs_24h"]["binance"] == {"SUCCESS": 1}

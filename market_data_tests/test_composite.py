@@ -178,7 +178,7 @@ def test_divergence_flags_the_exchange_whose_prices_are_shifted(
         for ex in wl.exchanges:
             markets = [f"{SOURCES[ex.name]}-1h"]
             h = Harness(one_exchange(sim.url, markets, MONTH, ex.name), store_url, c.instance)
-            assert h.run(f"{SOURCES[ex.name]}:1h|{MONTH}").success
+            assert h.run(f"{SOURCES[ex.name]}:1h|2026").success  # from the start: November
     finally:
         admin(f"{sim.url}/kraken", "faults", {"price_offset_pct": 0.0})
 
@@ -218,14 +218,12 @@ def test_composites_follow_their_sources_through_the_sensor(tmp_path: Path) -> N
     def materialized(exchange: str, market: str, written: tuple[int, int] | None) -> None:
         """A materialization of the year 2026 of ``market`` that wrote ``written`` (first and
         last candle; None: nothing)."""
-        span = {"written_first": written[0] / 1000, "written_last": written[1] / 1000}
+        span = dict(zip(("written_first", "written_last"), written or (), strict=False))
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
                 asset_key=["candles", exchange, market.rpartition(":")[2]],
                 partition=f"{market}|2026",
-                metadata={k: dg.MetadataValue.timestamp(v) for k, v in span.items()}
-                if written
-                else {},
+                metadata={k: dg.MetadataValue.timestamp(v / 1000) for k, v in span.items()},
             )
         )
 

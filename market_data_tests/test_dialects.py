@@ -284,23 +284,27 @@ def test_backfill_and_gap_check_end_to_end(
 ) -> None:
     hole = {"symbol": BTC_USD, "start_ms": OCT + 9 * DAY, "end_ms": OCT + 9 * DAY + 3 * HOUR}
     admin(f"{sim.url}/{name}", "faults", {"holes": [hole]})
-    wl = watchlist(sim.url, ["BTC/USD/1h", "BTC/USD/1d"], exchange=name)
+    # each timeframe from its own start: its year partition is that start to now
+    markets = [{"symbol": "BTC/USD", "timeframe": "1h", "start": "2026-10-01"},
+               {"symbol": "BTC/USD", "timeframe": "1d", "start": "2026-11-01"}]  # fmt: skip
+    wl = watchlist(sim.url, markets, exchange=name)
     h = Harness(wl, store_url, dg.DagsterInstance.ephemeral())
 
-    hourly = h.run_months("BTC-USD-SPOT:1h", "2026-10")
-    daily = h.run_months("BTC-USD-SPOT:1d", "2026-11")
+    hourly = h.run("BTC-USD-SPOT:1h|2026")
+    daily = h.run("BTC-USD-SPOT:1d|2026")
 
     assert hourly.success and daily.success
-    (oct_1h,) = h.partitions(hourly).values()
-    (nov_1d,) = h.partitions(daily).values()
-    assert nov_1d["expected"] == nov_1d["present"] == 19  # Nov 1..19 closed at Nov 20 12:34
+    (year_1h,) = h.partitions(hourly).values()
+    (year_1d,) = h.partitions(daily).values()
+    assert year_1d["expected"] == year_1d["present"] == 19  # Nov 1..19 closed at Nov 20 12:34
     check = h.check_result(hourly)
     if name == "kraken":  # Oct 21 12:00 onwards only: the rest is unavailable, not a gap
         served = NOW_H - venue("kraken").history_candles * HOUR  # type: ignore[operator]
-        assert oct_1h["expected"] == oct_1h["present"] == (NOV - served) // HOUR
-        assert oct_1h["unavailable"] == (served - OCT) // HOUR and check.passed
-    else:  # every hour of October but the three the exchange lacks
-        assert oct_1h["expected"] == 31 * 24 and oct_1h["present"] == 31 * 24 - 3
+        assert year_1h["expected"] == year_1h["present"] == (NOW_H - served) // HOUR
+        assert year_1h["unavailable"] == (served - OCT) // HOUR and check.passed
+    else:  # every hour from October 1 but the three the exchange lacks
+        assert year_1h["expected"] == (NOW_H - OCT) // HOUR
+        assert year_1h["present"] == year_1h["expected"] - 3
         assert not check.passed
         assert check.metadata["empty_candles"].value == 3
     assert h.check_result(daily).passed

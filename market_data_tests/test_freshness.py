@@ -18,7 +18,8 @@ from market_data_tests.conftest import NOW_MS
 from market_data_tests.helpers import admin
 
 HOURS = ["BTC-USDT-SPOT:1h", "NEWT-USDT-SPOT:1h"]
-NOV = 1_793_491_200_000
+HOUR = 3_600_000
+MAR, NOV = 1_772_323_200_000, 1_793_491_200_000
 
 
 def test_one_run_per_asset_and_the_final_fetch_of_last_year() -> None:
@@ -84,6 +85,25 @@ def test_each_market_of_a_freshness_run_has_its_own_state(
     assert parts["BTC-USDT-SPOT:1h|2026"]["expected"] == (NOW_MS - NOV) // 3_600_000
 
 
+def test_a_freshness_run_fetches_what_follows_the_newest_candle_not_the_year(
+    sim: RunningSimulator, tmp_path: Path
+) -> None:
+    """The year in progress is a freshness run's partition, not its work: BTC has March
+    stored and gets March on, not January; SOL has nothing and gets the month in progress
+    (its history is a backfill's)."""
+    wl = watchlist(sim.url, ["BTC/USDT/1h", "SOL/USDT/1h"])  # from 2026-01-01
+    h = Harness(wl, f"sqlite:///{tmp_path}/t.sqlite", dg.DagsterInstance.ephemeral())
+    assert h.run_months("BTC-USDT-SPOT:1h", "2026-03").success
+    freshness = {FRESHNESS_TAG: "binance"}
+    result = h.run("BTC-USDT-SPOT:1h|2026", "SOL-USDT-SPOT:1h|2026", tags=freshness)
+    assert result.success
+    closed = NOW_MS - NOW_MS % HOUR
+    btc = [r[0] for r in h.stored("BTC-USDT-SPOT", "1h")]
+    assert btc == list(range(MAR, closed, HOUR))  # March to the last closed hour, no gap
+    sol = [r[0] for r in h.stored("SOL-USDT-SPOT", "1h")]
+    assert sol == list(range(NOV, closed, HOUR))
+
+
 def test_a_market_that_falls_behind_is_flagged(sim: RunningSimulator, tmp_path: Path) -> None:
     h = Harness(
         watchlist(sim.url, ["ETH/USDT/1m"]),
@@ -126,7 +146,7 @@ def test_overlapping_ticks_never_run_twice_at_once(sim: RunningSimulator, tmp_pa
     # a minute later: the 1m run is still in flight, and no hour has closed since the 1h run
     store.gaps.save_clock("binance", NOW_MS + 60_000)
     with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as ctx:
-        assert list(freshness_sensor(wl)(ctx).run_requests) == []
+        assert isinstance(freshness_sensor(wl)(ctx), dg.SkipReason)
     # the next hour: the 1h asset gets its run; the 1m one still waits for its run in flight
     store.gaps.save_clock("binance", NOW_MS + 3_600_000)
     with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as ctx:

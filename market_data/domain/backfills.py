@@ -2,11 +2,12 @@
 
 A run costs seconds of its own (a process, the market list, the clock, checks, teardown)
 whatever it fetches, so runs are sized by the pages they fetch, not by markets: the new
-markets, in partition order, are grouped while their pages add up to ``pages_per_run``; a
-group is one ranged run, every market of the group x every month from the group's first to
-the month in progress (Dagster reads a range over two dimensions as that rectangle). Markets
-are added sorted by their first month, so a group's markets start close together; months
-before a market's own start or listing are expected to hold nothing and cost no request.
+markets (of one timeframe: a run is one candle asset's), in partition order, are grouped
+while their pages add up to ``pages_per_run``; a group is one ranged run, every market of
+the group x every year from the group's first to the year in progress (Dagster reads a
+range over two dimensions as that rectangle). Markets are added sorted by their first
+month, so a group's markets start close together; time before a market's own start or
+listing is expected to hold nothing and costs no request.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 #: ~100 s of fetching at Binance's limit (3,000 weight-2 requests a minute): a run's own
 #: seconds stay a few percent of its wall time
 PAGES_PER_RUN = 5_000
-#: and at most this many partitions (markets x months): each costs the run a materialization
+#: and at most this many partitions (markets x years): each costs the run a materialization
 #: and its checks' evaluations, events Dagster writes one by one (bench/scale.py: ~4 events
 #: and ~0.2 s a partition on PostgreSQL, whatever it fetched)
 PARTITIONS_PER_RUN = 500
@@ -42,10 +43,10 @@ class Group:
     pages: int
 
 
-def months_between(first_ms: int, now_ms: int) -> int:
-    """Months from ``first_ms``'s to ``now_ms``'s, both included."""
+def years_between(first_ms: int, now_ms: int) -> int:
+    """Years from ``first_ms``'s to ``now_ms``'s, both included."""
     a, b = datetime.fromtimestamp(first_ms / 1000, UTC), datetime.fromtimestamp(now_ms / 1000, UTC)
-    return max(1, (b.year - a.year) * 12 + b.month - a.month + 1)
+    return max(1, b.year - a.year + 1)
 
 
 def history_pages(first_ms: int, now_ms: int, timeframe_ms: int, page_limit: int) -> int:
@@ -61,8 +62,8 @@ def group_backfills(
     partitions_per_run: int = PARTITIONS_PER_RUN,
 ) -> list[Group]:
     """``markets`` (in partition order) grouped into runs of about ``pages_per_run`` pages
-    and at most ``partitions_per_run`` partitions (the group's markets x its months, from its
-    first market's first month to the month in progress); a market larger than that is a
+    and at most ``partitions_per_run`` partitions (the group's markets x its years, from its
+    first market's first year to the year in progress); a market larger than that is a
     run of its own."""
     groups: list[Group] = []
     batch: list[NewMarket] = []
@@ -78,7 +79,7 @@ def group_backfills(
     for market in markets:
         cost = history_pages(market.first_ms, now_ms, market.timeframe_ms, page_limit)
         first = min([market.first_ms, *(m.first_ms for m in batch)])
-        partitions = (len(batch) + 1) * months_between(first, now_ms)
+        partitions = (len(batch) + 1) * years_between(first, now_ms)
         if batch and (pages + cost > pages_per_run or partitions > partitions_per_run):
             close()
         batch.append(market)

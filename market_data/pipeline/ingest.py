@@ -25,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from market_data.domain.calendar import count_by_month, month_bounds, month_keys_between, utc_text
+from market_data.domain.calendar import (
+    count_by_month,
+    month_bounds,
+    month_key_of,
+    month_keys_between,
+    utc_text,
+)
 from market_data.domain.candles import CandlePage, page_from_table, validate_pages
 from market_data.domain.catalog import instrument_from_ccxt
 from market_data.domain.expected import (
@@ -484,6 +490,9 @@ class FetchOptions:
     repair: bool = False  # fetch only the open gaps
     max_gaps: int | None = None  # with repair: at most this many gaps per market
     gaps: GapSettings = field(default_factory=GapSettings)
+    #: freshness: only what follows each market's newest stored candle (a market with none:
+    #: from the month in progress), never a year's history (backfills and repairs do that)
+    tail: bool = False
 
 
 @dataclass(frozen=True)
@@ -532,6 +541,10 @@ async def fetch_markets(
     ranges: dict[Market, list[tuple[int, int]]] = {}
     for market, bounds in wanted.items():
         clipped = [(max(s, lo), min(e, hi)) for s, e in bounds if max(s, lo) < min(e, hi)]
+        if options.tail:
+            last = store.last_ts(Series.of(market))
+            after = month_bounds(month_key_of(now))[0] if last is None else last
+            clipped = [(max(s, after), e) for s, e in clipped if max(s, after) < e]
         if options.repair:
             span = client.page_limit * market.timeframe.ms
             clipped = plan_repair(store, market, clipped, options.gaps, span, options.max_gaps)

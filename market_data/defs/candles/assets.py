@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from market_data.defs.candles.partitions import (
+    FRESHNESS_TAG,
     YEARS_PER_RUN,
     candle_partitions,
     market_of,
@@ -22,6 +23,7 @@ from market_data.defs.runs import run_is_stopping
 from market_data.domain.calendar import day_ms
 from market_data.domain.candles import CandleContractError
 from market_data.domain.freshness import is_stale
+from market_data.domain.timeframes import Timeframe
 from market_data.domain.watchlist import Watchlist, WatchlistError
 from market_data.exchanges.errors import (
     ExchangeBannedError,
@@ -87,6 +89,16 @@ def step_retry(retries: int, attempt: int, error: Exception) -> dg.RetryRequeste
     )
 
 
+def freshness_policy(watchlist: Watchlist, timeframe: Timeframe) -> dg.FreshnessPolicy:
+    """Warn and fail windows of the watchlist, at least one and two of the timeframe's
+    candles plus a freshness interval (a 1d asset is materialized once a day)."""
+    f, tf_s = watchlist.freshness, timeframe.ms // 1000
+    return dg.FreshnessPolicy.time_window(
+        warn_window=timedelta(seconds=max(f.warn_after_s, tf_s + f.interval_s)),
+        fail_window=timedelta(seconds=max(f.fail_after_s, 2 * tf_s + f.interval_s)),
+    )
+
+
 def candle_asset(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.AssetsDefinition:
     step_retries = watchlist.exchange(exchange).step_retries
     key = candle_asset_key(exchange, timeframe)
@@ -100,10 +112,7 @@ def candle_asset(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.Asse
         deps=[instruments_asset_key(exchange)],
         group_name="candles",
         kinds={"ccxt", "sql"},
-        freshness_policy=dg.FreshnessPolicy.time_window(
-            fail_window=timedelta(seconds=watchlist.freshness.fail_after_s),
-            warn_window=timedelta(seconds=watchlist.freshness.warn_after_s),
-        ),
+        freshness_policy=freshness_policy(watchlist, Timeframe.parse(timeframe)),
         description=f"Closed {timeframe} OHLCV candles from {exchange}, per market "
         "(symbol:timeframe) and year, written to the candle store as they arrive.",
     )
@@ -127,6 +136,8 @@ def candle_asset(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.Asse
             repair=config.repair,
             max_gaps=config.max_gaps,
             gaps=watchlist.gaps,
+            # a freshness run brings each market's newest candles, not its year's history
+            tail=FRESHNESS_TAG in context.run.tags,
         )
         store = candle_store.store()
         requests = 0
