@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from market_data.defs.candles import assets
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.markets import MARKETS, Kind
@@ -172,6 +173,27 @@ def test_a_ranged_run_gives_each_partition_its_own_figures_and_check(
             limit=1,
         ).records[0]
         assert e.target_materialization_data.storage_id == latest.storage_id
+    assert {e.partition for e in harness.evaluations(result, "fresh")} == set(parts)
+
+
+def test_a_run_past_the_per_partition_bound_gives_its_figures_to_every_partition(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of more partitions than PER_PARTITION_METADATA_MAX (a freshness run of a whole
+    exchange's timeframe) records the run's figures on each, and what it wrote in all."""
+    monkeypatch.setattr(assets, "PER_PARTITION_METADATA_MAX", 1)
+    october = {"not_before": "2026-10-01", "not_after": "2026-11-01"}
+    result = harness.run("BTC-USDT-SPOT:1h|2026", "NEWT-USDT-SPOT:1h|2026", config=october)
+    assert result.success
+    parts = harness.partitions(result)
+    assert set(parts) == {"BTC-USDT-SPOT:1h|2026", "NEWT-USDT-SPOT:1h|2026"}
+    for meta in parts.values():
+        assert "rows_written" not in meta and meta["run_markets"] == 2
+        assert (meta["run_written_first"], meta["run_written_last"]) == (
+            OCT / 1000,
+            (NOV - HOUR) / 1000,
+        )
+    # each market's state is still its own, in the fresh check's results
     assert {e.partition for e in harness.evaluations(result, "fresh")} == set(parts)
 
 

@@ -215,10 +215,14 @@ def test_composites_follow_their_sources_through_the_sensor(tmp_path: Path) -> N
         with dg.build_sensor_context(instance=instance, cursor=cursor) as ctx:
             return sensor(ctx)
 
-    def materialized(exchange: str, market: str, written: tuple[int, int] | None) -> None:
+    def materialized(
+        exchange: str, market: str, written: tuple[int, int] | None, prefix: str = ""
+    ) -> None:
         """A materialization of the year 2026 of ``market`` that wrote ``written`` (first and
-        last candle; None: nothing)."""
-        span = dict(zip(("written_first", "written_last"), written or (), strict=False))
+        last candle; None: nothing); ``prefix`` "run_": the run's span only (a run too large
+        for per-partition figures)."""
+        names = (f"{prefix}written_first", f"{prefix}written_last")
+        span = dict(zip(names, written or (), strict=False))
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
                 asset_key=["candles", exchange, market.rpartition(":")[2]],
@@ -239,9 +243,10 @@ def test_composites_follow_their_sources_through_the_sensor(tmp_path: Path) -> N
     assert request.tags["dagster/asset_partition_range_end"] == "BTC-USD-SPOT:1h|2026-11-01"
     # nothing new: nothing requested; a new materialization: its composite again
     assert tick(first.cursor).run_requests == []
-    materialized("coinbase", "BTC-USD-SPOT:1m", (T0, T0 + MIN))
+    materialized("coinbase", "BTC-USD-SPOT:1m", (T0, T0 + MIN), prefix="run_")
     (again,) = tick(first.cursor).run_requests
     assert again.tags["dagster/asset_partition_range_start"] == "BTC-USD-SPOT:1m|2026-11-01"
+    assert again.tags["dagster/asset_partition_range_end"] == "BTC-USD-SPOT:1m|2026-11-01"
     assert again.run_key != request.run_key
     assert set(json.loads(tick(first.cursor).cursor or "{}")) == {
         f"{ex}/{tf}" for ex in ("binance", "coinbase", "kraken") for tf in ("1m", "1h")

@@ -16,7 +16,7 @@ from market_data.defs.candles.partitions import (
     ranges_by_market,
     timeframe_of,
 )
-from market_data.defs.candles.results import partition_metadata
+from market_data.defs.candles.results import partition_metadata, run_written
 from market_data.defs.instruments.assets import instruments_asset_key
 from market_data.defs.resources import CandleStoreResource, ExchangesResource
 from market_data.defs.runs import run_is_stopping
@@ -40,6 +40,12 @@ from market_data.pipeline.ingest import (
     fetch_markets,
 )
 from market_data.pipeline.stop import Stopped, Stopper
+
+#: partitions of a run that get their own figures: ``add_asset_metadata(partition_key=)``
+#: rebuilds the run's whole range on each call (2,500 partitions: 45 s, BENCHMARKS.md); a
+#: backfill run has at most 500 (domain/backfills.py), a freshness run of a whole exchange's
+#: timeframe more (its markets' lags are in the fresh check's per-partition results)
+PER_PARTITION_METADATA_MAX = 500
 
 
 class CandleRunConfig(dg.Config):
@@ -196,6 +202,7 @@ def candle_asset(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.Asse
             "run_requests": dg.MetadataValue.int(requests),
             "run_markets": dg.MetadataValue.int(len(fetched.markets)),
             "run_seconds": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+            **run_written(fetched),
         }
         if refused is not None:
             # the markets that were fetched are materialized, partition by partition; the
@@ -214,8 +221,16 @@ def candle_asset(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.Asse
                 f"market(s) refused, the others written: {refused}",
                 allow_retries=False,
             ) from refused
-        # each partition's materialization carries that market-month's own figures
-        for pk in context.partition_keys:
+        # each partition's materialization carries that market-year's own figures, up to
+        # a bound: Dagster checks each call against the run's whole range (quadratic)
+        keys = list(context.partition_keys)
+        if len(keys) > PER_PARTITION_METADATA_MAX:
+            context.log.info(
+                f"{len(keys)} partitions: each carries the run's figures only (above "
+                f"{PER_PARTITION_METADATA_MAX}; each market's lag is in the fresh check)"
+            )
+            keys = []
+        for pk in keys:
             context.add_asset_metadata(
                 partition_metadata(pk, fetched, watchlist, exchange, options.not_after_ms),
                 partition_key=pk,

@@ -18,6 +18,18 @@ from market_data.domain.watchlist import Watchlist
 from market_data.pipeline.ingest import Fetched
 
 
+def run_written(fetched: Fetched) -> dict[str, dg.MetadataValue]:
+    """The first and last candle the run wrote, over all its markets (none: it wrote none)."""
+    firsts = [r.written_first for r in fetched.markets.values() if r.written_first is not None]
+    lasts = [r.written_last for r in fetched.markets.values() if r.written_last is not None]
+    if not firsts or not lasts:
+        return {}
+    return {
+        "run_written_first": dg.MetadataValue.timestamp(min(firsts) / 1000),
+        "run_written_last": dg.MetadataValue.timestamp(max(lasts) / 1000),
+    }
+
+
 def partition_metadata(
     pk: str, fetched: Fetched, watchlist: Watchlist, exchange: str, until_ms: int = 2**62
 ) -> dict[str, dg.MetadataValue]:

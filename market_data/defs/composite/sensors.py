@@ -26,10 +26,13 @@ BATCH = 1000
 
 
 def _written_months(record: dg.EventLogRecord) -> list[str]:
-    """The months a candle materialization wrote candles in (none: nothing changed)."""
+    """The months a candle materialization wrote candles in (none: nothing changed): its
+    partition's own span, else its run's (a run too large for per-partition figures)."""
     event = record.asset_materialization
     meta = event.metadata if event is not None else {}
     first, last = meta.get("written_first"), meta.get("written_last")
+    if first is None or last is None:
+        first, last = meta.get("run_written_first"), meta.get("run_written_last")
     if first is None or last is None:
         return []
     return month_keys_between(int(first.value * 1000), int(last.value * 1000) + 1)
