@@ -3,6 +3,7 @@ year in progress up to date, when a candle of its timeframe has closed."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,12 +144,16 @@ def test_overlapping_ticks_never_run_twice_at_once(sim: RunningSimulator, tmp_pa
             tags={FRESHNESS_TAG: "binance"},
         )
     )
-    # a minute later: the 1m run is still in flight, and no hour has closed since the 1h run
-    store.gaps.save_clock("binance", NOW_MS + 60_000)
+    # at once: the 1m run is still in flight, and no hour has closed since the 1h run (the
+    # sensor keeps, per asset, the boundary of our own clock its last run was for)
     with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as ctx:
         assert isinstance(freshness_sensor(wl)(ctx), dg.SkipReason)
-    # the next hour: the 1h asset gets its run; the 1m one still waits for its run in flight
-    store.gaps.save_clock("binance", NOW_MS + 3_600_000)
-    with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as ctx:
+    # an hour on (the 1h asset's last run a boundary back): it gets its run; the 1m one still
+    # waits for its run in flight
+    earlier = json.loads(cursor or "{}")
+    earlier["binance/1h"] -= 3_600_000
+    with dg.build_sensor_context(
+        instance=instance, resources=resources, cursor=json.dumps(earlier)
+    ) as ctx:
         (request,) = freshness_sensor(wl)(ctx).run_requests
     assert request.tags[RANGE_START] == "BTC-USDT-SPOT:1h|2026"

@@ -306,22 +306,23 @@ def freshness_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
     ) -> dg.SensorResult | dg.SkipReason:
         running = context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS))
         busy = {run_asset(r) for r in running if FRESHNESS_TAG in r.tags}
-        #: per asset (exchange/timeframe), the candle boundary its last freshness run was for
+        #: per asset (exchange/timeframe), the candle boundary its last freshness run was for,
+        #: by our own clock (the exchange's is known only as a run last read it)
         closes: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+        wall_ms = int(datetime.now(UTC).timestamp() * 1000)
         store = candle_store.store()
         requests = []
         for ex in watchlist.exchanges:
             # the year in progress is the exchange's (its clock as the last run read it)
             clock = store.gaps.clock(ex.name)
             now = datetime.fromtimestamp(clock / 1000, UTC) if clock else datetime.now(UTC)
-            now_ms = int(datetime.now(UTC).timestamp() * 1000) if clock is None else clock
             live = live_health(store.live, ex.name, watchlist.live.stale_after_s)
             for tf in watchlist.timeframes_of(ex.name):
                 asset = f"{ex.name}/{tf.code}"
                 if (ex.name, tf.code) in busy:
                     context.log.info(f"{asset}: the previous freshness run is still in flight")
                     continue
-                if closes.get(asset) == tf.floor(now_ms):
+                if closes.get(asset) == tf.floor(wall_ms):
                     continue  # no candle of this timeframe has closed since its last run
                 keys = list(
                     context.instance.get_dynamic_partitions(
@@ -335,7 +336,7 @@ def freshness_sensor(watchlist: Watchlist) -> dg.SensorDefinition:
                     ex.name, tf.code, keys, now, watchlist.freshness.final_fetch_hours
                 )
                 if found:
-                    closes[asset] = tf.floor(now_ms)
+                    closes[asset] = tf.floor(wall_ms)
                 requests += found
         if not requests:
             return dg.SkipReason("nothing to refresh")  # the cursor is as it was
