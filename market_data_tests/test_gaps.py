@@ -9,8 +9,9 @@ import ccxt
 import dagster as dg
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
-from market_data.defs.candles.partitions import range_tags, split_partition_key
+from market_data.defs.candles.partitions import FRESHNESS_TAG, range_tags, split_partition_key
 from market_data.defs.candles.schedules import gap_sweep_job
 from market_data.defs.candles.sensors import gap_repair_sensor
 from market_data.defs.resources import STORE_KEY
@@ -194,6 +195,43 @@ def test_the_sweep_checks_all_history(h: Harness, sim: RunningSimulator) -> None
         (JAN, "missing", "open"),
         (NOV + 3_600_000 * 5, "empty", "open"),
     ]
+
+
+def test_a_freshness_runs_gap_check_detects_its_last_day_and_counts_what_was_recorded(
+    h: Harness, sim: RunningSimulator
+) -> None:
+    """A freshness run judges the year in progress without reading it: it detects the last
+    day (checks.TAIL_MS) and counts what earlier detections recorded; the sweep reads all."""
+    hour = 3_600_000
+    closed = NOW_MS - NOW_MS % hour
+    hole = {
+        "symbol": "BTCUSDT",
+        "start_ms": closed - 10 * 24 * hour,
+        "end_ms": closed - 10 * 24 * hour + 2 * hour,
+    }
+    admin(sim.url, "faults", {"holes": [hole]})
+    first = h.run("BTC-USDT-SPOT:1h|2026")
+    assert h.check_result(first).metadata["empty_candles"].value == 2  # recorded by the backfill
+    lost = [
+        (closed - 5 * hour, closed - 3 * hour),
+        (closed - 5 * 24 * hour, closed - 5 * 24 * hour + 3 * hour),
+    ]
+    with h.store.engine.begin() as conn:
+        for lo, hi in lost:  # two hours in the last day, three five days ago
+            conn.execute(
+                sa.text("DELETE FROM candles WHERE symbol = 'BTC-USDT-SPOT' AND timeframe = '1h' "
+                        "AND ts >= :lo AND ts < :hi"),
+                {"lo": lo, "hi": hi},
+            )  # fmt: skip
+    fresh = h.run("BTC-USDT-SPOT:1h|2026", tags={FRESHNESS_TAG: "binance"})
+    check = h.check_result(fresh)
+    # the old hole as recorded, the two lost hours of the last day found; five days ago unseen
+    assert check.metadata["open_gaps"].value == 2
+    assert check.metadata["empty_candles"].value + check.metadata["missing_candles"].value == 4
+    totals = sweep(h)  # the daily sweep reads the whole history: the three hours too
+    btc = [g for g in gap_rows(h) if g["symbol"] == "BTC-USDT-SPOT" and g["status"] == "open"]
+    assert sorted(g["gap_end"] - g["gap_start"] for g in btc) == [2 * hour, 2 * hour, 3 * hour]
+    assert totals["open_gaps"] >= 3
 
 
 def sweep(h: Harness) -> dict:

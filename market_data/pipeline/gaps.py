@@ -73,6 +73,32 @@ def detect(
     return out
 
 
+def detect_tail(
+    store: CandleStore,
+    market: Market,
+    ranges: list[tuple[int, int]],
+    settings: GapSettings,
+    since_ms: int,
+) -> MarketGaps:
+    """Find (and record) the market's gaps in ``ranges`` from ``since_ms`` on only, and
+    return every gap recorded in ``ranges``: what earlier detections (the backfill, the
+    sweep, earlier ticks) found before ``since_ms`` stands as recorded. A freshness run's
+    check: its cost follows the tail, not the year. ``since_ms`` moves back to the start of
+    a recorded gap it would cut (a gap is one row)."""
+    series = Series.of(market)
+    for lo, hi in ranges:
+        straddling = [g.start for g in store.gaps.recorded(series, since_ms, since_ms + 1)]
+        tail = [(max(lo, min([since_ms, *straddling])), hi)]
+        if tail[0][0] < hi:
+            detect(store, market, tail, settings)
+    out = MarketGaps(market.key, timeframe_ms=market.timeframe.ms)
+    for lo, hi in ranges:
+        rows = store.gaps.recorded(series, lo, hi)
+        out.open += [r for r in rows if r.status == OPEN]
+        out.exchange_empty += [r for r in rows if r.status == EXCHANGE_EMPTY]
+    return out
+
+
 def plan_repair(
     store: CandleStore, market: Market, ranges: list[tuple[int, int]], settings: GapSettings, page_span_ms: int,
     max_gaps: int | None = None,

@@ -152,6 +152,18 @@ class GapStore:
                 )
         return rows
 
+    def recorded(self, series: Series, lo: int, hi: int) -> list[GapRow]:
+        """The series' rows open or exchange_empty that touch [lo, hi), in time order."""
+        g = candle_gaps.c
+        q = sa.select(candle_gaps).where(
+            series.where(candle_gaps), g.status != REPAIRED, g.gap_start < hi, g.gap_end > lo
+        )
+        with self.engine.connect() as conn:
+            return [
+                GapRow(r.gap_start, r.gap_end, r.kind, r.status, r.attempts, r.last_attempt_at)
+                for r in conn.execute(q.order_by(g.gap_start))
+            ]
+
     def open_gaps(self, series: Series | None = None) -> list[dict[str, Any]]:
         """Open gaps (of one series, or all), in series and time order."""
         g = candle_gaps.c

@@ -7,6 +7,7 @@ for chosen partitions, the daily sweep), the result is one evaluation per partit
 recorded in the run (evaluations.py), so the UI shows each partition Passed or Failed.
 """
 
+import time
 from collections.abc import Callable, Iterable
 
 import dagster as dg
@@ -18,6 +19,7 @@ from market_data.defs.candles.evaluations import (
     partition_check,
 )
 from market_data.defs.candles.partitions import (
+    FRESHNESS_TAG,
     candle_partitions,
     ranges_by_market,
     split_partition_key,
@@ -28,7 +30,7 @@ from market_data.domain.freshness import is_stale, lag_seconds
 from market_data.domain.gaps import GapCounts
 from market_data.domain.watchlist import Watchlist
 from market_data.pipeline.consistency import Consistency, check_market
-from market_data.pipeline.gaps import MarketGaps, detect
+from market_data.pipeline.gaps import MarketGaps, detect, detect_tail
 from market_data.store.candles import CandleStore
 from market_data.store.gaps import GapRow
 from market_data.store.series import Series
@@ -105,20 +107,33 @@ def gap_evaluations(
     exchange: str,
     timeframe: str,
     partition_keys: Iterable[str],
+    tail: bool = False,
 ) -> list[dg.AssetCheckEvaluation]:
-    """Detect (and record) the gaps of these partitions; one evaluation for each."""
+    """Detect (and record) the gaps of these partitions; one evaluation for each. ``tail``
+    (a freshness run): detect only the last TAIL_MS, the rest of each partition as recorded
+    by the detections before (backfill, repair, sweep, earlier ticks)."""
     keys = [str(k) for k in partition_keys]
     check_key = gap_check_key(exchange, timeframe)
     targets = latest_materializations(instance, check_key.asset_key, keys)
-    found = {
-        market_key: detect(store, watchlist.market_or_default(exchange, market_key), ranges, watchlist.gaps)
-        for market_key, ranges in ranges_by_market(keys).items()
-    }  # fmt: skip
+    # the tail by the exchange's clock (as the run read it): what it can have closed since
+    since = (store.gaps.clock(exchange) or int(time.time() * 1000)) - TAIL_MS
+    found = {}
+    for market_key, ranges in ranges_by_market(keys).items():
+        market = watchlist.market_or_default(exchange, market_key)
+        found[market_key] = (
+            detect_tail(store, market, ranges, watchlist.gaps, since)
+            if tail
+            else detect(store, market, ranges, watchlist.gaps)
+        )
     return [
         partition_evaluation(check_key, pk, found[split_partition_key(pk)[0]], targets)
         for pk in keys
     ]
 
+
+#: a freshness run's gap check detects this far back (and records); the daily sweep
+#: detects everything
+TAIL_MS = 86_400_000
 
 #: how a candle check judges partitions: (store, instance, watchlist, exchange, timeframe,
 #: keys)
@@ -143,23 +158,24 @@ def _partition_check(
         candle_partitions(exchange, timeframe, watchlist.start),
         name,
         description,
-        lambda store, instance, keys: evaluate(
+        lambda store, instance, keys, _: evaluate(
             store, instance, watchlist, exchange, timeframe, keys
         ),
     )
 
 
 def gap_check(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
-    return _partition_check(
-        exchange,
-        timeframe,
-        watchlist,
+    return partition_check(
+        candle_asset_key(exchange, timeframe),
+        candle_partitions(exchange, timeframe, watchlist.start),
         CHECK_NAME,
         "Every expected candle (on the grid, after listing, before the newest known candle "
         "and any delisting) is stored, or the exchange has none there. One result per "
         "partition: Failed with the gaps, or passing (with a warning where the exchange has no "
-        "candle).",
-        gap_evaluations,
+        "candle). A freshness run detects its last day only (the rest as recorded).",
+        lambda store, instance, keys, tags: gap_evaluations(
+            store, instance, watchlist, exchange, timeframe, keys, tail=FRESHNESS_TAG in tags
+        ),
     )
 
 

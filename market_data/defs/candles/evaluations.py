@@ -20,8 +20,11 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from market_data.defs.resources import CandleStoreResource
 from market_data.store.candles import CandleStore
 
-#: how a partitioned check judges the partitions of its run: (store, instance, keys)
-Judge = Callable[[CandleStore, dg.DagsterInstance, list[str]], list[dg.AssetCheckEvaluation]]
+#: how a partitioned check judges the partitions of its run: (store, instance, keys, the
+#: run's tags)
+Judge = Callable[
+    [CandleStore, dg.DagsterInstance, list[str], Mapping[str, str]], list[dg.AssetCheckEvaluation]
+]
 
 
 def partition_check(
@@ -39,7 +42,8 @@ def partition_check(
     )
     def check(context: dg.AssetCheckExecutionContext, candle_store: CandleStoreResource) -> None:
         op = context.op_execution_context
-        for e in judge(candle_store.store(), context.instance, [str(k) for k in op.partition_keys]):
+        keys = [str(k) for k in op.partition_keys]
+        for e in judge(candle_store.store(), context.instance, keys, op.run.tags):
             op.log_event(e)
 
     return check

@@ -267,8 +267,9 @@ def freshness_requests(
 ) -> list[dg.RunRequest]:
     """One ranged run over every market of one timeframe's asset, the year in progress
     (dynamic keys keep their insertion order, so first..last spans them all); early in a
-    year, one more for the year just finished, its final fetch. Only the fresh check runs
-    with it (the gap check of a year in progress is the daily sweep's)."""
+    year, one more for the year just finished, its final fetch. The fresh and gap checks
+    run with it (the gap check detecting only the tail: checks.TAIL_MS), not the
+    consistency check (a year of 1m per market; the backfill's and the UI's)."""
     if not market_keys:
         return []
     year_start = now.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -278,7 +279,10 @@ def freshness_requests(
     return [
         dg.RunRequest(
             asset_selection=[candle_asset_key(exchange, timeframe)],
-            asset_check_keys=[fresh_check_key(exchange, timeframe)],
+            asset_check_keys=[
+                fresh_check_key(exchange, timeframe),
+                gap_check_key(exchange, timeframe),
+            ],
             tags={
                 **range_tags((market_keys[0], y), (market_keys[-1], y)),
                 FRESHNESS_TAG: exchange,

@@ -118,5 +118,5 @@ def divergence_check(watchlist: Watchlist) -> dg.AssetChecksDefinition:
         f"no source's newest candle is more than {cross.stale_after_timeframes:g} timeframes "
         "(and one freshness interval) behind the others'. One result per partition; a warning "
         "naming exchange, candle and size.",
-        lambda store, instance, keys: divergence_evaluations(store, instance, watchlist, keys),
+        lambda store, instance, keys, _: divergence_evaluations(store, instance, watchlist, keys),
     )
