@@ -141,3 +141,19 @@ def test_the_composite_is_downstream_of_every_candle_asset_of_its_timeframes() -
         "['candles/binance/1h', 'candles/bitfinex/1h', 'candles/coinbase/1h', 'candles/kraken/1h'] "
     )
     assert "name='divergence'" in printed
+
+
+def test_loading_the_code_location_turns_on_batched_event_writes() -> None:
+    """Every process that runs a step loads market_data.defs: it turns on Dagster's batched
+    writes of asset events (bench/run_events.py), unless the environment says otherwise."""
+    code = "import os, market_data.definitions; print(os.environ['DAGSTER_EVENT_BATCH_SIZE'])"
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_EVENT_BATCH_SIZE"}
+    env["MARKET_DATA_CONFIG"] = str(ROOT / "watchlist.yaml")
+    for given, expected in ((None, "1000"), ("7", "7")):
+        run_env = env if given is None else {**env, "DAGSTER_EVENT_BATCH_SIZE": given}
+        done = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", code],
+            cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == expected
