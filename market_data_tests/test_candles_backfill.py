@@ -197,6 +197,21 @@ def test_a_run_past_the_per_partition_bound_gives_its_figures_to_every_partition
     assert {e.partition for e in harness.evaluations(result, "fresh")} == set(parts)
 
 
+def test_a_short_window_asks_binance_futures_for_only_what_it_holds(
+    sim: RunningSimulator, store_url: str
+) -> None:
+    """USD-M klines cost weight by the limit asked (1000: 5, under 500: 2, under 100: 1): a
+    window of ~450 hours asks for that many, weight 2; a day later's tail, weight 1."""
+    market = {"symbol": "BTC-USDT-PERP", "timeframe": "1h", "start": "2026-11-01"}
+    h = Harness(watchlist(sim.url, [market]), store_url, dg.DagsterInstance.ephemeral())
+    assert h.run("BTC-USDT-PERP:1h|2026").success
+    admin(sim.url, "clock", {"advance_ms": 2 * HOUR})
+    assert h.run("BTC-USDT-PERP:1h|2026", tags={"market_data/freshness": "binance"}).success
+    pages = [r for r in admin(sim.url, "timeline") if r["path"] == "/fapi/v1/klines"]
+    weights = [r["weight"] for r in pages if r["status"] == 200]
+    assert weights[-2:] == [2, 1], weights  # the history (~450 hours), then the tail (2)
+
+
 def test_nothing_is_expected_before_the_listing(harness: Harness) -> None:
     newt = next(m for m in MARKETS if m.id == "NEWTUSDT")
     result = harness.run_months("NEWT-USDT-SPOT:1h", "2026-10")

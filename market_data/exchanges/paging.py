@@ -18,7 +18,7 @@ import pandas as pd
 
 from market_data.domain.calendar import utc_text
 from market_data.domain.candles import CandleContractError
-from market_data.domain.timeframes import MINUTE_MS
+from market_data.domain.timeframes import MINUTE_MS, Timeframe
 from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.errors import ExchangeDataError
 from market_data.exchanges.venues import venue
@@ -87,8 +87,13 @@ async def fetch_window(
 ) -> Page:
     """The page of window [lo, hi), requested (and retried) as the client does; an error
     names the window."""
+    limit = client.page_limit
+    if venue(client.id).reports_weight:
+        # Binance weighs USD-M klines by the limit asked (1000: 5, under 100: 1): ask for
+        # what the window can hold (a freshness tail is a candle or two)
+        limit = min(limit, max(1, -(-(hi - lo) // Timeframe.parse(timeframe).ms)))
     try:
-        table = await client.fetch_candles(symbol, timeframe, lo, client.page_limit, hi - 1)
+        table = await client.fetch_candles(symbol, timeframe, lo, limit, hi - 1)
     except ExchangeDataError as e:
         raise e.with_context(_where(symbol, timeframe, lo, hi)) from e
     except (TypeError, ValueError) as e:  # a null or non-numeric value: the exchange's data
