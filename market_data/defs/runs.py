@@ -48,12 +48,6 @@ def run_asset(run: dg.DagsterRun) -> tuple[str, str] | None:
     return None
 
 
-def run_exchange(run: dg.DagsterRun) -> str | None:
-    """The exchange whose candles a run materializes (its asset selection), if any."""
-    asset = run_asset(run)
-    return asset[0] if asset else None
-
-
 @dataclass(frozen=True)
 class Busy:
     """What a queued or running run materializes: its markets x the months of its years (a

@@ -50,11 +50,6 @@ def timeframe_of(market_key: str) -> str:
     return market_key.rpartition(":")[2]
 
 
-def partitions_of(exchange: str, market_key: str) -> dg.DynamicPartitionsDefinition:
-    """The market partitions ``market_key`` belongs to (its timeframe's asset)."""
-    return market_partitions(exchange, timeframe_of(market_key))
-
-
 def month_partitions(start: date) -> dg.MonthlyPartitionsDefinition:
     """Months from ``start``'s, the month in progress included (the composite asset)."""
     return dg.MonthlyPartitionsDefinition(
