@@ -547,9 +547,10 @@ def api(host: str, port: int, report_max_age: float) -> None:
             f"DATABASE_URL is not a database URL: {_redacted(url)}"
         ) from None
     watchlist = load_watchlist()
+    instance = dg.DagsterInstance.get()
     sources = Sources(
         store,
-        DagsterActivity(dg.DagsterInstance.get(), watchlist),
+        lambda: DagsterActivity(instance, watchlist),
         watchlist,
         database_url=url,
         report_max_age_s=report_max_age,

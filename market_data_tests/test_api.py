@@ -184,6 +184,15 @@ def test_the_api_reports_what_status_reports(
         assert metrics[("market_data_series", "")] == 1
         assert metrics[("market_data_series_with_gaps", "")] == 1
         assert metrics[("market_data_lag_seconds", market)] == pytest.approx(btc["lag_s"])
+
+        # a run made while the API serves shows in its next report (nothing it read is
+        # kept from one report to the next)
+        assert everything["runs_24h"] == {"binance": {"SUCCESS": 1}}
+        again = cli(
+            env, "backfill", "--exchange", "binance", "--symbol", "BTC/USDT", "--start", "2026-11-01"
+        )
+        assert again.returncode == 0, again.stderr
+        assert api.json("/ingestion/status")[1]["runs_24h"] == {"binance": {"SUCCESS": 2}}
     finally:
         printed = api.stop()
     assert PASSWORD not in printed + "".join(api.bodies) + status.stdout + status.stderr

@@ -34,7 +34,9 @@ class Sources:
     """What the API reads: the candle store, the orchestrator's activity, the watchlist."""
 
     store: CandleStore
-    activity: Activity
+    #: a view of the orchestrator for one report (made anew for each: it may cache what it
+    #: reads, which must not outlive the report)
+    activity: Callable[[], Activity]
     watchlist: Watchlist
     #: the store's URL, so that its password can never appear in an answer
     database_url: str = ""
@@ -93,7 +95,7 @@ class StatusApi:
         return None
 
     def _collect(self) -> StatusReport:
-        report = collect_status(self.sources.store, self.sources.activity, self.sources.watchlist)
+        report = collect_status(self.sources.store, self.sources.activity(), self.sources.watchlist)
         if report.database_error:
             report.database_error = self.redact(report.database_error)
         self._cached = (time.monotonic(), report)

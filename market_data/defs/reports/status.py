@@ -24,19 +24,23 @@ from market_data.store.candles import CandleStore
 
 
 class DagsterActivity:
-    """pipeline.status.Activity over a Dagster instance."""
+    """pipeline.status.Activity over a Dagster instance, for one report: what it reads
+    (the day's runs, each asset's market partitions) is read once and kept for its life."""
 
     def __init__(self, instance: dg.DagsterInstance, watchlist: Watchlist) -> None:
         self.instance = instance
         self.watchlist = watchlist
         self._runs: list[dg.DagsterRun] | None = None
+        self._orders: dict[tuple[str, str], list[str]] = {}
 
     def _frames(self, exchange: str) -> list[str]:
         return [tf.code for tf in self.watchlist.timeframes_of(exchange)]
 
     def _order(self, exchange: str, timeframe: str) -> list[str]:
-        parts = market_partitions(exchange, timeframe).name
-        return list(self.instance.get_dynamic_partitions(parts))
+        if (exchange, timeframe) not in self._orders:
+            parts = market_partitions(exchange, timeframe).name
+            self._orders[exchange, timeframe] = list(self.instance.get_dynamic_partitions(parts))
+        return self._orders[exchange, timeframe]
 
     def markets(self, exchange: str) -> list[str]:
         return [k for tf in self._frames(exchange) for k in self._order(exchange, tf)]
