@@ -197,7 +197,9 @@ def main(bases: int) -> None:
         activity = DagsterActivity(instance, wl)
         report, status_s = timed(collect_status, store, activity, wl)
         print(f"status report ({len(report.markets)} series): {status_s:.2f} s")
-        api = StatusApi(Sources(store, lambda: DagsterActivity(instance, wl), wl, report_max_age_s=60))
+        api = StatusApi(
+            Sources(store, lambda: DagsterActivity(instance, wl), wl, report_max_age_s=60)
+        )
         body, cold_s = timed(generate_latest, api.registry)
         _, warm_s = timed(generate_latest, api.registry)
         print(f"/metrics: {len(body) / 1e6:.2f} MB; {cold_s:.2f} s collecting the report, "

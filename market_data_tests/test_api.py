@@ -189,7 +189,14 @@ def test_the_api_reports_what_status_reports(
         # kept from one report to the next)
         assert everything["runs_24h"] == {"binance": {"SUCCESS": 1}}
         again = cli(
-            env, "backfill", "--exchange", "binance", "--symbol", "BTC/USDT", "--start", "2026-11-01"
+            env,
+            "backfill",
+            "--exchange",
+            "binance",
+            "--symbol",
+            "BTC/USDT",
+            "--start",
+            "2026-11-01",
         )
         assert again.returncode == 0, again.stderr
         assert api.json("/ingestion/status")[1]["runs_24h"] == {"binance": {"SUCCESS": 2}}
