@@ -60,9 +60,9 @@ def test_the_postgres_instance_matches_the_embedded_one_below_storage() -> None:
     assert "storage" not in embedded and postgres == embedded
 
 
-def _printed_by(code: str) -> str:
-    """What ``code`` prints in a fresh interpreter loading the demo watchlist."""
-    env = {**os.environ, "MARKET_DATA_CONFIG": str(ROOT / "watchlist.yaml")}
+def _printed_by(code: str, watchlist: Path = ROOT / "watchlist.yaml") -> str:
+    """What ``code`` prints in a fresh interpreter loading ``watchlist`` (the demo's)."""
+    env = {**os.environ, "MARKET_DATA_CONFIG": str(watchlist)}
     result = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", code],
         cwd=ROOT,
@@ -157,3 +157,33 @@ def test_loading_the_code_location_turns_on_batched_event_writes() -> None:
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == expected
+
+
+def test_a_ui_backfill_runs_about_as_many_pages_per_run_at_every_timeframe(
+    tmp_path: Path,
+) -> None:
+    """A backfill launched from the UI is cut by each candle asset's backfill policy: as many
+    market-years per run as make about PAGES_PER_RUN requests at the exchange's page size."""
+    watchlist = tmp_path / "watchlist.yaml"
+    watchlist.write_text(
+        "exchanges:\n"
+        "  binance: {markets: [{symbol: BTC/USDT, timeframes: [1m, 5m, 15m, 1h, 4h, 1d]}]}\n"
+        "  coinbase: {markets: [BTC/USD/1h]}\n"
+    )
+    printed = _printed_by(
+        "import dagster as dg\n"
+        "from market_data.definitions import defs\n"
+        "graph = defs.get_repository_def().asset_graph\n"
+        "for key in sorted(k.to_user_string() for k in graph.get_all_asset_keys()):\n"
+        "    if key.startswith('candles/binance/') or key == 'candles/coinbase/1h':\n"
+        "        node = graph.get(dg.AssetKey(key.split('/')))\n"
+        "        print(key, node.backfill_policy.max_partitions_per_run)\n",
+        watchlist,
+    )
+    per_run = dict(line.split() for line in printed.splitlines())
+    # Binance serves 1,000 candles a page: a year of 1m is 528 pages, of 15m 36, of 1h 9
+    assert per_run == {
+        "candles/binance/1m": "9", "candles/binance/5m": "47", "candles/binance/15m": "138",
+        "candles/binance/1h": "500", "candles/binance/4h": "500", "candles/binance/1d": "500",
+        "candles/coinbase/1h": "166",  # 300 candles a page: 30 pages a year
+    }  # fmt: skip

@@ -174,7 +174,7 @@ class Deployment:
 
     def runs(self, backfill_id: str) -> list[dict[str, Any]]:
         data = self.gql(
-            "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { runId status } } } }",
+            "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { runId status tags { key value } } } } }",
             f={"tags": [{"key": "dagster/backfill", "value": backfill_id}]},
         )
         return list(data["runsOrError"]["results"])
@@ -390,6 +390,22 @@ def test_a_backfill_launched_through_graphql_stores_exactly_the_candles(
     assert stored(dep, "BTC-USDT-SPOT", "1h", Y2024, Y2026) == exchange_truth(
         "BTCUSDT", Kind.SPOT, "1h", Y2024, Y2026, NOW_MS
     )
+
+    # many markets: Dagster cuts the selection year by year into runs of consecutive markets
+    # (the asset's backfill policy, sized by pages like the watchlist's groups: up to 500 at 1d)
+    years = [f"{m}-USDT-SPOT:1d|{y}" for m in ("ADA", "XRP") for y in (2024, 2025)]
+    runs = dep.wait_backfill(dep.launch_backfill(years))
+    assert all(r["status"] == "SUCCESS" for r in runs), runs
+    ranges = sorted(
+        (t["dagster/asset_partition_range_start"], t["dagster/asset_partition_range_end"])
+        for t in ({t["key"]: t["value"] for t in r["tags"]} for r in runs)
+    )
+    # (XRP before ADA: the partitions' order, the watchlist's)
+    assert ranges == [(f"XRP-USDT-SPOT:1d|{y}", f"ADA-USDT-SPOT:1d|{y}") for y in (2024, 2025)]
+    for base in ("ADA", "XRP"):
+        assert stored(dep, f"{base}-USDT-SPOT", "1d", Y2024, Y2026) == exchange_truth(
+            f"{base}USDT", Kind.SPOT, "1d", Y2024, Y2026, NOW_MS
+        )
 
 
 def test_the_freshness_sensor_keeps_a_market_up_to_date(

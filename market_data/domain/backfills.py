@@ -23,6 +23,7 @@ PAGES_PER_RUN = 5_000
 #: and its checks' evaluations, events Dagster writes one by one (bench/scale.py: ~4 events
 #: and ~0.2 s a partition on PostgreSQL, whatever it fetched)
 PARTITIONS_PER_RUN = 500
+YEAR_MS = 366 * 86_400_000  # the longest year
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,19 @@ def years_between(first_ms: int, now_ms: int) -> int:
 def history_pages(first_ms: int, now_ms: int, timeframe_ms: int, page_limit: int) -> int:
     """Requests a market's history from ``first_ms`` to now takes at most (one at least)."""
     return max(1, -(-max(0, now_ms - first_ms) // (timeframe_ms * page_limit)))
+
+
+def partitions_per_ui_run(
+    timeframe_ms: int,
+    page_limit: int,
+    pages_per_run: int = PAGES_PER_RUN,
+    partitions_per_run: int = PARTITIONS_PER_RUN,
+) -> int:
+    """Partitions (market-years) in one run of a backfill launched from the UI, sized like
+    the watchlist's groups: Dagster's backfill daemon cuts the selection year by year into
+    runs of this many consecutive markets (the asset's ``BackfillPolicy``)."""
+    year_pages = history_pages(0, YEAR_MS, timeframe_ms, page_limit)
+    return max(1, min(partitions_per_run, pages_per_run // year_pages))
 
 
 def group_backfills(

@@ -10,7 +10,6 @@ from pydantic import Field
 
 from market_data.defs.candles.partitions import (
     FRESHNESS_TAG,
-    YEARS_PER_RUN,
     candle_partitions,
     market_of,
     ranges_by_market,
@@ -20,6 +19,7 @@ from market_data.defs.candles.results import partition_metadata, run_written
 from market_data.defs.instruments.assets import instruments_asset_key
 from market_data.defs.resources import CandleStoreResource, ExchangesResource
 from market_data.defs.runs import run_is_stopping
+from market_data.domain.backfills import partitions_per_ui_run
 from market_data.domain.calendar import day_ms
 from market_data.domain.candles import CandleContractError
 from market_data.domain.freshness import is_stale
@@ -31,6 +31,7 @@ from market_data.exchanges.errors import (
     PermanentExchangeError,
     RateLimitedError,
 )
+from market_data.exchanges.venues import venue
 from market_data.pipeline.alerts import report_rate_limits
 from market_data.pipeline.ingest import (
     Fetched,
@@ -109,16 +110,19 @@ def candle_asset(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.Asse
     step_retries = watchlist.exchange(exchange).step_retries
     key = candle_asset_key(exchange, timeframe)
     partitions = candle_partitions(exchange, timeframe, watchlist.start)
+    tf = Timeframe.parse(timeframe)
 
     @dg.asset(
         key=key,
         partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=YEARS_PER_RUN),
+        backfill_policy=dg.BackfillPolicy.multi_run(
+            max_partitions_per_run=partitions_per_ui_run(tf.ms, venue(exchange).page_limit)
+        ),
         pool=f"exchange:{exchange}",
         deps=[instruments_asset_key(exchange)],
         group_name="candles",
         kinds={"ccxt", "sql"},
-        freshness_policy=freshness_policy(watchlist, Timeframe.parse(timeframe)),
+        freshness_policy=freshness_policy(watchlist, tf),
         description=f"Closed {timeframe} OHLCV candles from {exchange}, per market "
         "(symbol:timeframe) and year, written to the candle store as they arrive.",
     )

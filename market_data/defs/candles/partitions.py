@@ -21,7 +21,6 @@ from market_data.domain.intervals import merge_intervals
 MARKET_DIM = "market"
 YEAR_DIM = "year"
 MONTH_DIM = "month"  # the composite asset's time dimension
-YEARS_PER_RUN = 10  # a UI backfill (BackfillPolicy) runs up to a decade of one market as one run
 KEY_SEPARATOR = "|"
 
 RANGE_START = "dagster/asset_partition_range_start"
