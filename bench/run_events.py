@@ -2,11 +2,13 @@
 (dynamic markets x years) materialized over N markets of one year in one ranged run, its
 body doing nothing but (optionally) giving each partition its own metadata.
 
-Four variants, alternating, each on a fresh PostgreSQL instance of the bench's own:
+Five variants, alternating, each on a fresh PostgreSQL instance of the bench's own:
 per-partition metadata (``add_asset_metadata(partition_key=)``) or none, and Dagster's
 batched event writes (``DAGSTER_EVENT_BATCH_SIZE``, which market_data.defs turns on) or
-one write per event. Each variant runs in a subprocess (the batch size is read from the
-environment when events are stored).
+one write per event; and the product's shape, batched writes and two partitioned checks
+that log one evaluation per partition, as the candle checks do (defs/candles/evaluations.py).
+Each variant runs in a subprocess (the batch size is read from the environment when events
+are stored).
 
     python bench/run_events.py [MARKETS ...]     # default 500 1000 2500
 """
@@ -27,8 +29,9 @@ warnings.simplefilter("ignore")
 import dagster as dg
 from datetime import date
 from market_data.defs.candles.partitions import candle_partitions
+from market_data.defs.candles.evaluations import evaluation, latest_materializations
 
-n, per = int(sys.argv[1]), sys.argv[2] == "per"
+n, per, checks = int(sys.argv[1]), sys.argv[2] == "per", sys.argv[3] == "checks"
 parts = candle_partitions("binance", "1d", date(2019, 1, 1))
 
 @dg.asset(partitions_def=parts)
@@ -40,6 +43,16 @@ def candles(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     print(f"metadata {time.perf_counter() - started:.1f}", end=" ")
     return dg.MaterializeResult(metadata={"run_markets": n})
 
+def partition_check(name):
+    @dg.asset_check(asset=candles, name=name, partitions_def=parts)
+    def check(context: dg.AssetCheckExecutionContext) -> None:
+        op = context.op_execution_context
+        keys = [str(k) for k in op.partition_keys]
+        targets = latest_materializations(context.instance, candles.key, keys)
+        for pk in keys:
+            op.log_event(evaluation(dg.AssetCheckKey(candles.key, name), pk, True, targets=targets))
+    return check
+
 instance = dg.DagsterInstance.get()
 keys = [f"X{i:05d}-USDT-SPOT:1d" for i in range(n)]
 instance.add_dynamic_partitions("markets_binance_1d", keys)
@@ -47,12 +60,13 @@ tags = {"dagster/asset_partition_range_start": f"{keys[0]}|2026",
         "dagster/asset_partition_range_end": f"{keys[-1]}|2026"}
 quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 started = time.perf_counter()
-assert dg.materialize([candles], instance=instance, tags=tags, run_config=quiet).success
+defs = [candles, *([partition_check("fresh"), partition_check("no_gaps")] if checks else [])]
+assert dg.materialize(defs, instance=instance, tags=tags, run_config=quiet).success
 print(f"run {time.perf_counter() - started:.1f}")
 """
 
 
-def variant(markets: int, per: bool, batch: bool) -> str:
+def variant(markets: int, per: bool, batch: bool, checks: bool = False) -> str:
     with scratch_database("md_bench_events") as url, tempfile.TemporaryDirectory() as home:
         pg = url.replace("postgresql+psycopg://", "postgresql+psycopg2://")
         (Path(home) / "dagster.yaml").write_text(
@@ -64,7 +78,8 @@ def variant(markets: int, per: bool, batch: bool) -> str:
             "DAGSTER_EVENT_BATCH_SIZE": "1000" if batch else "0",
         }
         done = subprocess.run(
-            [sys.executable, "-c", CHILD, str(markets), "per" if per else "none"],
+            [sys.executable, "-c", CHILD, str(markets), "per" if per else "none",
+             "checks" if checks else "-"],
             env=env, capture_output=True, text=True, check=True,
         )  # fmt: skip
         return done.stdout.strip()
@@ -77,6 +92,8 @@ def main(sizes: list[int]) -> None:
                 figures = variant(n, per, batch)
                 print(f"{n} partitions, per-partition metadata {'yes' if per else 'no '}, "
                       f"batched writes {'yes' if batch else 'no '}: {figures} (s)")  # fmt: skip
+        figures = variant(n, False, True, checks=True)
+        print(f"{n} partitions, batched writes, two checks logging each partition: {figures} (s)")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,15 @@ PostgreSQL databases of the bench's own. Measured, in process (no daemon, no web
 - a sample of the planned backfill runs executed as the daemon would run them (the asset
   and its checks, in process: a launched run adds its process start, ~3 s): wall time,
   pages, and the weight spent while fetching against Binance's 100 a second;
-- a freshness run of the largest asset (every market of one timeframe, the year in
-  progress; its history stored by a run of the bench's own first, outside the timing);
+- freshness runs of the 1d asset (every market of one timeframe, the year in progress;
+  its history stored by a run of the bench's own first, outside the timing), each a day
+  later: with the `recent` check a run of that size carries, then with the two
+  partitioned checks smaller ones carry, then `recent` again;
 - then the freshness and gap-repair ticks, the status report (as `market-data status`
   collects it), and /metrics from a collected report and from the report in memory.
 
     python bench/scale.py [BASES]     # default 1667 bases: ~2,500 markets; DATABASE_URL
+    SCALE_SAMPLE_RUNS=0 python bench/scale.py     # without the sample backfill runs
 """
 
 from __future__ import annotations
@@ -38,7 +41,12 @@ from prometheus_client import generate_latest
 
 from market_data.api.app import Sources, StatusApi
 from market_data.defs.candles.assets import candle_asset
-from market_data.defs.candles.checks import fresh_check, gap_check
+from market_data.defs.candles.checks import (
+    FRESHNESS_CHECKS_MAX,
+    fresh_check,
+    gap_check,
+    recent_check,
+)
 from market_data.defs.candles.partitions import (
     FRESHNESS_TAG,
     RANGE_END,
@@ -140,7 +148,7 @@ def main(bases: int) -> None:
         assets = {tf: candle_asset("binance", tf, wl) for tf in TIMEFRAMES}
         checks = {tf: [gap_check("binance", tf, wl), fresh_check("binance", tf, wl)]
                   for tf in TIMEFRAMES}  # fmt: skip
-        for run in runs[:SAMPLE_RUNS]:
+        for run in runs[: int(os.environ.get("SCALE_SAMPLE_RUNS", SAMPLE_RUNS))]:
             tags = {t: run.tags[t] for t in (RANGE_START, RANGE_END)}
             tf = timeframe_of(tags[RANGE_START].split("|")[0])
             asset = assets[tf]
@@ -169,27 +177,35 @@ def main(bases: int) -> None:
                   f"{'; '.join(fetched)}; {refused} refused; "
                   f"success {result.success}")  # fmt: skip
 
-        # a freshness run of the 1d asset (every market, the year in progress, its checks):
-        # the first one fetches the month in progress of every market; the timed one, a day
-        # later, what a freshness run fetches (the newest candle)
+        # a freshness run of the 1d asset (every market, the year in progress): the first one
+        # fetches the month in progress of every market; the timed ones, each a day later,
+        # what a freshness run fetches (the newest candle), with the checks a freshness run of
+        # this size carries (`recent`, one result) and, for comparison, with the two
+        # partitioned checks (one result per partition each) that smaller ones carry
         daily = per_tf["1d"]
         span = {RANGE_START: f"{daily[0]}|{TODAY.year}", RANGE_END: f"{daily[-1]}|{TODAY.year}",
                 FRESHNESS_TAG: "binance"}  # fmt: skip
-        for timing in (False, True):
+        carried = [recent_check("binance", "1d", wl)]
+        assert len(daily) > FRESHNESS_CHECKS_MAX
+        for timing, selected in ((None, carried), ("recent", carried),
+                                 ("fresh + no_gaps per partition", checks["1d"]),
+                                 ("recent", carried)):  # fmt: skip
             if timing:
                 admin(url, "clock", {"advance_ms": 86_400_000})  # a day later: one new candle
             began = time.time()
             result, seconds = timed(
-                lambda: dg.materialize(
-                    [assets["1d"], *checks["1d"]], instance=instance, resources=resources,
+                lambda selected=selected: dg.materialize(
+                    [assets["1d"], *selected], instance=instance, resources=resources,
                     tags=span, run_config=QUIET, raise_on_error=False,
                 )
             )  # fmt: skip
-        rows = [r for r in admin(url, "timeline") if r["t"] >= began and r["status"] == 200]
-        print(
-            f"freshness run of candles/binance/1d ({len(daily)} markets, one partition "
-            f"each): {seconds:.1f} s, {len(rows)} requests, success {result.success}"
-        )
+            if timing:
+                rows = [r for r in admin(url, "timeline") if r["t"] >= began and r["status"] == 200]
+                print(
+                    f"freshness run of candles/binance/1d ({len(daily)} markets, one partition "
+                    f"each), checks {timing}: {seconds:.1f} s, {len(rows)} requests, "
+                    f"success {result.success}"
+                )
 
         for sensor in (freshness_sensor(wl), gap_repair_sensor(wl)):
             _, seconds = tick(sensor)

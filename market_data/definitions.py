@@ -12,6 +12,7 @@ from market_data.defs.candles.checks import (
     fresh_check,
     gap_check,
     gap_check_job,
+    recent_check,
 )
 from market_data.defs.candles.schedules import gap_sweep_schedule
 from market_data.defs.candles.sensors import freshness_sensor, gap_repair_sensor, watchlist_sensor
@@ -52,7 +53,7 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
             *(
                 check(ex, tf, watchlist)
                 for ex, tf in candle_assets
-                for check in (gap_check, fresh_check)
+                for check in (gap_check, fresh_check, recent_check)
             ),
             # 1m candles are the reference the higher timeframes are checked against
             *(consistency_check(ex, tf, watchlist) for ex, tf in candle_assets if tf != "1m"),

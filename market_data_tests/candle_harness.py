@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from market_data.config import timeframes_of
 from market_data.defs.candles.assets import candle_asset
-from market_data.defs.candles.checks import fresh_check, gap_check, gap_check_job
+from market_data.defs.candles.checks import fresh_check, gap_check, gap_check_job, recent_check
 from market_data.defs.candles.partitions import (
     RANGE_END,
     RANGE_START,
@@ -66,6 +66,7 @@ class Harness:
         self.assets = {tf: candle_asset(self.exchange, tf, self.wl) for tf in frames}
         self.checks = {tf: gap_check(self.exchange, tf, self.wl) for tf in frames}
         self.fresh = {tf: fresh_check(self.exchange, tf, self.wl) for tf in frames}
+        self.recent = {tf: recent_check(self.exchange, tf, self.wl) for tf in frames}
         self.resources = build_resources(self.wl) | {
             STORE_KEY: CandleStoreResource(database_url=self.store_url)
         }
@@ -89,17 +90,20 @@ class Harness:
         last: str | None = None,
         config: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
+        recent: bool = False,
     ) -> dg.ExecuteInProcessResult:
         """Materialize partition ``first`` or the range ``first``..``last`` (``tags``: the
-        run's own, e.g. a freshness run's)."""
+        run's own, e.g. a freshness run's), with the partitioned gap and fresh checks, or
+        (``recent``) the one ``recent`` check instead, as a large freshness run does."""
         tf = timeframe_of(market_of(first))
         kwargs: dict[str, Any] = {"partition_key": first, "tags": tags or {}}
         if last is not None:
             kwargs = {"tags": {RANGE_START: first, RANGE_END: last, **(tags or {})}}
         asset = self.assets[tf]
         run_config = {"ops": {asset.op.name: {"config": config}}} if config else None
+        checks = [self.recent[tf]] if recent else [self.checks[tf], self.fresh[tf]]
         return dg.materialize(
-            [asset, self.checks[tf], self.fresh[tf]],
+            [asset, *checks],
             instance=self.instance,
             resources=self.resources,
             raise_on_error=False,

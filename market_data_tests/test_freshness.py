@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from market_data.defs.candles.checks import FRESHNESS_CHECKS_MAX
 from market_data.defs.candles.partitions import RANGE_END, RANGE_START
 from market_data.defs.candles.sensors import FRESHNESS_TAG, freshness_requests, freshness_sensor
 from market_data.defs.resources import STORE_KEY, CandleStoreResource
@@ -36,6 +37,50 @@ def test_one_run_per_asset_and_the_final_fetch_of_last_year() -> None:
         "BTC-USDT-SPOT:1h|2026", "BTC-USDT-SPOT:1h|2027",
     ]  # fmt: skip
     assert freshness_requests("binance", "1h", [], datetime(2026, 12, 1, tzinfo=UTC), 6) == []
+
+
+def test_a_whole_exchange_freshness_run_judges_its_markets_in_one_result() -> None:
+    """Above FRESHNESS_CHECKS_MAX markets a freshness run evaluates the one `recent` check,
+    not two results per partition (each an event Dagster writes on its own)."""
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    keys = [f"M{i:04d}-USDT-SPOT:1h" for i in range(FRESHNESS_CHECKS_MAX + 1)]
+    (whole,) = freshness_requests("binance", "1h", keys, now, 6)
+    assert [k.name for k in whole.asset_check_keys or []] == ["recent"]
+    (fewer,) = freshness_requests("binance", "1h", keys[:FRESHNESS_CHECKS_MAX], now, 6)
+    assert sorted(k.name for k in fewer.asset_check_keys or []) == ["fresh", "no_gaps"]
+
+
+def test_the_recent_check_names_the_stale_markets_and_the_gaps_of_the_last_day(
+    sim: RunningSimulator, tmp_path: Path
+) -> None:
+    wl = watchlist(sim.url, ["BTC/USDT/1h", "SOL/USDT/1h", "ETH/USDT/1h"], start="2025-12-01")
+    h = Harness(wl, f"sqlite:///{tmp_path}/r.sqlite", dg.DagsterInstance.ephemeral())
+    # SOL trades no more for its last three hours (stale, and three empty hours); BTC has two
+    # empty hours this morning; ETH is complete and current
+    last_hour = NOW_MS - NOW_MS % HOUR
+    holes = [
+        {"symbol": "SOLUSDT", "start_ms": last_hour - 3 * HOUR, "end_ms": NOW_MS + 1},
+        {"symbol": "BTCUSDT", "start_ms": last_hour - 6 * HOUR, "end_ms": last_hour - 4 * HOUR},
+    ]
+    admin(sim.url, "faults", {"holes": holes})
+    freshness = {FRESHNESS_TAG: "binance"}
+    result = h.run("BTC-USDT-SPOT:1h|2026", "ETH-USDT-SPOT:1h|2026", tags=freshness, recent=True)
+    assert result.success
+    (recent,) = h.evaluations(result, "recent")
+    assert not recent.passed and recent.severity == dg.AssetCheckSeverity.ERROR
+    assert recent.description == "3 markets of 2026: 1 stale, 2 with gaps in their last day"
+    meta = {k: v.value for k, v in recent.metadata.items()}
+    assert (meta["markets"], meta["stale_markets"], meta["markets_with_gaps"]) == (3, 1, 2)
+    assert (meta["open_gaps"], meta["empty_candles"], meta["missing_candles"]) == (2, 5, 0)
+    assert meta["first_with_gaps"] == "BTC-USDT-SPOT:1h, SOL-USDT-SPOT:1h"
+    assert "| SOL-USDT-SPOT:1h |" in meta["first_stale"] and "ETH" not in meta["first_stale"]
+    # one result for the run, none per partition
+    assert h.evaluations(result, "fresh") == [] == h.evaluations(result, "no_gaps")
+    # the gap is recorded as the gap check records it: the repair sensor acts on it
+    assert h.store.gaps.totals("binance")[("BTC-USDT-SPOT", "1h")].open_gaps == 1
+    # a run of a past year only: nothing of the year in progress to judge
+    (past,) = h.evaluations(h.run("BTC-USDT-SPOT:1h|2025", recent=True), "recent")
+    assert past.passed and past.description == "the run holds no partition of the year in progress"
 
 
 def test_ticks_keep_every_market_up_to_date(sim: RunningSimulator, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ recorded in the run (evaluations.py), so the UI shows each partition Passed or F
 
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import dagster as dg
 
@@ -20,7 +21,14 @@ from market_data.defs.candles.evaluations import (
 )
 from market_data.defs.candles.partitions import (
     FRESHNESS_TAG,
+    PARTITION_TAG,
+    RANGE_END,
+    RANGE_START,
     candle_partitions,
+    market_of,
+    market_partitions,
+    markets_of_run,
+    partition_key,
     ranges_by_market,
     split_partition_key,
 )
@@ -37,6 +45,13 @@ from market_data.store.series import Series
 
 CHECK_NAME = "no_gaps"
 SHOWN = 10
+
+RECENT_CHECK = "recent"
+#: a freshness run evaluates ``fresh`` and ``no_gaps`` on each partition up to this many
+#: markets; above, ``recent`` as one result for the asset: Dagster writes a check result
+#: as an event of its own (~20 ms each on PostgreSQL, bench/run_events.py), so two per
+#: partition of a whole exchange's timeframe would be ~100 s of every freshness run
+FRESHNESS_CHECKS_MAX = 200
 
 
 def gap_check_key(exchange: str, timeframe: str) -> dg.AssetCheckKey:
@@ -172,7 +187,8 @@ def gap_check(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.AssetCh
         "Every expected candle (on the grid, after listing, before the newest known candle "
         "and any delisting) is stored, or the exchange has none there. One result per "
         "partition: Failed with the gaps, or passing (with a warning where the exchange has no "
-        "candle). A freshness run detects its last day only (the rest as recorded).",
+        "candle). A freshness run detects its last day only (the rest as recorded); one of "
+        f"more than {FRESHNESS_CHECKS_MAX} markets evaluates `recent` instead.",
         lambda store, instance, keys, tags: gap_evaluations(
             store, instance, watchlist, exchange, timeframe, keys, tail=FRESHNESS_TAG in tags
         ),
@@ -273,7 +289,8 @@ def fresh_check(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.Asset
         "Each market's newest candle is at most max_lag_timeframes "
         f"({watchlist.freshness.max_lag_timeframes:g}) timeframes behind the exchange clock, in "
         "the year in progress (a past year is complete); one result per partition, a "
-        "warning when stale. Every freshness run evaluates it.",
+        f"warning when stale. Every freshness run of up to {FRESHNESS_CHECKS_MAX} markets "
+        "evaluates it (a larger one: `recent`).",
         fresh_evaluations,
     )
 
@@ -362,3 +379,118 @@ def consistency_check(
         "mismatches. One result per partition.",
         consistency_evaluations,
     )
+
+
+def recent_check_key(exchange: str, timeframe: str) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(candle_asset_key(exchange, timeframe), RECENT_CHECK)
+
+
+def freshness_check_keys(exchange: str, timeframe: str, markets: int) -> list[dg.AssetCheckKey]:
+    """The checks a freshness run of ``markets`` markets evaluates."""
+    if markets > FRESHNESS_CHECKS_MAX:
+        return [recent_check_key(exchange, timeframe)]
+    return [fresh_check_key(exchange, timeframe), gap_check_key(exchange, timeframe)]
+
+
+def _year_in_progress_keys(
+    store: CandleStore, instance: dg.DagsterInstance, exchange: str, timeframe: str, tags: Any
+) -> list[str]:
+    """The run's partitions of the year in progress (by the exchange clock as the run read
+    it): every market of its range (a freshness run: all of them) x that year."""
+    clock = store.gaps.clock(exchange) or int(time.time() * 1000)
+    year = year_key_of(clock)
+    order = list(instance.get_dynamic_partitions(market_partitions(exchange, timeframe).name))
+    ends = [
+        split_partition_key(tags[t])[1]
+        for t in (PARTITION_TAG, RANGE_START, RANGE_END)
+        if t in tags
+    ]
+    if not ends or not ends[0] <= year <= ends[-1]:
+        return []
+    markets = markets_of_run(tags, order)
+    return [partition_key(m, year) for m in order if m in markets]
+
+
+def _lags_table(stale: list[tuple[str, float | None]]) -> str:
+    lines = ["| market | newest candle closed (s before the exchange clock) |", "| --- | --- |"]
+    lines += [
+        f"| {m} | {'no candle' if lag is None else f'{lag:.0f}'} |" for m, lag in stale[:SHOWN]
+    ]
+    return "\n".join(lines)
+
+
+def recent_result(
+    store: CandleStore,
+    instance: dg.DagsterInstance,
+    watchlist: Watchlist,
+    exchange: str,
+    timeframe: str,
+    tags: Any,
+) -> dg.AssetCheckResult:
+    """``fresh`` and ``no_gaps`` (its last day: TAIL_MS) of every market of the run's year in
+    progress, as one result: failed (an error) when a market has a gap, a warning when one
+    is stale. The gaps found are recorded as the partitioned check records them."""
+    keys = _year_in_progress_keys(store, instance, exchange, timeframe, tags)
+    if not keys:
+        return dg.AssetCheckResult(
+            passed=True, description="the run holds no partition of the year in progress"
+        )
+    fresh = fresh_evaluations(store, instance, watchlist, exchange, timeframe, keys)
+    gaps = gap_evaluations(store, instance, watchlist, exchange, timeframe, keys, tail=True)
+    stale = [
+        (market_of(str(e.partition)), e.metadata.get("lag_seconds")) for e in fresh if not e.passed
+    ]
+    stale_lags = [(m, None if v is None else float(v.value)) for m, v in stale]
+    with_gaps = [e for e in gaps if not e.passed]
+    totals = GapCounts()
+    for e in gaps:
+        totals = totals + counts_of(e)
+    lags = [float(e.metadata["lag_seconds"].value) for e in fresh if "lag_seconds" in e.metadata]
+    metadata: dict[str, dg.MetadataValue] = {
+        "markets": dg.MetadataValue.int(len(keys)),
+        "stale_markets": dg.MetadataValue.int(len(stale_lags)),
+        "markets_with_gaps": dg.MetadataValue.int(len(with_gaps)),
+        "max_lag_timeframes": dg.MetadataValue.float(watchlist.freshness.max_lag_timeframes),
+        **gap_metadata(totals),
+    }
+    if lags:
+        metadata["max_lag_seconds"] = dg.MetadataValue.float(round(max(lags), 1))
+    if stale_lags:
+        metadata["first_stale"] = dg.MetadataValue.md(_lags_table(stale_lags))
+    if with_gaps:
+        metadata["first_with_gaps"] = dg.MetadataValue.text(
+            ", ".join(market_of(str(e.partition)) for e in with_gaps[:SHOWN])
+        )
+    parts = [f"{len(stale_lags)} stale" if stale_lags else "all current"]
+    parts.append(
+        f"{len(with_gaps)} with gaps in their last day" if with_gaps else "no gap in their last day"
+    )
+    return dg.AssetCheckResult(
+        passed=not stale_lags and not with_gaps,
+        severity=dg.AssetCheckSeverity.ERROR if with_gaps else dg.AssetCheckSeverity.WARN,
+        description=f"{len(keys)} markets of {split_partition_key(keys[0])[1]}: "
+        + ", ".join(parts),
+        metadata=metadata,
+    )
+
+
+def recent_check(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=candle_asset_key(exchange, timeframe),
+        name=RECENT_CHECK,
+        description="Every market of the year in progress, as one result: each one's newest "
+        "candle within max_lag_timeframes "
+        f"({watchlist.freshness.max_lag_timeframes:g}) timeframes of the exchange clock and "
+        "no gap in its last day. A freshness run of more than "
+        f"{FRESHNESS_CHECKS_MAX} markets evaluates this instead of `fresh` and `no_gaps` on "
+        "each partition (one result per partition is an event each: too slow at that size).",
+    )
+    def check(
+        context: dg.AssetCheckExecutionContext, candle_store: CandleStoreResource
+    ) -> dg.AssetCheckResult:
+        op = context.op_execution_context
+        return recent_result(
+            candle_store.store(), context.instance, watchlist, exchange, timeframe, op.run.tags
+        )
+
+    return check

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from market_data.defs.candles.assets import all_candle_asset_keys, asset_of, candle_asset_key
-from market_data.defs.candles.checks import fresh_check_key, gap_check_key
+from market_data.defs.candles.checks import freshness_check_keys, gap_check_key
 from market_data.defs.candles.migrate import needs_migration
 from market_data.defs.candles.partitions import (
     ATTEMPT_TAG,
@@ -268,7 +268,8 @@ def freshness_requests(
     """One ranged run over every market of one timeframe's asset, the year in progress
     (dynamic keys keep their insertion order, so first..last spans them all); early in a
     year, one more for the year just finished, its final fetch. The fresh and gap checks
-    run with it (the gap check detecting only the tail: checks.TAIL_MS), not the
+    run with it (the gap check detecting only the tail: checks.TAIL_MS), or above
+    checks.FRESHNESS_CHECKS_MAX markets the one ``recent`` check of both; not the
     consistency check (a year of 1m per market; the backfill's and the UI's)."""
     if not market_keys:
         return []
@@ -279,10 +280,7 @@ def freshness_requests(
     return [
         dg.RunRequest(
             asset_selection=[candle_asset_key(exchange, timeframe)],
-            asset_check_keys=[
-                fresh_check_key(exchange, timeframe),
-                gap_check_key(exchange, timeframe),
-            ],
+            asset_check_keys=freshness_check_keys(exchange, timeframe, len(market_keys)),
             tags={
                 **range_tags((market_keys[0], y), (market_keys[-1], y)),
                 FRESHNESS_TAG: exchange,
