@@ -13,6 +13,7 @@ import ccxt
 import dagster as dg
 import pytest
 
+from market_data.defs.candles.assets import candle_asset_key
 from market_data.defs.candles.partitions import (
     RANGE_END,
     RANGE_START,
@@ -21,13 +22,15 @@ from market_data.defs.candles.partitions import (
 )
 from market_data.defs.candles.sensors import RUNS_PER_TICK, watchlist_sensor
 from market_data.defs.instruments.assets import instruments_asset
+from market_data.defs.reports.status import DagsterActivity
 from market_data.defs.resources import STORE_KEY
 from market_data.domain.backfills import PAGES_PER_RUN, PARTITIONS_PER_RUN
 from market_data.domain.watchlist import Watchlist, parse_watchlist
 from market_data.simulator.book import Clock
 from market_data.simulator.server import RunningSimulator, Simulator
-from market_data_tests.candle_harness import Harness
+from market_data_tests.candle_harness import Harness, watchlist
 from market_data_tests.conftest import NOW_MS
+from market_data_tests.helpers import add_markets
 
 TODAY = date(2026, 11, 21)
 BASES = 300  # 300 spot pairs + 150 perpetuals besides the simulator's own markets
@@ -144,3 +147,22 @@ def test_a_market_removed_while_its_backfill_waits_is_left_out_of_it(h: Harness)
     # each 1h market in exactly one run: the first tick's, or one that waited
     hourly_first = [k for k in submitted if k.endswith("-SPOT:1h")]
     assert sorted(hourly_first + later) == sorted(order)
+
+
+def test_the_status_names_each_markets_last_materialization_however_many_came_since() -> None:
+    """A freshness run of a whole exchange adds thousands of materializations at once: a
+    market materialized before them keeps its time in the report."""
+    wl = watchlist("http://127.0.0.1:1", ["BTC/USDT/1d", "ETH/USDT/1d"], start="2025-01-01")
+    instance = dg.DagsterInstance.ephemeral()
+    add_markets(instance, "binance", ["BTC-USDT-SPOT:1d", "ETH-USDT-SPOT:1d"])
+    key = candle_asset_key("binance", "1d")
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(key, partition="BTC-USDT-SPOT:1d|2025")
+    )
+    for _ in range(1_001):
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(key, partition="ETH-USDT-SPOT:1d|2026")
+        )
+    latest = DagsterActivity(instance, wl).last_materialized("binance")
+    assert sorted(latest) == ["BTC-USDT-SPOT:1d", "ETH-USDT-SPOT:1d"]
+    assert latest["BTC-USDT-SPOT:1d"] <= latest["ETH-USDT-SPOT:1d"]

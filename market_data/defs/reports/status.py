@@ -45,18 +45,31 @@ class DagsterActivity:
     def markets(self, exchange: str) -> list[str]:
         return [k for tf in self._frames(exchange) for k in self._order(exchange, tf)]
 
-    def last_materialized(self, exchange: str, limit: int = 1000) -> dict[str, str]:
-        """From each of the exchange's assets' newest ``limit`` materializations."""
+    def last_materialized(self, exchange: str) -> dict[str, str]:
+        """Each market's newest materialization, of any of its years (per asset, the newest
+        event of each partition, then those events' times: two queries, however many
+        materializations a freshness run of a whole exchange adds)."""
         latest: dict[str, str] = {}
         for tf in self._frames(exchange):
-            records = self.instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=candle_asset_key(exchange, tf)), limit=limit
+            key = candle_asset_key(exchange, tf)
+            newest: dict[str, int] = {}
+            # (no public home: the newest event of each partition; evaluations.py reads it too)
+            by_partition = self.instance.event_log_storage.get_latest_storage_id_by_partition(
+                key, dg.DagsterEventType.ASSET_MATERIALIZATION
             )
-            for record in records.records:  # newest first
-                if record.partition_key is not None:
-                    latest.setdefault(
-                        market_of(record.partition_key), utc_text(record.timestamp * 1000) or ""
-                    )
+            for pk, storage_id in by_partition.items():
+                market = market_of(pk)
+                newest[market] = max(newest.get(market, 0), storage_id)
+            if not newest:
+                continue
+            records = self.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, storage_ids=list(newest.values())),
+                limit=len(newest),
+            ).records
+            when = {r.storage_id: r.timestamp for r in records}
+            for market, storage_id in newest.items():
+                if storage_id in when:
+                    latest[market] = utc_text(when[storage_id] * 1000) or ""
         return latest
 
     def runs_24h(self, exchange: str, markets: set[str]) -> dict[str, int]:
