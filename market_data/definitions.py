@@ -12,6 +12,7 @@ from market_data.defs.candles.checks import (
     fresh_check,
     gap_check,
     gap_check_job,
+    has_consistency_check,
     recent_check,
 )
 from market_data.defs.candles.schedules import gap_sweep_schedule
@@ -55,8 +56,11 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
                 for ex, tf in candle_assets
                 for check in (gap_check, fresh_check, recent_check)
             ),
-            # 1m candles are the reference the higher timeframes are checked against
-            *(consistency_check(ex, tf, watchlist) for ex, tf in candle_assets if tf != "1m"),
+            *(
+                consistency_check(ex, tf, watchlist)
+                for ex, tf in candle_assets
+                if has_consistency_check(tf)
+            ),
             *([divergence_check(watchlist)] if composite else []),
             *(orderbook_checks(ex.name, watchlist) for ex in books),
         ],

@@ -385,6 +385,20 @@ def recent_check_key(exchange: str, timeframe: str) -> dg.AssetCheckKey:
     return dg.AssetCheckKey(candle_asset_key(exchange, timeframe), RECENT_CHECK)
 
 
+def has_consistency_check(timeframe: str) -> bool:
+    """1m candles are the reference the higher timeframes are checked against."""
+    return timeframe != "1m"
+
+
+def partition_check_keys(exchange: str, timeframe: str) -> list[dg.AssetCheckKey]:
+    """The checks a backfill run evaluates on each of its partitions (``recent`` is the
+    year in progress of a freshness run too large for them)."""
+    keys = [gap_check_key(exchange, timeframe), fresh_check_key(exchange, timeframe)]
+    if has_consistency_check(timeframe):
+        keys.append(consistency_check_key(exchange, timeframe))
+    return keys
+
+
 def freshness_check_keys(exchange: str, timeframe: str, markets: int) -> list[dg.AssetCheckKey]:
     """The checks a freshness run of ``markets`` markets evaluates."""
     if markets > FRESHNESS_CHECKS_MAX:

@@ -8,7 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from market_data.defs.candles.assets import all_candle_asset_keys, asset_of, candle_asset_key
-from market_data.defs.candles.checks import freshness_check_keys, gap_check_key
+from market_data.defs.candles.checks import (
+    freshness_check_keys,
+    gap_check_key,
+    partition_check_keys,
+)
 from market_data.defs.candles.migrate import needs_migration
 from market_data.defs.candles.partitions import (
     ATTEMPT_TAG,
@@ -57,6 +61,7 @@ def backfill_request(exchange: str, group: Group, today: date) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=f"backfill:{exchange}:{group.first}:{group.last}:{first_year}",
         asset_selection=[asset_of(exchange, group.first)],
+        asset_check_keys=partition_check_keys(exchange, timeframe_of(group.first)),
         tags={
             **range_tags((group.first, first_year), (group.last, str(today.year))),
             REASON_TAG: "new market" if group.markets == 1 else f"{group.markets} new markets",
