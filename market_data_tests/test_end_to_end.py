@@ -382,8 +382,16 @@ def test_a_backfill_launched_through_graphql_stores_exactly_the_candles(
     deployment: tuple[Deployment, RunningSimulator],
 ) -> None:
     dep, _ = deployment
-    backfill = dep.launch_backfill(["BTC-USDT-SPOT:1h|2024", "BTC-USDT-SPOT:1h|2025"])
-    runs = dep.wait_backfill(backfill)
+    # one market's two years; and many markets: Dagster cuts that selection year by year
+    # into runs of consecutive markets (the asset's backfill policy, sized by pages like the
+    # watchlist's groups: up to 500 at 1d). DOGE and LTC: no other test of the module
+    # backfills them (tests run in any order). Both launched at once: the backfill daemon
+    # takes them in the same loop.
+    years = [f"{m}-USDT-SPOT:1d|{y}" for m in ("DOGE", "LTC") for y in (2025, 2026)]
+    one = dep.launch_backfill(["BTC-USDT-SPOT:1h|2024", "BTC-USDT-SPOT:1h|2025"])
+    many = dep.launch_backfill(years)
+
+    runs = dep.wait_backfill(one)
     assert all(r["status"] == "SUCCESS" for r in runs), runs
     assert len(runs) == 1  # two years of one market: one ranged run
     # (read back only those years: the freshness test, in any order, fills 2026)
@@ -391,11 +399,7 @@ def test_a_backfill_launched_through_graphql_stores_exactly_the_candles(
         "BTCUSDT", Kind.SPOT, "1h", Y2024, Y2026, NOW_MS
     )
 
-    # many markets: Dagster cuts the selection year by year into runs of consecutive markets
-    # (the asset's backfill policy, sized by pages like the watchlist's groups: up to 500 at 1d)
-    # (two markets no other test of the module backfills: tests run in any order)
-    years = [f"{m}-USDT-SPOT:1d|{y}" for m in ("DOGE", "LTC") for y in (2025, 2026)]
-    runs = dep.wait_backfill(dep.launch_backfill(years))
+    runs = dep.wait_backfill(many)
     assert all(r["status"] == "SUCCESS" for r in runs), runs
     ranges = sorted(
         (t["dagster/asset_partition_range_start"], t["dagster/asset_partition_range_end"])

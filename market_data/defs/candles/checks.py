@@ -8,8 +8,7 @@ recorded in the run (evaluations.py), so the UI shows each partition Passed or F
 """
 
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
 import dagster as dg
 
@@ -407,7 +406,11 @@ def freshness_check_keys(exchange: str, timeframe: str, markets: int) -> list[dg
 
 
 def _year_in_progress_keys(
-    store: CandleStore, instance: dg.DagsterInstance, exchange: str, timeframe: str, tags: Any
+    store: CandleStore,
+    instance: dg.DagsterInstance,
+    exchange: str,
+    timeframe: str,
+    tags: Mapping[str, str],
 ) -> list[str]:
     """The run's partitions of the year in progress (by the exchange clock as the run read
     it): every market of its range (a freshness run: all of them) x that year."""
@@ -439,7 +442,7 @@ def recent_result(
     watchlist: Watchlist,
     exchange: str,
     timeframe: str,
-    tags: Any,
+    tags: Mapping[str, str],
 ) -> dg.AssetCheckResult:
     """``fresh`` and ``no_gaps`` (its last day: TAIL_MS) of every market of the run's year in
     progress, as one result: failed (an error) when a market has a gap, a warning when one
