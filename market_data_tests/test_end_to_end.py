@@ -174,7 +174,7 @@ class Deployment:
 
     def runs(self, backfill_id: str) -> list[dict[str, Any]]:
         data = self.gql(
-            "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { runId status tags { key value } } } } }",
+            "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { runId status startTime endTime tags { key value } } } } }",
             f={"tags": [{"key": "dagster/backfill", "value": backfill_id}]},
         )
         return list(data["runsOrError"]["results"])
@@ -406,6 +406,10 @@ def test_a_backfill_launched_through_graphql_stores_exactly_the_candles(
         for t in ({t["key"]: t["value"] for t in r["tags"]} for r in runs)
     )
     assert ranges == [(f"DOGE-USDT-SPOT:1d|{y}", f"LTC-USDT-SPOT:1d|{y}") for y in (2025, 2026)]
+    # one run of a backfill at a time (dagster.yaml): the second pool slot stays free for
+    # freshness and repairs
+    first, second = sorted(runs, key=lambda r: r["startTime"])
+    assert first["endTime"] <= second["startTime"]
     for base in ("DOGE", "LTC"):
         assert stored(dep, f"{base}-USDT-SPOT", "1d", Y2025, NOW_MS) == exchange_truth(
             f"{base}USDT", Kind.SPOT, "1d", Y2025, NOW_MS, NOW_MS
