@@ -22,6 +22,7 @@ from market_data_tests.helpers import admin, cli, cli_env, cli_process, free_por
 
 PASSWORD = "s3cret-Pw-4-api"
 NOV = 1_793_491_200_000
+BACKFILL = ("backfill", "--exchange", "binance", "--symbol", "BTC/USDT", "--start", "2026-11-01")
 HOUR = 3_600_000
 
 
@@ -101,9 +102,7 @@ def _filled(tmp_path: Path, sim: RunningSimulator, url: str) -> dict[str, str]:
     hole = {"symbol": "BTCUSDT", "start_ms": NOV + 5 * HOUR, "end_ms": NOV + 8 * HOUR}
     admin(sim.url, "faults", {"holes": [hole]})
     env = cli_env(tmp_path, sim.url, url, ["BTC/USDT/1h"], start="2026-11-01")
-    backfill = cli(
-        env, "backfill", "--exchange", "binance", "--symbol", "BTC/USDT", "--start", "2026-11-01"
-    )
+    backfill = cli(env, *BACKFILL)
     assert backfill.returncode == 0, backfill.stderr
     return env
 
@@ -188,16 +187,7 @@ def test_the_api_reports_what_status_reports(
         # a run made while the API serves shows in its next report (nothing it read is
         # kept from one report to the next)
         assert everything["runs_24h"] == {"binance": {"SUCCESS": 1}}
-        again = cli(
-            env,
-            "backfill",
-            "--exchange",
-            "binance",
-            "--symbol",
-            "BTC/USDT",
-            "--start",
-            "2026-11-01",
-        )
+        again = cli(env, *BACKFILL)
         assert again.returncode == 0, again.stderr
         assert api.json("/ingestion/status")[1]["runs_24h"] == {"binance": {"SUCCESS": 2}}
     finally:
