@@ -50,11 +50,14 @@ def partition_check(
 
 
 def latest_materializations(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Iterable[str]
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Iterable[str] | None
 ) -> dict[str, Target]:
-    """The latest materialization of each of ``partitions`` that has one (two queries)."""
+    """The latest materialization of each of ``partitions`` (None: of every partition)
+    that has one (two queries)."""
     ids = instance.event_log_storage.get_latest_storage_id_by_partition(
-        asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(partitions)
+        asset_key,
+        dg.DagsterEventType.ASSET_MATERIALIZATION,
+        None if partitions is None else set(partitions),
     )
     if not ids:
         return {}

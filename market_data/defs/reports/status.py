@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from market_data.defs.candles.assets import candle_asset_key
+from market_data.defs.candles.evaluations import latest_materializations
 from market_data.defs.candles.partitions import (
     FRESHNESS_TAG,
     market_of,
@@ -47,30 +48,15 @@ class DagsterActivity:
 
     def last_materialized(self, exchange: str) -> dict[str, str]:
         """Each market's newest materialization, of any of its years (per asset, the newest
-        event of each partition, then those events' times: two queries, however many
-        materializations a freshness run of a whole exchange adds)."""
-        latest: dict[str, str] = {}
+        event of each partition and its time: two queries, however many materializations a
+        freshness run of a whole exchange adds)."""
+        newest: dict[str, float] = {}
         for tf in self._frames(exchange):
-            key = candle_asset_key(exchange, tf)
-            newest: dict[str, int] = {}
-            # (no public home: the newest event of each partition; evaluations.py reads it too)
-            by_partition = self.instance.event_log_storage.get_latest_storage_id_by_partition(
-                key, dg.DagsterEventType.ASSET_MATERIALIZATION
-            )
-            for pk, storage_id in by_partition.items():
+            targets = latest_materializations(self.instance, candle_asset_key(exchange, tf), None)
+            for pk, target in targets.items():
                 market = market_of(pk)
-                newest[market] = max(newest.get(market, 0), storage_id)
-            if not newest:
-                continue
-            records = self.instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=key, storage_ids=list(newest.values())),
-                limit=len(newest),
-            ).records
-            when = {r.storage_id: r.timestamp for r in records}
-            for market, storage_id in newest.items():
-                if storage_id in when:
-                    latest[market] = utc_text(when[storage_id] * 1000) or ""
-        return latest
+                newest[market] = max(newest.get(market, 0.0), target.timestamp)
+        return {m: utc_text(ts * 1000) or "" for m, ts in newest.items()}
 
     def runs_24h(self, exchange: str, markets: set[str]) -> dict[str, int]:
         """Runs naming one of the exchange's markets, or its freshness runs."""
