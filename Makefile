@@ -21,7 +21,7 @@ PROMTOOL ?= /usr/bin/promtool
 LOCK := requirements.lock
 LATEST := .venv-latest
 
-.PHONY: install lock test-latest run serve pools test lint format bench clean
+.PHONY: install lock test-latest run serve pools test lint format bench bench-scale clean
 
 # The lock first (pip checks every hash), then the project itself, editable, without
 # resolving anything again; the build backend (setuptools) comes from the lock too.
@@ -134,6 +134,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/composite.py
 	$(BIN)/python bench/live.py
 	$(BIN)/python bench/orderbooks.py
+
+# a whole exchange (~2,500 markets): tens of minutes each; addition.py ~45 min
+bench-scale: $(STAMP) $(CHROMIUM)
+	$(BIN)/python bench/run_events.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/ui.py
+	$(BIN)/python bench/addition.py
 
 clean:
 	rm -rf $(VENV) $(LATEST) .dagster .dagster-prod .market_data

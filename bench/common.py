@@ -36,6 +36,23 @@ def scratch_database(prefix: str) -> Iterator[str]:
         admin.dispose()
 
 
+def instance_on(url: str, home: Path) -> Any:
+    """A Dagster instance in ``home`` whose storage is the PostgreSQL database ``url``."""
+    import dagster as dg
+
+    pg = url.replace("postgresql+psycopg://", "postgresql+psycopg2://")
+    (home / "dagster.yaml").write_text(
+        f"storage:\n  postgres:\n    postgres_url: {pg}\ntelemetry:\n  enabled: false\n"
+    )
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def timed(fn, *args):  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - started
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

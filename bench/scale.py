@@ -36,7 +36,13 @@ from pathlib import Path
 
 import ccxt
 import dagster as dg
-from common import admin, scratch_database, simulator  # bench/, on sys.path as a script
+from common import (  # bench/, on sys.path as a script
+    admin,
+    instance_on,
+    scratch_database,
+    simulator,
+    timed,
+)
 from prometheus_client import generate_latest
 
 from market_data.api.app import Sources, StatusApi
@@ -68,20 +74,6 @@ TODAY = date(2026, 11, 20)
 TIMEFRAMES = ["1m", "5m", "15m", "1h", "4h", "1d"]
 SAMPLE_RUNS = 2
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-def instance_on(url: str, home: Path) -> dg.DagsterInstance:
-    pg = url.replace("postgresql+psycopg://", "postgresql+psycopg2://")
-    (home / "dagster.yaml").write_text(
-        f"storage:\n  postgres:\n    postgres_url: {pg}\ntelemetry:\n  enabled: false\n"
-    )
-    return dg.DagsterInstance.from_config(str(home))
-
-
-def timed(fn, *args):  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - started
 
 
 def main(bases: int) -> None:

@@ -122,13 +122,16 @@ def gap_evaluations(
     timeframe: str,
     partition_keys: Iterable[str],
     tail: bool = False,
+    targets: dict | None = None,
 ) -> list[dg.AssetCheckEvaluation]:
     """Detect (and record) the gaps of these partitions; one evaluation for each. ``tail``
     (a freshness run): detect only the last TAIL_MS, the rest of each partition as recorded
-    by the detections before (backfill, repair, sweep, earlier ticks)."""
+    by the detections before (backfill, repair, sweep, earlier ticks). ``targets``: the
+    materializations judged (None: each partition's latest, read here)."""
     keys = [str(k) for k in partition_keys]
     check_key = gap_check_key(exchange, timeframe)
-    targets = latest_materializations(instance, check_key.asset_key, keys)
+    if targets is None:
+        targets = latest_materializations(instance, check_key.asset_key, keys)
     # the tail by the exchange's clock (as the run read it): what it can have closed since
     since = (store.gaps.clock(exchange) or int(time.time() * 1000)) - TAIL_MS
     found = {}
@@ -241,19 +244,26 @@ def fresh_evaluations(
     exchange: str,
     timeframe: str,
     partition_keys: Iterable[str],
+    targets: dict | None = None,
 ) -> list[dg.AssetCheckEvaluation]:
     """Per partition: in the year in progress (by the exchange clock as the last run read
-    it), the market's lag against ``max_lag_timeframes``; a past year is complete."""
+    it), the market's lag against ``max_lag_timeframes``; a past year is complete.
+    ``targets``: the materializations judged (None: each partition's latest, read here)."""
     keys = [str(k) for k in partition_keys]
     check_key = fresh_check_key(exchange, timeframe)
-    targets = latest_materializations(instance, check_key.asset_key, keys)
+    if targets is None:
+        targets = latest_materializations(instance, check_key.asset_key, keys)
     clock = store.gaps.clock(exchange)
     current = year_key_of(clock) if clock is not None else None
     limit = watchlist.freshness.max_lag_timeframes
+    markets = {pk: watchlist.market_or_default(exchange, split_partition_key(pk)[0]) for pk in keys}
+    newest = store.last_ts_of(
+        [Series.of(m) for pk, m in markets.items() if split_partition_key(pk)[1] == current]
+    )  # (one statement per 100 markets, not a query per market)
     out = []
     for pk in keys:
-        market_key, year = split_partition_key(pk)
-        market = watchlist.market_or_default(exchange, market_key)
+        year = split_partition_key(pk)[1]
+        market = markets[pk]
         metadata: dict[str, dg.MetadataValue] = {
             "max_lag_timeframes": dg.MetadataValue.float(limit)
         }
@@ -261,7 +271,7 @@ def fresh_evaluations(
         if year != current:
             description = "a past year: complete, nothing newer to come"
         else:
-            lag = lag_seconds(store.last_ts(Series.of(market)), market.timeframe.ms, clock)
+            lag = lag_seconds(newest[Series.of(market)], market.timeframe.ms, clock)
             stale = is_stale(lag, market.timeframe.ms, limit)
             if lag is None:
                 description = "no candle yet"
@@ -452,8 +462,11 @@ def recent_result(
         return dg.AssetCheckResult(
             passed=True, description="the run holds no partition of the year in progress"
         )
-    fresh = fresh_evaluations(store, instance, watchlist, exchange, timeframe, keys)
-    gaps = gap_evaluations(store, instance, watchlist, exchange, timeframe, keys, tail=True)
+    # (one result for the run, not one per partition: no materialization to name)
+    fresh = fresh_evaluations(store, instance, watchlist, exchange, timeframe, keys, targets={})
+    gaps = gap_evaluations(
+        store, instance, watchlist, exchange, timeframe, keys, tail=True, targets={}
+    )
     stale = [
         (market_of(str(e.partition)), e.metadata.get("lag_seconds")) for e in fresh if not e.passed
     ]
