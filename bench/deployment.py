@@ -5,6 +5,7 @@ of its processes sampled."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -186,3 +187,7 @@ def deployment(
                 os.killpg(proc.pid, signal.SIGTERM)
             for proc in procs:
                 proc.wait(60)
+            time.sleep(5)
+            for proc in procs:  # a code server that outlived its parent (seen once: 30 min)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
