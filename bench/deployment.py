@@ -28,6 +28,17 @@ BIN = Path(sys.executable).parent
 LOCATION = {"repositoryName": "__repository__", "repositoryLocationName": "market_data"}
 
 
+def wait_up(url: str) -> None:
+    """Until the webserver at ``url`` answers (loading the code location takes a while)."""
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{url}/server_info", timeout=5)  # noqa: S310 (loopback)
+            return
+        except OSError:
+            time.sleep(1)
+    raise RuntimeError(f"the webserver at {url} did not come up")
+
+
 def gql(url: str, query: str, **variables: Any) -> dict[str, Any]:
     body = json.dumps({"query": query, "variables": variables}).encode()
     headers = {"Content-Type": "application/json"}
@@ -175,12 +186,7 @@ def deployment(
                                           start_new_session=True))  # fmt: skip
         dep.memory = Memory([p.pid for p in procs])
         try:
-            for _ in range(180):
-                try:
-                    urllib.request.urlopen(f"{dep.url}/server_info", timeout=5)  # noqa: S310
-                    break
-                except OSError:
-                    time.sleep(1)
+            wait_up(dep.url)
             yield dep
         finally:
             for proc in procs:

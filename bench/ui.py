@@ -40,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -65,6 +64,7 @@ from dagster._core.events import BATCH_WRITABLE_EVENTS
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.utils import make_new_run_id
 from dagster_shared.record import copy
+from deployment import wait_up  # bench/, on sys.path as a script
 from playwright.sync_api import Page
 
 from market_data.defs.candles.assets import candle_asset
@@ -136,16 +136,6 @@ def replicate(instance: dg.DagsterInstance, run_id: str) -> None:
             entry = entry._replace(dagster_event=event._replace(event_specific_data=evaluation))
         instance.handle_new_event(entry)
     flush()
-
-
-def wait_up(url: str) -> None:
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"{url}/server_info", timeout=5)  # noqa: S310 (loopback)
-            return
-        except OSError:
-            time.sleep(1)
-    raise RuntimeError("the webserver did not come up")
 
 
 def load(page: Page, url: str, ready: str | re.Pattern[str]) -> tuple[float, float, str]:
