@@ -15,6 +15,7 @@ from market_data.defs.candles.checks import (
     has_consistency_check,
     recent_check,
 )
+from market_data.defs.candles.consistency import consistency_sensor
 from market_data.defs.candles.schedules import gap_sweep_schedule
 from market_data.defs.candles.sensors import freshness_sensor, gap_repair_sensor, watchlist_sensor
 from market_data.defs.composite.assets import composite_asset
@@ -74,6 +75,7 @@ def build_definitions(watchlist: Watchlist | None = None) -> dg.Definitions:
             watchlist_sensor(watchlist),
             gap_repair_sensor(watchlist),
             freshness_sensor(watchlist),
+            *([consistency] if (consistency := consistency_sensor(watchlist)) else []),
             *([composites_sensor(watchlist)] if composite else []),
             live_sensor(watchlist),
             alerts_sensor(watchlist),

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 
 from market_data.config import timeframes_of
 from market_data.defs.candles.checks import consistency_check
+from market_data.defs.candles.consistency import consistency_sensor
+from market_data.defs.candles.partitions import BACKFILL_TAG, RANGE_END, RANGE_START
 from market_data.defs.composite.assets import composite_asset
 from market_data.defs.composite.checks import divergence_check
 from market_data.defs.composite.sensors import composites_sensor
@@ -301,6 +303,67 @@ def test_consistency_finds_the_altered_hourly_candle_and_only_it(
     )
     daily = evaluate("1d")  # the day holding the missing minute is not checkable either
     assert daily["passed"] and daily["not_checkable"] == 1
+
+
+def test_a_finished_backfill_is_followed_by_its_consistency_check_in_a_run_of_its_own(
+    sim: RunningSimulator, store_url: str
+) -> None:
+    """The watchlist's backfill runs carry no consistency check (it would hold the exchange's
+    one backfill slot: test_scale); the consistency sensor follows each finished one above
+    1m with a check-only run of low priority over its partitions."""
+    wl = one_exchange(sim.url, ["BTC/USDT/1m", "ETH/USDT/1m", "BTC/USDT/1h", "ETH/USDT/1h"], MONTH)
+    h = Harness(wl, store_url, dg.DagsterInstance.ephemeral())
+    sensor = consistency_sensor(wl)
+    assert sensor is not None
+    check = consistency_check("binance", "1h", wl)
+    repository = dg.Definitions(
+        assets=list(h.assets.values()), asset_checks=[check], sensors=[sensor],
+        resources=h.resources,
+    ).get_repository_def()  # fmt: skip
+
+    def tick(cursor: str | None) -> Any:
+        """A tick as the daemon evaluates it: requests resolved to the job they run."""
+        with dg.build_sensor_context(
+            instance=h.instance, cursor=cursor, repository_def=repository
+        ) as ctx:
+            return sensor.evaluate_tick(ctx)
+
+    cursor = tick(None).cursor  # the first tick starts from now
+    backfill = {BACKFILL_TAG: "binance"}
+    runs = {
+        tf: h.run(f"BTC-USDT-SPOT:{tf}|2026", f"ETH-USDT-SPOT:{tf}|2026", tags=backfill)
+        for tf in ("1m", "1h")
+    }
+    assert all(r.success for r in runs.values())
+    h.run("BTC-USDT-SPOT:1h|2026")  # a run of no backfill (a repair, a freshness run)
+
+    result = tick(cursor)
+    (request,) = result.run_requests  # the 1h backfill's; 1m is the reference
+    assert request.asset_selection == []  # the check alone: no exchange pool slot
+    assert request.asset_check_keys == [check.check_key]
+    assert request.tags[RANGE_START] == "BTC-USDT-SPOT:1h|2026"
+    assert request.tags[RANGE_END] == "ETH-USDT-SPOT:1h|2026"
+    assert int(request.tags["dagster/priority"]) < 0 and BACKFILL_TAG not in request.tags
+    # a later tick reads the same run again only under the same run key (made once)
+    assert [r.run_key for r in tick(result.cursor).run_requests] == [request.run_key]
+
+    job = repository.get_job(request.job_name).get_subset(
+        asset_selection=set(request.asset_selection), asset_check_selection={check.check_key}
+    )
+    done = job.execute_in_process(instance=h.instance, tags=request.tags)
+    assert done.success
+    assert not done.get_asset_materialization_events()  # nothing fetched or written
+    evaluations = {e.partition: e for e in done.get_asset_check_evaluations()}
+    assert set(evaluations) == {"BTC-USDT-SPOT:1h|2026", "ETH-USDT-SPOT:1h|2026"}
+    hours = (Timeframe.parse("1h").floor(NOW_MS) - T0) // HOUR
+    targets = {}
+    for key, e in evaluations.items():
+        assert e.passed and e.metadata["compared"].value == hours
+        assert e.target_materialization_data is not None
+        targets[key] = e.target_materialization_data.run_id
+    # each about its partition's latest materialization: BTC's the later run's
+    assert targets["ETH-USDT-SPOT:1h|2026"] == runs["1h"].run_id
+    assert targets["BTC-USDT-SPOT:1h|2026"] not in (runs["1h"].run_id, done.run_id)
 
 
 def test_the_composite_command(tmp_path: Path, store_url: str) -> None:

@@ -82,7 +82,7 @@ def test_every_sensor_schedule_and_job_is_defined() -> None:
         " sorted(a.key.to_user_string() for a in defs.assets))"
     )
     assert printed == (
-        "['alerts', 'composites', 'freshness', 'gap_repair', 'live_status', 'orderbooks', 'watchlist'] "
+        "['alerts', 'composites', 'consistency', 'freshness', 'gap_repair', 'live_status', 'orderbooks', 'watchlist'] "
         "['gap_sweep_daily', 'instruments_daily', 'status_report'] "
         "['candles/binance/1d', 'candles/binance/1h', 'candles/bitfinex/1h', 'candles/coinbase/1d', "
         "'candles/coinbase/1h', 'candles/kraken/1d', 'candles/kraken/1h', 'composite/candles', "

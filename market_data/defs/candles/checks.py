@@ -400,12 +400,10 @@ def has_consistency_check(timeframe: str) -> bool:
 
 
 def partition_check_keys(exchange: str, timeframe: str) -> list[dg.AssetCheckKey]:
-    """The checks a backfill run evaluates on each of its partitions (``recent`` is the
-    year in progress of a freshness run too large for them)."""
-    keys = [gap_check_key(exchange, timeframe), fresh_check_key(exchange, timeframe)]
-    if has_consistency_check(timeframe):
-        keys.append(consistency_check_key(exchange, timeframe))
-    return keys
+    """The checks a watchlist backfill run evaluates on each of its partitions (``recent``
+    is the year in progress of a freshness run too large for them; consistency follows in a
+    run of its own: defs/candles/consistency.py)."""
+    return [gap_check_key(exchange, timeframe), fresh_check_key(exchange, timeframe)]
 
 
 def freshness_check_keys(exchange: str, timeframe: str, markets: int) -> list[dg.AssetCheckKey]:

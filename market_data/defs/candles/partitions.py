@@ -30,14 +30,19 @@ PARTITION_TAG = "dagster/partition"
 FRESHNESS_TAG = "market_data/freshness"  # value: the exchange
 REASON_TAG = "market_data/reason"
 BACKFILL_TAG = "market_data/backfill"  # value: the exchange (dagster.yaml: one at a time)
+#: value: the exchange (dagster.yaml: one at a time); a backfill's consistency check
+CONSISTENCY_TAG = "market_data/consistency"
 ATTEMPT_TAG = "market_data/attempt"
 SOURCE_TAG = "market_data/source"
 INVOCATION_TAG = "market_data/invocation"  # one command-line invocation's runs
 HOST_TAG = "market_data/host"  # the machine whose process runs it (see defs/runs.py)
 #: Dagster's run priority: higher runs leave the run queue first and take a pool slot before
-#: queued steps of lower ones. Freshness and repairs go before backfills.
+#: queued steps of lower ones. Freshness and repairs go before backfills, backfills
+#: before consistency checks.
 PRIORITY_TAG = "dagster/priority"
 URGENT = {PRIORITY_TAG: "10"}
+#: checks that may wait (the consistency of a backfill): after every other run
+LOW_PRIORITY = {PRIORITY_TAG: "-10"}
 
 
 def market_partitions(exchange: str, timeframe: str) -> dg.DynamicPartitionsDefinition:
