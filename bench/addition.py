@@ -19,8 +19,10 @@ weight 2) and 100 ms of latency. Three phases:
    of the timeframe);
 3. THIRTY_MIN more minutes of the clock: the worst lag of every series, refused requests.
 
-Then the complete series (every expected candle of the year stored) and the peak resident
-memory of the deployment's processes.
+Then the complete series (every expected candle of the year stored), the consistency checks
+that followed the backfill runs (check-only runs of their own: how many, their seconds, how
+long after phase 2 the last one ended) and the peak resident memory of the deployment's
+processes.
 
     python bench/addition.py [ADDED] [STORED]   # default 25 and 20; the issue's size: 250
 """
@@ -39,7 +41,7 @@ from typing import Any
 from common import admin  # bench/, on sys.path when run as a script
 from deployment import deployment, reload_location, runs
 
-from market_data.defs.candles.partitions import BACKFILL_TAG
+from market_data.defs.candles.partitions import BACKFILL_TAG, CONSISTENCY_TAG
 from market_data.simulator.faults import Faults
 from market_data.simulator.markets import MARKETS, Kind, SimMarket, extra_pairs
 from market_data.simulator.server import RunningSimulator, Simulator
@@ -214,6 +216,15 @@ def main(added_n: int, stored_n: int) -> None:
             print(
                 f"complete series (every candle from the start to ten minutes ago stored): "
                 f"{complete} of {len(everything)}"
+            )
+            checks = runs(dep.url, {"key": CONSISTENCY_TAG, "value": "binance"})
+            ended = [r for r in checks if r["endTime"]]
+            seconds = sorted(r["endTime"] - r["startTime"] for r in ended if r["startTime"])
+            statuses = sorted({r["status"] for r in checks})
+            print(
+                f"consistency runs (after the backfill runs above 1m): {len(checks)}, {statuses}; "
+                f"{sum(seconds):.0f} s in all, longest {max(seconds, default=0):.0f} s; the last "
+                f"ended {max((r['endTime'] for r in ended), default=t0) - t0:.0f} s into phase 3"
             )
             print(f"peak resident memory per process: {dep.memory.stop()}")
             store.dispose()
