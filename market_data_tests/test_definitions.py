@@ -54,10 +54,15 @@ def test_the_postgres_instance_matches_the_embedded_one_below_storage() -> None:
 
     embedded = yaml.safe_load((ROOT / "dagster.yaml").read_text())
     postgres = yaml.safe_load((ROOT / "dagster.postgres.yaml").read_text())
-    assert postgres.pop("storage") == {
-        "postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}
+    url = {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}
+    storages = {
+        name: postgres.pop(name)
+        for name in ("run_storage", "event_log_storage", "schedule_storage")
     }
-    assert "storage" not in embedded and postgres == embedded
+    assert all(s["config"] == url for s in storages.values())
+    assert storages["event_log_storage"]["class"] == "MarketKeysCachedEventLogStorage"
+    assert not set(storages) & set(embedded) and "storage" not in embedded
+    assert postgres == embedded
 
 
 def _printed_by(code: str, watchlist: Path = ROOT / "watchlist.yaml") -> str:
