@@ -21,6 +21,11 @@ view). The history, made before each measurement:
   more of both than the asset's real history holds after 5,000 runs of a deployment (most
   runs are other timeframes'), so the figures are an upper bound.
 
+Two webservers read that one instance database: one with Dagster's own PostgreSQL
+storage (`storage: postgres`), one with the product's instance file (dagster.postgres.yaml:
+market partition keys checked in memory, market_data/defs/storage.py); each size is
+measured on both, in alternating order.
+
 Each load is timed from navigation to the content (the asset page: its partition counts;
 the partitions view: the list of markets) and to the network going quiet; the slowest
 GraphQL request of each load is named. Three loads each, at each history size, after an
@@ -171,7 +176,7 @@ def analyze(database: str) -> None:
     engine.dispose()
 
 
-def measure(page: Page, url: str, runs: int, shots: Path) -> None:
+def measure(page: Page, url: str, runs: int, shots: Path, name: str) -> None:
     for view, path, ready in (
         ("asset page", "/assets/candles/binance/1d", "Latest check results"),
         (
@@ -181,10 +186,10 @@ def measure(page: Page, url: str, runs: int, shots: Path) -> None:
         ),
     ):
         timings = [load(page, f"{url}{path}", ready) for _ in range(LOADS)]
-        page.screenshot(path=str(shots / f"{view.replace(' ', '_')}_{runs}.png"))
+        page.screenshot(path=str(shots / f"{name}_{view.replace(' ', '_')}_{runs}.png"))
         content = statistics.median(t[0] for t in timings)
         quiet = statistics.median(t[1] for t in timings)
-        print(f"{runs} runs: {view}: content {content:.1f} s, network quiet {quiet:.1f} s "
+        print(f"{name}: {runs} runs: {view}: content {content:.1f} s, network quiet {quiet:.1f} s "
               f"(median of {LOADS}; loads {', '.join(f'{t[0]:.1f}' for t in timings)}); "
               f"slowest request {max(timings, key=lambda t: t[1])[2]}", flush=True)  # fmt: skip
 
@@ -226,15 +231,23 @@ def main(bases: int, target_runs: int) -> None:
         print(f"{len(markets)} markets x {len(TIMEFRAMES)} timeframes; candles/binance/1d has "
               f"{len(markets) * 2:,} partitions", flush=True)  # fmt: skip
 
-        env = {**os.environ, "DAGSTER_HOME": home, "MARKET_DATA_CONFIG": str(config)}
-        port = free_port()
-        web = f"http://127.0.0.1:{port}"
-        log = open(shots / "webserver.log", "ab")  # noqa: SIM115 (kept open for the process)
-        server = subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
-             "-p", str(port)],
-            cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
+        # two webservers on the one instance database: Dagster's own PostgreSQL storage (the
+        # home above) and the product's instance file (dagster.postgres.yaml)
+        product = Path(home) / "product"
+        product.mkdir()
+        (product / "dagster.yaml").symlink_to(ROOT / "dagster.postgres.yaml")
+        pg = dagster_url.replace("postgresql+psycopg://", "postgresql+psycopg2://")
+        servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+        for name, dagster_home in (("dagster-postgres", home), ("market-data", str(product))):
+            port = free_port()
+            env = {**os.environ, "DAGSTER_HOME": dagster_home, "MARKET_DATA_CONFIG": str(config),
+                   "DAGSTER_POSTGRES_URL": pg}  # fmt: skip
+            log = open(shots / f"webserver-{name}.log", "ab")  # noqa: SIM115 (the process's)
+            servers[name] = (subprocess.Popen(
+                [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
+                 "-p", str(port)],
+                cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
+            ), f"http://127.0.0.1:{port}")  # fmt: skip
         try:
             asset = candle_asset("binance", "1d", wl)
             checks = [gap_check("binance", "1d", wl), fresh_check("binance", "1d", wl)]
@@ -260,12 +273,19 @@ def main(bases: int, target_runs: int) -> None:
             copier = instance_on(dagster_url, Path(home))
             copier.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
             copiers = ThreadPoolExecutor(COPIERS)
-            wait_up(web)
+            for _, web in servers.values():
+                wait_up(web)
+
+            def measure_both(page: Page, runs: int) -> None:
+                order = list(servers) if runs % 2 else list(servers)[::-1]  # alternating
+                for name in order:
+                    measure(page, servers[name][1], runs, shots, name)
+
             with browser_page(shots) as page:
                 checkpoints = sorted({n for n in (1_000, 2_500, target_runs) if n <= target_runs})
                 runs = len(instance.get_run_ids())
                 analyze(dagster_url)
-                measure(page, web, runs, shots)
+                measure_both(page, runs)
                 for checkpoint in checkpoints:
                     _, seconds = timed(
                         lambda n=checkpoint - runs: list(copiers.map(
@@ -275,11 +295,12 @@ def main(bases: int, target_runs: int) -> None:
                     made, runs = checkpoint - runs, len(instance.get_run_ids())
                     print(f"{made} copies of freshness runs in {seconds:.0f} s", flush=True)
                     analyze(dagster_url)
-                    measure(page, web, runs, shots)
-            print(f"screenshots and the webserver's log: {shots}")
+                    measure_both(page, runs)
+            print(f"screenshots and the webservers' logs: {shots}")
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(60)
+            for server, _ in servers.values():
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(60)
             instance.dispose()
 
 

@@ -1,6 +1,7 @@
 """The PostgreSQL instance of `make serve` (dagster.postgres.yaml) on a database of its own:
-its event log answers whether a market partition exists from memory, and never wrongly for
-a change of its own process; another process's change shows within KEYS_TTL_S."""
+its event log answers whether a market partition exists from memory: never wrongly for a
+change of its own process, never "absent" for a key another process added; a deletion
+elsewhere shows within KEYS_TTL_S."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def seen_by(instance: dg.DagsterInstance, key: str, exists: bool) -> float:
     return time.monotonic() - t0
 
 
-def test_market_partitions_are_known_at_once_here_and_within_a_second_elsewhere(
+def test_market_partitions_added_are_known_at_once_and_deleted_within_a_second(
     home: str,
 ) -> None:
     one = dg.DagsterInstance.from_config(home)  # two processes' instances
@@ -60,7 +61,7 @@ def test_market_partitions_are_known_at_once_here_and_within_a_second_elsewhere(
 
     other.add_dynamic_partitions(NAME, ["SOL-USDT-SPOT:1h"])
     assert other.has_dynamic_partition(NAME, "SOL-USDT-SPOT:1h")  # its own change: at once
-    assert seen_by(one, "SOL-USDT-SPOT:1h", True) <= KEYS_TTL_S + 0.5
+    assert one.has_dynamic_partition(NAME, "SOL-USDT-SPOT:1h")  # another's addition: at once
     one.delete_dynamic_partition(NAME, "BTC-USDT-SPOT:1h")
     assert not one.has_dynamic_partition(NAME, "BTC-USDT-SPOT:1h")
     assert seen_by(other, "BTC-USDT-SPOT:1h", False) <= KEYS_TTL_S + 0.5

@@ -5,11 +5,12 @@ Every candle asset's market dimension is a dynamic partitions definition. Dagste
 recomputes each partitioned check's status at every load of an asset's page, and asks
 whether each partition with a result exists one key at a time (`has_dynamic_partition`: one
 query, ~0.7 ms): 4,716 partitions x 2 checks made the 1d asset's page of a whole exchange
-take ~8.5 s (bench/ui.py). Here a definition's keys are read in one query and answered from
-memory for a second (`KEYS_TTL_S`); this process's own additions and deletions forget them
-at once. Another process's change is seen within that second: a window in which a key just
-added elsewhere reads as absent, or one just deleted as present, to this process only.
-Everything else is dagster-postgres's `PostgresEventLogStorage`, unchanged.
+take ~8.5 s (bench/ui.py). Here a definition's keys are read in one query and kept for a
+second (`KEYS_TTL_S`): a key among them exists; a key not among them is asked of the
+database as before, so a key added by another process (the daemon adding a market, then
+planning its run in a code server) never reads as absent. A key deleted by another process
+may read as present for up to that second; this process's own additions and deletions
+forget the keys at once. Everything else is dagster-postgres's `PostgresEventLogStorage`.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ class MarketKeysCachedEventLogStorage(PostgresEventLogStorage):
             self._keys.pop(partitions_def_name, None)
 
     def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
-        return partition_key in self._keys_of(partitions_def_name)
+        if partition_key in self._keys_of(partitions_def_name):
+            return True
+        return super().has_dynamic_partition(partitions_def_name, partition_key)
 
     def add_dynamic_partitions(
         self, partitions_def_name: str, partition_keys: Sequence[str]
