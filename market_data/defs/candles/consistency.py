@@ -14,6 +14,7 @@ mismatch.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -39,7 +40,8 @@ RUNS_PER_TICK = 200
 #: a run whose failure Dagster retries: the retry is followed instead
 WILL_RETRY_TAG = "dagster/will_retry"
 #: how far back the cursor is re-read: runs updated within the same instant as the last one
-#: read are not lost (a request already made is not made twice: its run key)
+#: read are not lost; those already followed are in the cursor (and a request made twice
+#: would launch once: its run key)
 OVERLAP_S = 1.0
 
 
@@ -99,21 +101,29 @@ def consistency_sensor(watchlist: Watchlist) -> dg.SensorDefinition | None:
         "priority (one at a time per exchange), so the backfill queue never waits for it.",
     )
     def sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        since = float(context.cursor) if context.cursor else time.time()
+        # the newest update time read, and the runs read within OVERLAP_S of it
+        cursor = json.loads(context.cursor) if context.cursor else {"t": time.time(), "ids": []}
         records = context.instance.get_run_records(
             filters=dg.RunsFilter(
                 statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE],
                 tags={BACKFILL_TAG: exchanges},
-                updated_after=datetime.fromtimestamp(since - OVERLAP_S, UTC),
+                updated_after=datetime.fromtimestamp(cursor["t"] - OVERLAP_S, UTC),
             ),
             limit=RUNS_PER_TICK,
             order_by="update_timestamp",
             ascending=True,
         )
-        newest = max([since, *(r.update_timestamp.timestamp() for r in records)])
+        seen = set(cursor["ids"])
+        new = [r for r in records if r.dagster_run.run_id not in seen]
+        newest = max([cursor["t"], *(r.update_timestamp.timestamp() for r in records)])
+        recent = [
+            r.dagster_run.run_id
+            for r in records
+            if r.update_timestamp.timestamp() >= newest - OVERLAP_S
+        ]
         return dg.SensorResult(
-            run_requests=consistency_requests(r.dagster_run for r in records),
-            cursor=str(newest),
+            run_requests=consistency_requests(r.dagster_run for r in new),
+            cursor=json.dumps({"t": newest, "ids": recent}),
         )
 
     return sensor
