@@ -5,9 +5,9 @@ each partitioned check's status from its newest result per partition, and asks, 
 partition with a result, whether that partition exists; the market dimension being dynamic,
 dagster-postgres answers with one query per key (bench/ui.py: ~7 of the page's 8.5 s). The
 product's instance (dagster.postgres.yaml) reads a definition's keys once a second instead
-(market_data/defs/storage.py). Both event logs on one database, the status computed as the
-webserver does (`get_asset_check_state`, every check of the asset at once), alternating,
-three times each:
+(market_data/defs/storage.py). Both event logs on one database with pooled connections (as
+dagster-webserver sets them), the status computed as the webserver does
+(`get_asset_check_state`, every check of the asset at once), alternating, three times each:
 
     python bench/check_status.py [MARKETS] [YEARS] [CHECKS]   # default 2358 2 2: bench/ui.py's 1d asset
 """
@@ -42,6 +42,10 @@ def main(markets: int, years: int, checks: int) -> None:
         (tmp / "product" / "dagster.yaml").symlink_to(ROOT / "dagster.postgres.yaml")
         ours = dg.DagsterInstance.from_config(str(tmp / "product"))
         assert isinstance(ours.event_log_storage, MarketKeysCachedEventLogStorage)
+        for instance in (dagsters, ours):  # pooled connections, as dagster-webserver sets them
+            instance.optimize_for_webserver(
+                statement_timeout=15000, pool_recycle=3600, max_overflow=20
+            )
 
         keys = [f"M{i:04d}-USDT-SPOT:1d" for i in range(markets)]
         dagsters.add_dynamic_partitions(MARKETS_DEF, keys)
