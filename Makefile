@@ -138,6 +138,7 @@ bench: $(STAMP)
 # a whole exchange (~2,500 markets): tens of minutes each; addition.py ~45 min
 bench-scale: $(STAMP) $(CHROMIUM)
 	$(BIN)/python bench/run_events.py
+	$(BIN)/python bench/check_status.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/ui.py
 	$(BIN)/python bench/addition.py
