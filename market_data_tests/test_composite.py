@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from market_data.config import timeframes_of
 from market_data.defs.candles.checks import consistency_check
-from market_data.defs.candles.consistency import consistency_sensor
+from market_data.defs.candles.consistency import consistency_requests, consistency_sensor
 from market_data.defs.candles.partitions import BACKFILL_TAG, RANGE_END, RANGE_START
 from market_data.defs.composite.assets import composite_asset
 from market_data.defs.composite.checks import divergence_check
@@ -345,6 +345,11 @@ def test_a_finished_backfill_is_followed_by_its_consistency_check_in_a_run_of_it
     assert request.tags[RANGE_END] == "ETH-USDT-SPOT:1h|2026"
     assert int(request.tags["dagster/priority"]) < 0 and BACKFILL_TAG not in request.tags
     assert not tick(result.cursor).run_requests  # a run is followed once
+    # a backfill of a timeframe the watchlist has since dropped: nothing to check it with
+    hourly_run = h.instance.get_run_by_id(runs["1h"].run_id)
+    assert hourly_run is not None
+    assert consistency_requests([hourly_run], checks=set()) == []
+    assert len(consistency_requests([hourly_run], checks={check.check_key})) == 1
 
     job = repository.get_job(request.job_name).get_subset(
         asset_selection=set(request.asset_selection), asset_check_selection={check.check_key}

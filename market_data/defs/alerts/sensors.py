@@ -18,6 +18,7 @@ from market_data.defs.candles.partitions import (
     PARTITION_TAG,
     RANGE_END,
     RANGE_START,
+    WILL_RETRY_TAG,
     split_partition_key,
 )
 from market_data.defs.resources import AlertsResource, CandleStoreResource
@@ -25,7 +26,6 @@ from market_data.domain.alerts import AlertSettings, Incident
 from market_data.domain.watchlist import Watchlist
 from market_data.pipeline.alerts import store_incidents, tick
 
-WILL_RETRY_TAG = "dagster/will_retry"
 #: with no cursor yet (a new deployment), failed runs this recent are reported
 FIRST_LOOK_BACK_S = 600
 RUNS_PER_TICK = 200

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -30,6 +30,7 @@ from market_data.defs.candles.partitions import (
     RANGE_END,
     RANGE_START,
     REASON_TAG,
+    WILL_RETRY_TAG,
     market_of,
     timeframe_of,
 )
@@ -37,17 +38,17 @@ from market_data.domain.watchlist import Watchlist
 
 #: finished backfill runs read per tick (the rest at the next tick)
 RUNS_PER_TICK = 200
-#: a run whose failure Dagster retries: the retry is followed instead
-WILL_RETRY_TAG = "dagster/will_retry"
 #: how far back the cursor is re-read: runs updated within the same instant as the last one
 #: read are not lost; those already followed are in the cursor (and a request made twice
 #: would launch once: its run key)
 OVERLAP_S = 1.0
 
 
-def consistency_requests(runs: Iterable[dg.DagsterRun]) -> list[dg.RunRequest]:
+def consistency_requests(
+    runs: Iterable[dg.DagsterRun], checks: Collection[dg.AssetCheckKey]
+) -> list[dg.RunRequest]:
     """One check-only run per finished backfill run of a timeframe above 1m, over the same
-    partitions."""
+    partitions, if its asset is still defined (``checks``: the consistency checks defined)."""
     out = []
     for run in runs:
         if run.status == dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true":
@@ -61,13 +62,14 @@ def consistency_requests(runs: Iterable[dg.DagsterRun]) -> list[dg.RunRequest]:
             run.tags[BACKFILL_TAG],
             timeframe_of(market_of(next(iter(span.values())))),
         )
-        if not has_consistency_check(timeframe):
-            continue
+        check = consistency_check_key(exchange, timeframe)
+        if not has_consistency_check(timeframe) or check not in checks:
+            continue  # 1m (the reference), or a timeframe the watchlist no longer has
         out.append(
             dg.RunRequest(
                 run_key=f"consistency:{run.run_id}",
                 asset_selection=[],
-                asset_check_keys=[consistency_check_key(exchange, timeframe)],
+                asset_check_keys=[check],
                 tags={
                     **span,
                     REASON_TAG: f"consistency after backfill run {run.run_id[:8]}",
@@ -122,7 +124,7 @@ def consistency_sensor(watchlist: Watchlist) -> dg.SensorDefinition | None:
             if r.update_timestamp.timestamp() >= newest - OVERLAP_S
         ]
         return dg.SensorResult(
-            run_requests=consistency_requests(r.dagster_run for r in new),
+            run_requests=consistency_requests((r.dagster_run for r in new), checks),
             cursor=json.dumps({"t": newest, "ids": recent}),
         )
 

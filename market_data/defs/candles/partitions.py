@@ -26,6 +26,7 @@ KEY_SEPARATOR = "|"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 PARTITION_TAG = "dagster/partition"
+WILL_RETRY_TAG = "dagster/will_retry"  # "true": Dagster's run retries will launch it again
 #: the project's own run tags
 FRESHNESS_TAG = "market_data/freshness"  # value: the exchange
 REASON_TAG = "market_data/reason"
