@@ -262,32 +262,56 @@ class CandleStore:
     def aggregate(self, series: Series, span_ms: int, start: int, end: int) -> pd.DataFrame:
         """``series``' candles in [start, end) aggregated per span of ``span_ms`` (epoch-
         aligned), in SQL: per span its open time (ts), first open, highest high, lowest
-        low, last close, summed volume and how many candles made it (``minutes``). One
-        ordered pass with window functions: no join for the planner to get wrong."""
+        low, last close, summed volume and how many candles made it (``minutes``).
+
+        PostgreSQL groups the spans (the first open and last close by ordered ``array_agg``):
+        a year of 1m into 5m in 0.30 s against 1.07 s for the window functions below (into
+        1d: 0.28 against 0.50 s; psql, this machine). SQLite has no ordered array
+        aggregate: one ordered pass with window functions, no join for the planner to get
+        wrong."""
         c = candles.c
         bucket = c.ts - c.ts % span_ms
-        span = {"partition_by": bucket}
-        ordered = {"partition_by": bucket, "order_by": c.ts}
-        rows_ = (
-            sa.select(
-                bucket.label("ts"),
-                sa.func.first_value(c.open).over(**ordered).label("open"),
-                sa.func.max(c.high).over(**span).label("high"),
-                sa.func.min(c.low).over(**span).label("low"),
-                c.close,
-                sa.func.sum(c.volume).over(**span).label("volume"),
-                sa.func.count().over(**span).label("minutes"),
-                sa.func.row_number().over(partition_by=bucket, order_by=c.ts.desc()).label("nth"),
-            )
-            .where(series.where(candles), c.ts >= start, c.ts < end)
-            .subquery()
-        )
+        where = (series.where(candles), c.ts >= start, c.ts < end)
         columns = ["ts", "open", "high", "low", "close", "volume", "minutes"]
-        query = (
-            sa.select(*(rows_.c[name] for name in columns))
-            .where(rows_.c.nth == 1)  # each span's last candle: its close is the span's
-            .order_by(rows_.c.ts)
-        )
+        if self.dialect == "postgresql":
+            query = (
+                sa.select(
+                    bucket.label("ts"),
+                    postgresql.array_agg(postgresql.aggregate_order_by(c.open, c.ts))[1],
+                    sa.func.max(c.high),
+                    sa.func.min(c.low),
+                    postgresql.array_agg(postgresql.aggregate_order_by(c.close, c.ts.desc()))[1],
+                    sa.func.sum(c.volume),
+                    sa.func.count(),
+                )
+                .where(*where)
+                .group_by(bucket)
+                .order_by(bucket)
+            )
+        else:
+            span = {"partition_by": bucket}
+            ordered = {"partition_by": bucket, "order_by": c.ts}
+            rows_ = (
+                sa.select(
+                    bucket.label("ts"),
+                    sa.func.first_value(c.open).over(**ordered).label("open"),
+                    sa.func.max(c.high).over(**span).label("high"),
+                    sa.func.min(c.low).over(**span).label("low"),
+                    c.close,
+                    sa.func.sum(c.volume).over(**span).label("volume"),
+                    sa.func.count().over(**span).label("minutes"),
+                    sa.func.row_number()
+                    .over(partition_by=bucket, order_by=c.ts.desc())
+                    .label("nth"),
+                )
+                .where(*where)
+                .subquery()
+            )
+            query = (
+                sa.select(*(rows_.c[name] for name in columns))
+                .where(rows_.c.nth == 1)  # each span's last candle: its close is the span's
+                .order_by(rows_.c.ts)
+            )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return pd.DataFrame(rows, columns=columns).astype({"ts": "int64", "minutes": "int64"})
