@@ -235,7 +235,7 @@ class CandleStore:
 
     def first_ts(self, series: Series) -> int | None:
         """The series' oldest stored candle (one index lookup)."""
-        query = sa.select(sa.func.min(candles.c.ts)).where(series.where(candles))
+        query = _edge(series, candles.c.ts.asc())
         with self.engine.connect() as conn:
             found = conn.execute(query).scalar()
         return None if found is None else int(found)
@@ -245,17 +245,17 @@ class CandleStore:
 
     def last_ts_of(self, many: list[Series]) -> dict[Series, int | None]:
         """Each series' newest stored candle: one statement of index lookups per 100 series
-        (a GROUP BY would read every row of them)."""
+        (a GROUP BY would read every row of them). Each is an explicit ``ORDER BY ts DESC
+        LIMIT 1``: PostgreSQL plans ``max(ts)`` that way only when its statistics say the
+        series is large; with statistics taken while it was empty (a new store, autovacuum
+        off) it read every row of the series: 0.29 s for a year of 1m instead of ~0.1 ms."""
         out: dict[Series, int | None] = {}
         if not many:  # (the live writer asks on every write; mostly for none)
             return out
         with self.engine.connect() as conn:
             for i in range(0, len(many), 100):
                 chunk = many[i : i + 100]
-                newest = [
-                    sa.select(sa.func.max(candles.c.ts)).where(s.where(candles)).scalar_subquery()
-                    for s in chunk
-                ]
+                newest = [_edge(s, candles.c.ts.desc()).scalar_subquery() for s in chunk]
                 out |= dict(zip(chunk, conn.execute(sa.select(*newest)).one(), strict=True))
         return out
 
@@ -325,6 +325,11 @@ class CandleStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return pd.DataFrame(rows, columns=list(COLUMNS)).astype({"ts": "int64"})
+
+
+def _edge(series: Series, order: sa.UnaryExpression[Any]) -> sa.Select[tuple[int]]:
+    """The open time of ``series``' first candle in ``order``: one index lookup."""
+    return sa.select(candles.c.ts).where(series.where(candles)).order_by(order).limit(1)
 
 
 def _coverage(pages: Sequence[tuple[Series, CandlePage]]) -> list[dict[str, object]]:
