@@ -141,7 +141,8 @@ class MarketKeysCachedEventLogStorage(PostgresEventLogStorage):
             key: self._updated(key, partitions_def, checkpoints[key])
             for key, partitions_def in keys
         }
-        self._checkpoint(generation, states)
+        multi = {key for key, d in keys if isinstance(d, dg.MultiPartitionsDefinition)}
+        self._checkpoint(generation, {k: v for k, v in states.items() if k in multi})
         return states
 
     def _updated(
@@ -203,6 +204,7 @@ class MarketKeysCachedEventLogStorage(PostgresEventLogStorage):
     def _checkpoint(
         self, generation: str, states: Mapping[dg.AssetCheckKey, AssetCheckState]
     ) -> None:
+        """Store ``states`` (those of multi-partitioned checks: the only ones loaded back)."""
         now = time.monotonic()
         pairs = {}
         with self._keys_lock:
