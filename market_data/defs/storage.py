@@ -66,7 +66,8 @@ DELETED_PREFIX = "market_data/deleted_partitions/"
 
 
 class MarketKeysCachedEventLogStorage(PostgresEventLogStorage):
-    """dagster-postgres's event log storage; dynamic partition keys checked in memory."""
+    """dagster-postgres's event log storage; dynamic partition keys checked in memory, and
+    partitioned checks' status computed from the previous load's checkpoint."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
