@@ -13,7 +13,7 @@ may read as present for up to that second; this process's own additions and dele
 forget the keys at once.
 
 The status itself is the second half of that cost: validating each result's partition key
-walks the year dimension's cron (~0.5 ms a key: Dagster's fast path is for hourly and daily
+walks the year dimension's cron (~0.5-1 ms a key: Dagster's fast path is for hourly and daily
 windows only), ~5 s for the 1d asset's 9,432 results. Dagster's event log has the hook for
 it, a checkpointed status (`get_checkpointed_asset_check_state`, empty in open-source
 Dagster): here each partitioned check's computed status is kept in the instance's key-value
