@@ -25,6 +25,11 @@ def base_url_env(exchange: str) -> str:
     return f"MARKET_DATA_{exchange.upper()}_URL"
 
 
+def archive_url_env(exchange: str) -> str:
+    """The variable that points one exchange's public data archive at another host."""
+    return f"MARKET_DATA_{exchange.upper()}_ARCHIVE_URL"
+
+
 def timeframes_of(exchange: str) -> frozenset[str] | None:
     """The timeframes ccxt knows ``exchange`` to serve (None: ccxt does not say)."""
     known = getattr(ccxt, exchange)().timeframes if exchange in ccxt.exchanges else None
@@ -43,9 +48,14 @@ def load_watchlist(path: Path | None = None) -> Watchlist:
         watchlist = parse_watchlist(data, frozenset(ccxt.exchanges), timeframes_of=timeframes_of)
     except WatchlistError as e:
         raise WatchlistError(f"{path}: {e}") from e
-    # MARKET_DATA_<EXCHANGE>_URL, when set, overrides the watchlist's base_url.
+    # MARKET_DATA_<EXCHANGE>_URL and MARKET_DATA_<EXCHANGE>_ARCHIVE_URL, when set, override
+    # the watchlist's base_url and archive_url.
     exchanges = tuple(
-        replace(ex, base_url=os.environ.get(base_url_env(ex.name)) or ex.base_url)
+        replace(
+            ex,
+            base_url=os.environ.get(base_url_env(ex.name)) or ex.base_url,
+            archive_url=os.environ.get(archive_url_env(ex.name)) or ex.archive_url,
+        )
         for ex in watchlist.exchanges
     )
     return replace(watchlist, exchanges=exchanges)

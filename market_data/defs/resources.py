@@ -42,6 +42,12 @@ class ExchangeConfig(dg.Config):
         _DEFAULTS.max_delisted_share,
         description="a catalog refresh delisting more than this share at once is not believed",
     )
+    archive: bool = Field(
+        _DEFAULTS.archive, description="deep history from the exchange's public data archive"
+    )
+    archive_url: str | None = Field(
+        None, description="the archive's base URL (None: the exchange's own, if base_url is unset)"
+    )
 
     @classmethod
     def of(cls, settings: ExchangeSettings) -> ExchangeConfig:

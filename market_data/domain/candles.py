@@ -42,6 +42,10 @@ class CandlePage:
     end_ms: int
     ts: np.ndarray  # int64, candle open times (UTC epoch ms)
     values: np.ndarray  # float64, shape (n, 5): open, high, low, close, volume
+    #: where they came from: "rest" (the candle endpoint) or "archive" (a file of the
+    #: exchange's public data archive, ``checksum`` its SHA-256)
+    source: str = "rest"
+    checksum: str | None = None
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])

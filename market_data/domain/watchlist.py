@@ -66,6 +66,12 @@ class ExchangeSettings:
     #: a catalog refresh that would delist more than this share of the active instruments at
     #: once is not believed (retried, then failed; nothing is marked delisted)
     max_delisted_share: float = 0.25
+    #: deep history from the exchange's public data archive where it has one (Binance);
+    #: False: candle endpoints only
+    archive: bool = True
+    #: the archive's base URL; None: the exchange's own (data.binance.vision), unless
+    #: ``base_url`` points the API elsewhere (a simulator, a proxy): then name it here
+    archive_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,8 @@ class LiveSettings:
 
 _SETTING_TYPES = {"base_url": str, "rate_limit_ms": float, "timeout_ms": int, "retry_attempts": int,
                   "retry_base_s": float, "step_retries": int,
-                  "rate_limit_pause_s": float, "max_delisted_share": float}  # fmt: skip
+                  "rate_limit_pause_s": float, "max_delisted_share": float, "archive": bool,
+                  "archive_url": str}  # fmt: skip
 
 
 def _exchange_settings(name: str, settings: dict[str, Any]) -> ExchangeSettings:
@@ -106,6 +113,8 @@ def _exchange_settings(name: str, settings: dict[str, Any]) -> ExchangeSettings:
             raise WatchlistError(
                 f"exchanges.{name}: unknown setting {key!r}; known: {sorted(_SETTING_TYPES)}"
             )
+        if _SETTING_TYPES[key] is bool and not isinstance(value, bool):
+            raise WatchlistError(f"exchanges.{name}.{key}: {value!r} is not true or false")
         try:
             values[key] = None if value is None else _SETTING_TYPES[key](value)
         except (TypeError, ValueError) as e:

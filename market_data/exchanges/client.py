@@ -37,6 +37,7 @@ from market_data.exchanges.errors import (
     header,
 )
 from market_data.exchanges.retry import Backoff, Gate, OnRetry, Sleep, call_with_retry
+from market_data.exchanges.venues import archive_url as archive_url_of
 from market_data.exchanges.venues import venue
 
 T = TypeVar("T")
@@ -163,6 +164,8 @@ class ExchangeClient:
     #: a market list delisting more than this share of the catalog's active instruments at
     #: once is not believed (the exchange's setting)
     max_delisted_share: float = 0.25
+    #: the exchange's public data archive (exchanges/archive.py); None: not used
+    archive_url: str | None = None
 
     @classmethod
     def of(
@@ -182,6 +185,7 @@ class ExchangeClient:
             on_retry,
             rate_limit_pause_s=pause,
             max_delisted_share=settings.max_delisted_share,
+            archive_url=archive_url_of(settings),
         )
 
     def __post_init__(self) -> None:

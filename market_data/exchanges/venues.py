@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from market_data.domain.watchlist import ExchangeSettings
+
 
 def ccxt_market_type(ccxt_symbol: str) -> str:
     """ccxt's family of a unified symbol: spot (BTC/USDT), linear (settled in the quote,
@@ -118,6 +120,8 @@ class Venue:
     #: the exchange reports the weight used in the window on every answer (Binance's
     #: X-MBX-USED-WEIGHT-1M): requests are paced by it (exchanges/budget.py)
     reports_weight: bool = False
+    #: the exchange's public data archive of candle files (exchanges/archive.py); None: none
+    archive_url: str | None = None
 
     @property
     def pool_limit(self) -> int:
@@ -167,6 +171,7 @@ VENUES: dict[str, Venue] = {
             {"spot": "", "linear": "/fstream"},
             {"spot": 1024, "linear": 200},
         ),
+        archive_url="https://data.binance.vision",
     ),
     # candles: 90 requests a minute; a rate limit blocks the address for 60 s
     "bitfinex": Venue(10_000, clock_method="publicGetPlatformStatus", rate_limit_pause_s=60),
@@ -181,3 +186,14 @@ DEFAULT_VENUE = Venue()
 
 def venue(exchange_id: str) -> Venue:
     return VENUES.get(exchange_id, DEFAULT_VENUE)
+
+
+def archive_url(settings: ExchangeSettings) -> str | None:
+    """Where the exchange's archive files are read from: the setting, else the exchange's own
+    archive when its API is the exchange's own too (``base_url`` unset: an API pointed
+    elsewhere, a simulator or a proxy, says nothing of where its archive is); None: off."""
+    if not settings.archive:
+        return None
+    if settings.archive_url:
+        return settings.archive_url.rstrip("/")
+    return None if settings.base_url else venue(settings.name).archive_url

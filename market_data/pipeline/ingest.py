@@ -53,6 +53,8 @@ from market_data.exchanges.errors import (
 )
 from market_data.exchanges.paging import fetch_window, first_candle, first_served_candle, windows
 from market_data.exchanges.venues import ccxt_market_type, venue
+from market_data.pipeline import archive
+from market_data.pipeline.archive import ArchiveUse
 from market_data.pipeline.gaps import plan_repair, stored_listing, with_venue
 from market_data.pipeline.stop import Stopped, Stopper
 from market_data.pipeline.watched import plausible_markets
@@ -81,6 +83,8 @@ class Figures:
     #: the first and last candle this run wrote (None: it wrote none)
     written_first: int | None = None
     written_last: int | None = None
+    #: of the candles fetched, those read from the exchange's archive files
+    from_archive: int = 0
 
     @property
     def absent(self) -> int:
@@ -103,6 +107,7 @@ class Figures:
             self.rows_written + other.rows_written,
             self.expected + other.expected,
             unavailable=self.unavailable + other.unavailable,
+            from_archive=self.from_archive + other.from_archive,
         )
         out.add_present(self.present, self.first_ts, self.last_ts)
         out.add_present(other.present, other.first_ts, other.last_ts)
@@ -132,6 +137,8 @@ class MarketReport(Figures):
     #: the run's other markets go on
     error: str | None = None
     cause: PermanentExchangeError | None = None
+    #: what the exchange's public data archive gave (None: not asked)
+    archive: ArchiveUse | None = None
 
     def refused(self, error: PermanentExchangeError, text: str | None = None) -> None:
         self.error, self.cause = text or str(error), error
@@ -271,9 +278,9 @@ async def ingest(
             return None
 
     listings = await asyncio.gather(*(listing(m) for m in ranges))
-    jobs: list[Job] = []
+    todo: dict[Market, list[tuple[int, int]]] = {}
     for (market, wanted), known in zip(ranges.items(), listings, strict=True):
-        series, tf = Series.of(market), market.timeframe
+        series = Series.of(market)
         report = reports[market.key]
         for lo, hi in wanted:  # every month asked for has figures, if only zeros
             for key in month_keys_between(lo, hi):
@@ -281,17 +288,24 @@ async def ingest(
         if known is None:
             continue
         _bound(report, market, wanted, known, now_ms)
-        for start, end in report.bounds:
-            todo = (
+        todo[market] = [
+            part
+            for start, end in report.bounds
+            for part in (
                 [(start, end)]
                 if refetch
                 else subtract_intervals(start, end, store.covered(series, start, end))
             )
-            for s, e in todo:
-                jobs += [
-                    Job(market, series, lo, hi)
-                    for lo, hi in windows(s, e, tf.ms, client.page_limit)
-                ]
+        ]
+    if client.archive_url and not refetch:
+        await _from_archive(client, store, todo, ccxt_markets, reports, now_ms, dry_run, log, stop)
+    jobs: list[Job] = []
+    for market, parts in todo.items():
+        series, tf = Series.of(market), market.timeframe
+        for s, e in parts:
+            jobs += [
+                Job(market, series, lo, hi) for lo, hi in windows(s, e, tf.ms, client.page_limit)
+            ]
     if jobs:
         log(f"{len(jobs)} page(s) to fetch for {len(ranges)} market(s)")
         await _pipeline(client, store, jobs, reports, tallies, now_ms, dry_run, refetch, log, stop)
@@ -360,7 +374,6 @@ async def _pipeline(
     stop: Stopper,
 ) -> None:
     queue: asyncio.Queue[tuple[Series, CandlePage] | None] = asyncio.Queue(QUEUE_PAGES)
-    keys = {job.series: job.market.key for job in jobs}
     todo: Iterator[Job] = iter(jobs)
     progress = _Progress(log, len(jobs))
     failed: list[TemporaryExchangeError] = []  # windows that used all their attempts
@@ -390,8 +403,7 @@ async def _pipeline(
             await queue.put((job.series, candles))
 
     def write(batch: list[tuple[Series, CandlePage]]) -> dict[Series, np.ndarray]:
-        validate_pages([p for _, p in batch], now_ms)  # the contract, once per batch
-        return {} if dry_run else store.write_pages(batch, new=not refetch)
+        return _write(store, batch, now_ms, dry_run, new=not refetch)
 
     async def writer() -> None:
         while (item := await queue.get()) is not None:
@@ -403,23 +415,9 @@ async def _pipeline(
                     break
                 batch.append(more)
             written = await asyncio.to_thread(write, batch)
+            _account(reports, batch, written)
             for _, page in batch:
-                report = reports[page.key]
-                report.candles_fetched += len(page)
-                for month, n in count_by_month(page.ts).items():
-                    report.month(month).candles_fetched += n
                 progress.page(len(page))
-            for series, ts in written.items():
-                report = reports[keys[series]]
-                report.rows_written += len(ts)
-                for month, n in count_by_month(ts).items():
-                    figures = report.month(month)
-                    figures.rows_written += n
-                    lo, hi = month_bounds(month)
-                    inside = ts[(ts >= lo) & (ts < hi)]
-                    figures.wrote(int(inside.min()), int(inside.max()))
-                if len(ts):
-                    report.wrote(int(ts.min()), int(ts.max()))
 
     raised: BaseException | None = None
     writing = asyncio.create_task(writer())
@@ -451,6 +449,82 @@ async def _pipeline(
         raise failed[0].with_context(f"{len(failed)} window(s) failed, the first")
     if stop.stopping():
         raise Stopped(f"stopped on request after {progress.done} of {len(jobs)} page(s)")
+
+
+def _write(
+    store: CandleStore,
+    batch: list[tuple[Series, CandlePage]],
+    now_ms: int,
+    dry_run: bool,
+    new: bool,
+) -> dict[Series, np.ndarray]:
+    """The candle contract checked once for the batch, then its pages written with their
+    coverage (a dry run writes nothing)."""
+    validate_pages([p for _, p in batch], now_ms)
+    return {} if dry_run else store.write_pages(batch, new=new)
+
+
+def _account(
+    reports: dict[str, MarketReport],
+    batch: list[tuple[Series, CandlePage]],
+    written: dict[Series, np.ndarray],
+) -> None:
+    """A written batch in its markets' figures, in all and per month."""
+    keys = {series: page.key for series, page in batch}
+    for _, page in batch:
+        report = reports[page.key]
+        archived = page.source == "archive"
+        report.candles_fetched += len(page)
+        report.from_archive += len(page) if archived else 0
+        for month, n in count_by_month(page.ts).items():
+            report.month(month).candles_fetched += n
+            report.month(month).from_archive += n if archived else 0
+    for series, ts in written.items():
+        report = reports[keys[series]]
+        report.rows_written += len(ts)
+        for month, n in count_by_month(ts).items():
+            figures = report.month(month)
+            figures.rows_written += n
+            lo, hi = month_bounds(month)
+            inside = ts[(ts >= lo) & (ts < hi)]
+            figures.wrote(int(inside.min()), int(inside.max()))
+        if len(ts):
+            report.wrote(int(ts.min()), int(ts.max()))
+
+
+async def _from_archive(
+    client: ExchangeClient,
+    store: CandleStore,
+    todo: dict[Market, list[tuple[int, int]]],
+    ccxt_markets: dict[str, Any],
+    reports: dict[str, MarketReport],
+    now_ms: int,
+    dry_run: bool,
+    log: Log,
+    stop: Stopper,
+) -> None:
+    """What the exchange's archive holds of ``todo`` (pipeline/archive.py), written; ``todo``
+    keeps what the candle endpoint must still be asked for."""
+    assert client.archive_url is not None
+    plans = [
+        found
+        for market, parts in todo.items()
+        if reports[market.key].error is None
+        and (found := archive.plan(market, str(ccxt_markets[market.symbol.ccxt]["id"]), parts))
+    ]
+    if not plans:
+        return
+
+    async def deliver(batch: list[tuple[Series, CandlePage]]) -> None:
+        written = await asyncio.to_thread(_write, store, batch, now_ms, dry_run, True)
+        _account(reports, batch, written)
+
+    uses = await archive.from_archive(client.archive_url, plans, now_ms, deliver, stop, log)
+    for p in plans:
+        use = reports[p.market.key].archive = uses[p.market.key]
+        span = client.page_limit * p.market.timeframe.ms
+        left = [part for s, e in todo[p.market] for part in subtract_intervals(s, e, use.covered)]
+        todo[p.market] = archive.coalesce(left, span) if use.files else left
 
 
 def _finish(store: CandleStore, market: Market, report: MarketReport, now_ms: int) -> None:

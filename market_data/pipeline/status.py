@@ -77,6 +77,8 @@ class MarketStatus:
     #: the live service: "streaming" (its newest candle stored), "behind", "down" (the
     #: service is not beating or not connected); None: not streamed
     live: str | None = None
+    #: candles written from the exchange's archive files (the rest: its candle endpoint)
+    from_archive: int = 0
 
 
 @dataclass
@@ -114,13 +116,13 @@ class StatusReport:
         )  # fmt: skip
 
     def headers(self) -> list[str]:
-        return ["exchange", "market", "first", "last", "rows", "expected", "absent", "open gaps",
+        return ["exchange", "market", "first", "last", "rows", "archive", "expected", "absent", "open gaps",
                 "missing", "empty", "exch.-empty", "unavail.", "lag s", "last run", "live"]  # fmt: skip
 
     def rows(self) -> list[list[Any]]:
         """One row per market, in the order of ``headers``."""
         return [
-            [m.exchange, m.market, m.first_candle or "", m.last_candle or "", m.rows, m.expected,
+            [m.exchange, m.market, m.first_candle or "", m.last_candle or "", m.rows, m.from_archive, m.expected,
              m.absent, m.open_gaps, m.missing, m.empty, m.exchange_empty, m.unavailable,
              "" if m.lag_s is None else f"{m.lag_s:.0f}" + (" STALE" if m.stale else ""),
              m.last_materialization or "", m.live or ""]
@@ -149,6 +151,7 @@ def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist)
         keys = activity.markets(ex.name)
         report.runs_24h[ex.name] = activity.runs_24h(ex.name, set(keys))
         stats = series_stats(store, ex.name)
+        archived = store.from_archive(ex.name)
         clock = store.gaps.clock(ex.name)
         gaps = store.gaps.totals(ex.name)
         latest = activity.last_materialized(ex.name)
@@ -178,6 +181,7 @@ def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist)
                     stale=is_stale(lag, tf.ms, watchlist.freshness.max_lag_timeframes),
                     last_materialization=latest.get(key),
                     live=live_state(live, key, tf.ms),
+                    from_archive=archived.get((name, tf.code), 0),
                 )
             )  # fmt: skip
     return report

@@ -224,8 +224,10 @@ class Binance:
         return info
 
 
-def format_klines(bars: Bars, market: SimMarket, tf_ms: int) -> bytes:
-    """Kline rows as Binance sends them: spot with 8 decimals, futures with the market's."""
+def format_klines(bars: Bars, market: SimMarket, tf_ms: int, time_scale: int = 1) -> bytes:
+    """Kline rows as Binance sends them: spot with 8 decimals, futures with the market's;
+    ``time_scale`` 1000: open and close times in microseconds (the archive's spot files
+    from 2025)."""
     pd, ld = market.price_decimals, market.lot_decimals
     places = pd if market.futures else 8
     vplaces = ld if market.futures else 8
@@ -235,10 +237,10 @@ def format_klines(bars: Bars, market: SimMarket, tf_ms: int) -> bytes:
     ]
     return encode_rows(
         [
-            Column(bars.ts),
+            Column(bars.ts * time_scale),
             *price,
             Column(rescale(bars.volume, ld, vplaces), vplaces),
-            Column(bars.ts + (tf_ms - 1)),
+            Column((bars.ts + tf_ms) * time_scale - 1),
             Column(rescale(bars.quote_volume, pd + ld, 8), 8),
             Column(bars.trades),
             Column(rescale(bars.taker_buy, ld, vplaces), vplaces),

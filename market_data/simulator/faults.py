@@ -86,6 +86,12 @@ class Faults(BaseModel):
     truncate_rate: float = Field(0.0, ge=0, le=1)
     malformed_rate: float = Field(0.0, ge=0, le=1)
     holes: list[Hole] = []
+    #: candles Binance's archive files lack while its REST API serves them (the real short
+    #: files, e.g. USD-M BTCUSDT 1m of 2022-05: 38,881 of 44,640 minutes); simulator/archive.py
+    archive_holes: list[Hole] = []
+    #: archive files (a part of the name, e.g. "BTCUSDT-1m-2024-05") whose .CHECKSUM does
+    #: not match the zip
+    archive_bad_checksum: list[str] = []
     #: every price this exchange serves, moved by this percent (an exchange that diverges)
     price_offset_pct: float = Field(0.0, gt=-50, lt=100)
     fail: list[FailRule] = []

@@ -25,6 +25,9 @@ Admin endpoints (JSON), at the root for Binance and under /<name>/admin/... for 
   POST /admin/ws/settings      {"update_ms": n}: updates of candles in progress every n ms;
                                {"ping_s": s}: the server's ping interval
 
+Binance's public data archive (simulator/archive.py) at /binance-archive: monthly and daily
+kline zips with their .CHECKSUM files, as data.binance.vision lays them out.
+
 Binance's WebSocket market streams (simulator/streams.py): spot at /ws and /stream,
 USD-M futures at /fstream/ws and /fstream/stream.
 """
@@ -47,6 +50,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from market_data.domain.weights import DEFAULT_LIMITS, WEIGHT_HEADER, header_suffix
+from market_data.simulator import archive
 from market_data.simulator.binance import (
     FAMILIES,
     Binance,
@@ -141,6 +145,7 @@ class Simulator:
         self.stats = Stats()
         self.book = CandleBook(replay, extra_pairs)
         self.binance = Binance(self.book)
+        self.archive = archive.Archive(self.book)
         self.streams = KlineStreams(self.book, self.clock, self.injector)
         start = faults or Faults()
         self.dialects: dict[str, DialectState] = {
@@ -261,6 +266,38 @@ class Simulator:
         self.stats.candles_served += candles
         return self._reply(200, body, headers)
 
+    async def archive_file(self, request: web.Request) -> web.Response:
+        """A file of Binance's public data archive (simulator/archive.py): Binance's latency,
+        fault rules and rates apply; no request weight is charged. Counted by kind of file."""
+        delay = self.injector.delay_s()
+        if delay:
+            await asyncio.sleep(delay)
+        try:
+            file = archive.parse_path(request.path.removeprefix(archive.PREFIX))
+        except archive.NotPublished:
+            self.stats.count(archive.PREFIX, 404, 0)
+            return web.Response(status=404, body=archive.NOT_FOUND, content_type="application/xml")
+        forced = self.injector.forced_failure(request.path, request.query)
+        status, body = 200, b""
+        if forced is not None and forced.garble is None:
+            status, body = forced.status, archive.NOT_FOUND if forced.status == 404 else b""
+        else:
+            try:
+                body = await asyncio.to_thread(
+                    self.archive.get, file, self.clock.now_ms(), self.faults
+                )
+            except archive.NotPublished:
+                status, body = 404, archive.NOT_FOUND
+        if status == 200 and forced is not None and forced.garble is not None:
+            body = garbled(body, forced.garble)
+        elif status == 200:
+            body = self.injector.mangle(body)
+        self.stats.count(file.family, status, 0)
+        kind = "application/xml" if status == 404 else (
+            "text/plain" if file.checksum else "application/zip"
+        )  # fmt: skip
+        return web.Response(status=status, body=body, content_type=kind)
+
     # -- admin -------------------------------------------------------------------------
     def _state(self, request: web.Request) -> Simulator | DialectState:
         name = request.match_info.get("exchange", "binance")
@@ -376,6 +413,7 @@ class Simulator:
             app.router.add_post(f"{prefix}/admin/reset", self.admin_reset)
             app.router.add_route("*", f"{prefix}/admin/faults", self.admin_faults)
             app.router.add_route("*", f"{prefix}/admin/clock", self.admin_clock)
+        app.router.add_get(archive.PREFIX + "/{tail:.*}", self.archive_file)
         app.router.add_get("/{tail:.*}", self.exchange)
         return app
 

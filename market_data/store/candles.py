@@ -117,7 +117,10 @@ class CandleStore:
         cover = self._dialect.insert(fetch_coverage)
         self._cover = cover.on_conflict_do_update(
             index_elements=["exchange", "symbol", "timeframe", "start_ts"],
-            set_={c: cover.excluded[c] for c in ("end_ts", "candles", "fetched_at")},
+            set_={
+                c: cover.excluded[c]
+                for c in ("end_ts", "candles", "fetched_at", "source", "checksum")
+            },
         )
         self.instruments = InstrumentStore(self.engine, self._dialect)
         self.gaps = GapStore(self.engine, self._dialect)
@@ -259,6 +262,18 @@ class CandleStore:
                 out |= dict(zip(chunk, conn.execute(sa.select(*newest)).one(), strict=True))
         return out
 
+    def from_archive(self, exchange: str) -> dict[tuple[str, str], int]:
+        """(symbol, timeframe) -> candles written from the exchange's archive files (their
+        coverage's count), for the series that have any."""
+        c = fetch_coverage.c
+        query = (
+            sa.select(c.symbol, c.timeframe, sa.func.sum(c.candles))
+            .where(c.exchange == exchange, c.source == "archive")
+            .group_by(c.symbol, c.timeframe)
+        )
+        with self.engine.connect() as conn:
+            return {(s, tf): int(n) for s, tf, n in conn.execute(query)}
+
     def aggregate(self, series: Series, span_ms: int, start: int, end: int) -> pd.DataFrame:
         """``series``' candles in [start, end) aggregated per span of ``span_ms`` (epoch-
         aligned), in SQL: per span its open time (ts), first open, highest high, lowest
@@ -333,12 +348,15 @@ def _edge(series: Series, order: sa.UnaryExpression[Any]) -> sa.Select[tuple[int
 
 
 def _coverage(pages: Sequence[tuple[Series, CandlePage]]) -> list[dict[str, object]]:
-    """fetch_coverage rows of ``pages``: each page's window, its candles, fetched now."""
+    """fetch_coverage rows of ``pages``: each page's window, its candles, fetched now, and
+    where from."""
     now = int(time.time() * 1000)
-    return [
-        series.params(start_ts=p.start_ms, end_ts=p.end_ms, candles=len(p), fetched_at=now)
-        for series, p in pages
-    ]
+    rows = []
+    for series, p in pages:
+        window = {"start_ts": p.start_ms, "end_ts": p.end_ms, "candles": len(p)}
+        source = {"source": p.source, "checksum": p.checksum}
+        rows.append(series.params(**window, fetched_at=now, **source))
+    return rows
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _: object) -> None:

@@ -50,6 +50,14 @@ def partition_metadata(
         meta["unavailable"] = dg.MetadataValue.int(figures.unavailable)
         assert report.unserved is not None
         meta["served_from"] = dg.MetadataValue.timestamp(report.unserved[1] / 1000)
+    if report.archive is not None:  # where the fetched candles came from
+        meta["from_archive"] = dg.MetadataValue.int(figures.from_archive)
+        meta["from_candle_endpoint"] = dg.MetadataValue.int(
+            figures.candles_fetched - figures.from_archive
+        )
+        unusable = [u for u in report.archive.unusable if f"-{year}-" in u]
+        if unusable:
+            meta["archive_unusable"] = dg.MetadataValue.text("; ".join(unusable))
     if figures.written_first is not None and figures.written_last is not None:
         # what this run changed (the composites sensor recomputes those months only)
         meta["written_first"] = dg.MetadataValue.timestamp(figures.written_first / 1000)
