@@ -273,9 +273,9 @@ def test_a_backfill_killed_mid_archive_reruns_only_the_files_it_had_not_written(
 ) -> None:
     clear(pg_database)
     archive = f"{sim.url}/binance-archive"
-    env = cli_env(tmp_path, sim.url, pg_database, ["BTC/USDT/1m"], start="2025-01-01",
+    env = cli_env(tmp_path, sim.url, pg_database, ["BTC/USDT/1h"], start="2025-01-01",
                   archive_url=archive)  # fmt: skip
-    command = ("backfill", "--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1m",
+    command = ("backfill", "--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1h",
                "--start", "2025-01-01", "--end", "2026-01-01")  # fmt: skip
     store = CandleStore(pg_database)
     admin(sim.url, "faults", {"latency_ms": 2000})  # files arrive slowly: the kill lands mid-run
@@ -296,6 +296,6 @@ def test_a_backfill_killed_mid_archive_reruns_only_the_files_it_had_not_written(
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     # each month not written before the kill downloaded once more (its .CHECKSUM and zip)
     assert admin(sim.url, "stats")["requests"][MONTHLY]["200"] - before == 2 * (12 - at_kill)
-    assert stored(store, "BTC/USDT", "1m") == exchange_truth(
-        "BTCUSDT", Kind.SPOT, "1m", JAN_2025, JAN_2026, NOW_MS
+    assert stored(store, "BTC/USDT", "1h") == exchange_truth(
+        "BTCUSDT", Kind.SPOT, "1h", JAN_2025, JAN_2026, NOW_MS
     )
