@@ -34,6 +34,7 @@ MD = Path(sys.executable).with_name("market-data")
 NOW = "2026-01-02T00:00Z"
 LATENCY = {"latency_ms": 100}
 MONTHLY = "/binance-archive/data/spot/monthly/klines"
+KLINES = ("/api/v3/klines", "/fapi/v1/klines")  # the candle endpoint (archive paths end alike)
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Run:
 
 def spent(sim_url: str) -> tuple[int, int, int]:
     """(klines weight answered 200, klines requests, archive zips served) since the reset."""
-    timeline = [r for r in admin(sim_url, "timeline") if r["path"].endswith("/klines")]
+    timeline = [r for r in admin(sim_url, "timeline") if r["path"] in KLINES]
     weight = sum(r["weight"] for r in timeline if r["status"] == 200)
     stats = admin(sim_url, "stats")["requests"]
     files = stats.get(MONTHLY, {}).get("200", 0) // 2  # each zip and its .CHECKSUM
