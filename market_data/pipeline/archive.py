@@ -132,8 +132,9 @@ async def from_archive(
         tf_ms = p.market.timeframe.ms
         table = got.table[(got.table[:, 0] >= file.start_ms) & (got.table[:, 0] < file.end_ms)]
         page = page_from_table(p.market.key, table, tf_ms, file.start_ms, file.end_ms, now_ms)
+        held = runs(page.ts, tf_ms)
         pages = []
-        for lo, hi in runs(page.ts, tf_ms):
+        for lo, hi in held:
             inside = (page.ts >= lo) & (page.ts < hi)
             pages.append(
                 (p.series, CandlePage(p.market.key, tf_ms, lo, hi, page.ts[inside],
@@ -142,7 +143,7 @@ async def from_archive(
         await deliver(pages)
         use.files += 1
         use.candles += len(page)
-        use.covered = merge_intervals([*use.covered, *runs(page.ts, tf_ms)])
+        use.covered = merge_intervals([*use.covered, *held])
         return True
 
     async def market(session: aiohttp.ClientSession, p: ArchivePlan) -> None:
