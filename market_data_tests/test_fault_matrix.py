@@ -182,6 +182,16 @@ def test_fault_matrix(
     assert "Traceback" not in done.stderr
 
 
-def test_the_matrix_left_no_process_behind() -> None:
+def test_the_matrix_left_no_process_behind(database: str) -> None:
+    """No `market-data backfill` of the matrix's database is running (other test files,
+    on another worker, may run backfills of their own)."""
     out = subprocess.run(["pgrep", "-f", "market-data backfill"], capture_output=True, text=True)
-    assert out.stdout.strip() == ""
+    left = [pid for pid in out.stdout.split() if database.encode() in _environ(int(pid))]
+    assert left == []
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # ended meanwhile
+        return b""
