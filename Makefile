@@ -128,6 +128,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/vs_freqtrade.py
 	$(BIN)/python bench/budget.py
 	$(BIN)/python bench/gaps.py
+	$(BIN)/python bench/series_counts.py
 	$(BIN)/python bench/freshness.py
 	$(BIN)/python bench/starvation.py
 	$(BIN)/python bench/dialects.py
@@ -142,6 +143,7 @@ bench-scale: $(STAMP) $(CHROMIUM)
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/ui.py
 	$(BIN)/python bench/addition.py
+	$(BIN)/python bench/archive.py
 
 clean:
 	rm -rf $(VENV) $(LATEST) .dagster .dagster-prod .market_data

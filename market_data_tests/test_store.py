@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from market_data.domain.candles import CandlePage
-from market_data.store.candles import CandleStore
-from market_data.store.schema import apply_schema, drop_all, statements
+from market_data.store.candles import CandleStore, series_stats
+from market_data.store.schema import apply_schema, drop_all, migration_files, statements
 from market_data.store.series import Series
 from market_data.store.tables import metadata
 from market_data_tests.conftest import throwaway_cluster
@@ -85,6 +86,92 @@ def test_statements_skip_comments() -> None:
         "CREATE TABLE a (x INT)",
         "CREATE TABLE b (y INT)",
     ]
+
+
+def test_statements_keep_function_and_trigger_bodies_whole() -> None:
+    pg = "CREATE FUNCTION f() RETURNS trigger AS $$ BEGIN x; y; END $$;\nSELECT 1;"
+    lite = "CREATE TRIGGER t AFTER INSERT ON a BEGIN INSERT INTO b VALUES (1); END;\nSELECT 1;"
+    assert statements(pg) == [
+        "CREATE FUNCTION f() RETURNS trigger AS $$ BEGIN x; y; END $$",
+        "SELECT 1",
+    ]
+    assert statements(lite) == [
+        "CREATE TRIGGER t AFTER INSERT ON a BEGIN INSERT INTO b VALUES (1); END",
+        "SELECT 1",
+    ]
+
+
+def _counted(store: CandleStore) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """What series_stats must say: the candle table counted."""
+    query = sa.text(
+        "SELECT symbol, timeframe, count(*), min(ts), max(ts) FROM candles "
+        "WHERE exchange = 'binance' GROUP BY symbol, timeframe"
+    )
+    with store.engine.connect() as conn:
+        return {(s, tf): (n, lo, hi) for s, tf, n, lo, hi in conn.execute(query)}
+
+
+@pytest.mark.parametrize("new", [False, True])
+def test_the_series_counts_follow_every_insert_update_and_delete(
+    store: CandleStore, new: bool
+) -> None:
+    """The status report's rows, first and last candle per series come from candle_series,
+    which the database keeps: they equal a count of the candles after writes (COPY or
+    upsert), re-fetches that change candles, and deletions by hand of a series' middle,
+    first and last candles."""
+    eth = Series("binance", "ETH-USDT-SPOT", "1m")
+    store.write_pages([(SERIES, page(100)), (eth, page(50, start=6_000_000))], new=new)
+    store.write_page(SERIES, page(100, price=101.0))  # 100 candles changed: none added
+    store.write_page(SERIES, page(20, start=99 * 60_000))  # 19 added after the last
+    store.write_closed([(eth, page(1, start=9_000_000))])  # the live service's path
+    assert (
+        series_stats(store, "binance")
+        == _counted(store)
+        == {
+            ("BTC-USDT-SPOT", "1m"): (119, 0, 118 * 60_000),
+            ("ETH-USDT-SPOT", "1m"): (51, 6_000_000, 9_000_000),
+        }
+    )
+    with store.engine.begin() as conn:
+        for lo, hi in ((10, 20), (0, 1), (118, 119)):  # the middle, the first, the last
+            conn.execute(
+                sa.text("DELETE FROM candles WHERE symbol = 'BTC-USDT-SPOT' AND ts >= :lo AND ts < :hi"),
+                {"lo": lo * 60_000, "hi": hi * 60_000},
+            )  # fmt: skip
+        conn.execute(sa.text("DELETE FROM candles WHERE symbol = 'ETH-USDT-SPOT'"))
+    assert (
+        series_stats(store, "binance")
+        == _counted(store)
+        == {
+            ("BTC-USDT-SPOT", "1m"): (107, 60_000, 117 * 60_000),
+        }
+    )
+    store.write_page(eth, page(2, start=60_000))  # a series emptied, then written again
+    assert series_stats(store, "binance")[("ETH-USDT-SPOT", "1m")] == (2, 60_000, 120_000)
+    if store.dialect == "postgresql":  # (SQLite has no TRUNCATE)
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("TRUNCATE candles"))
+        assert series_stats(store, "binance") == {}
+
+
+def test_a_store_made_before_the_series_counts_gets_them_from_its_candles(
+    store_url: str, tmp_path: Path
+) -> None:
+    """sql/010 on a store that has candles: the series are counted once by the migration."""
+    files = tmp_path / "sql"
+    files.mkdir()
+    for path in migration_files("sqlite") + migration_files("postgresql"):
+        if not path.name.startswith("010"):
+            (files / path.name).write_text(path.read_text())
+    old = CandleStore(store_url, create=False)
+    drop_all(old.engine)
+    apply_schema(old.engine, files)  # the schema as it was before sql/010
+    old.write_page(SERIES, page(30, start=60_000))
+    assert [f.startswith("010") for f in apply_schema(old.engine)] == [True]
+    assert series_stats(old, "binance") == {("BTC-USDT-SPOT", "1m"): (30, 60_000, 30 * 60_000)}
+    old.write_page(SERIES, page(1))
+    assert series_stats(old, "binance") == {("BTC-USDT-SPOT", "1m"): (31, 0, 30 * 60_000)}
+    old.dispose()
 
 
 def test_a_throwaway_cluster_serves_the_store() -> None:

@@ -24,7 +24,13 @@ from market_data.store.live import LiveStore
 from market_data.store.orderbooks import OrderbookStore
 from market_data.store.schema import apply_schema, normalise_url
 from market_data.store.series import Series
-from market_data.store.tables import KEY_COLUMNS, VALUE_COLUMNS, candles, fetch_coverage
+from market_data.store.tables import (
+    KEY_COLUMNS,
+    VALUE_COLUMNS,
+    candle_series,
+    candles,
+    fetch_coverage,
+)
 
 COLUMNS = ("ts", *VALUE_COLUMNS)
 
@@ -153,8 +159,10 @@ class CandleStore:
             by_series[series].append(page)
         written: dict[Series, np.ndarray] = {}
         with self.engine.begin() as conn:
-            for series, group in by_series.items():
-                written[series] = self._upsert(conn, series, group, new)
+            # in key order: the triggers of sql/010 lock each series' candle_series row till
+            # the commit, and concurrent writers that take them in one order cannot deadlock
+            for series in sorted(by_series, key=_head):
+                written[series] = self._upsert(conn, series, by_series[series], new)
             conn.execute(self._cover, _coverage(pages))
         return written
 
@@ -368,12 +376,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _: object) -> None:
 
 
 def series_stats(store: CandleStore, exchange: str) -> dict[tuple[str, str], tuple[int, int, int]]:
-    """(symbol, timeframe) -> (rows, first ts, last ts) of an exchange's stored candles."""
-    c = candles.c
-    query = (
-        sa.select(c.symbol, c.timeframe, sa.func.count(), sa.func.min(c.ts), sa.func.max(c.ts))
-        .where(c.exchange == exchange)
-        .group_by(c.symbol, c.timeframe)
+    """(symbol, timeframe) -> (rows, first ts, last ts) of an exchange's stored candles: one
+    row per series of ``candle_series`` (the database keeps it on every insert and delete,
+    sql/010), not a count of the candle table."""
+    c = candle_series.c
+    query = sa.select(c.symbol, c.timeframe, c.candles, c.first_ts, c.last_ts).where(
+        c.exchange == exchange, c.candles > 0
     )
     with store.engine.connect() as conn:
         return {(s, tf): (int(n), int(lo), int(hi)) for s, tf, n, lo, hi in conn.execute(query)}

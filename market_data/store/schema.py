@@ -6,6 +6,8 @@ NNN_name.sqlite.sql to that dialect only.
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import time
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -14,6 +16,8 @@ import sqlalchemy as sa
 
 #: The schema files: sql/ of the project, shipped in the package as ``market_data.sql``.
 SQL_DIR: Traversable = files("market_data.sql")
+#: a SQLite trigger's body, whose statements end with semicolons before its END
+_TRIGGER_BODY = re.compile(r"CREATE\s+TRIGGER\b.*\bBEGIN\b", re.IGNORECASE | re.DOTALL)
 _LOCK_ID = 4_611_686_018_427_387_903 % 2**31  # any constant: serialises concurrent migrations
 
 
@@ -35,8 +39,21 @@ def migration_files(dialect: str, sql_dir: Traversable = SQL_DIR) -> list[Traver
 
 
 def statements(sql: str) -> list[str]:
+    """The file's statements, without comment lines. A semicolon inside a dollar-quoted
+    body (PostgreSQL's functions) or a trigger's BEGIN .. END (SQLite's) does not end one."""
     lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    out, held = [], ""
+    for part in "\n".join(lines).split(";"):
+        held = f"{held};{part}" if held else part
+        if held.count("$$") % 2 == 0 and (
+            not _TRIGGER_BODY.search(held) or sqlite3.complete_statement(held + ";")
+        ):
+            if held.strip():
+                out.append(held.strip())
+            held = ""
+    if held.strip():
+        out.append(held.strip())
+    return out
 
 
 def apply_schema(engine: sa.Engine, sql_dir: Traversable = SQL_DIR) -> list[str]:

@@ -31,6 +31,16 @@ def _candle_columns() -> list[sa.Column]:
 
 candles = sa.Table("candles", metadata, *_series_columns(), *_candle_columns())
 
+#: per series: stored candles, first and last open time (kept by the database's triggers)
+candle_series = sa.Table(
+    "candle_series",
+    metadata,
+    *_series_columns(),
+    sa.Column("candles", sa.BigInteger, nullable=False),
+    sa.Column("first_ts", sa.BigInteger),
+    sa.Column("last_ts", sa.BigInteger),
+)
+
 fetch_coverage = sa.Table(
     "fetch_coverage",
     metadata,
