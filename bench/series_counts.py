@@ -73,8 +73,8 @@ def set_triggers(store: CandleStore, on: bool) -> None:
 
 
 def sqlite_trigger() -> str:
-    """sql/010's SQLite trigger on insert, as the migration made it."""
-    text = (SQL_DIR / "010_candle_series.sqlite.sql").read_text()
+    """sql/011's SQLite trigger on insert, as the migration made it."""
+    text = (SQL_DIR / "011_candle_series_kept.sqlite.sql").read_text()
     return next(s for s in statements(text) if "candle_series_added AFTER" in s)
 
 

@@ -159,7 +159,7 @@ class CandleStore:
             by_series[series].append(page)
         written: dict[Series, np.ndarray] = {}
         with self.engine.begin() as conn:
-            # in key order: the triggers of sql/010 lock each series' candle_series row till
+            # in key order: the triggers of sql/011 lock each series' candle_series row till
             # the commit, and concurrent writers that take them in one order cannot deadlock
             for series in sorted(by_series, key=_head):
                 written[series] = self._upsert(conn, series, by_series[series], new)
@@ -378,7 +378,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _: object) -> None:
 def series_stats(store: CandleStore, exchange: str) -> dict[tuple[str, str], tuple[int, int, int]]:
     """(symbol, timeframe) -> (rows, first ts, last ts) of an exchange's stored candles: one
     row per series of ``candle_series`` (the database keeps it on every insert and delete,
-    sql/010), not a count of the candle table."""
+    sql/010-012), not a count of the candle table."""
     c = candle_series.c
     query = sa.select(c.symbol, c.timeframe, c.candles, c.first_ts, c.last_ts).where(
         c.exchange == exchange, c.candles > 0

@@ -1,16 +1,5 @@
--- Per series: how many candles are stored, the first and the last open time, kept by the
--- database itself on every insert and delete (row triggers: SQLite has no statement
--- triggers), so the status report reads one row per series instead of counting candles.
+-- candle_series (sql/010) kept on SQLite: row triggers (SQLite has no statement triggers).
 -- An upsert that updates a stored candle fires no INSERT trigger.
-CREATE TABLE IF NOT EXISTS candle_series (
-    exchange  VARCHAR(32) NOT NULL,
-    symbol    VARCHAR(64) NOT NULL,
-    timeframe VARCHAR(8)  NOT NULL,
-    candles   BIGINT      NOT NULL,
-    first_ts  BIGINT,
-    last_ts   BIGINT,
-    PRIMARY KEY (exchange, symbol, timeframe)
-);
 
 CREATE TRIGGER IF NOT EXISTS candle_series_added AFTER INSERT ON candles BEGIN
     INSERT OR IGNORE INTO candle_series (exchange, symbol, timeframe, candles, first_ts, last_ts)
@@ -32,7 +21,3 @@ CREATE TRIGGER IF NOT EXISTS candle_series_removed AFTER DELETE ON candles BEGIN
             AND timeframe = OLD.timeframe ORDER BY ts DESC LIMIT 1) END
     WHERE exchange = OLD.exchange AND symbol = OLD.symbol AND timeframe = OLD.timeframe;
 END;
-
-INSERT INTO candle_series (exchange, symbol, timeframe, candles, first_ts, last_ts)
-SELECT exchange, symbol, timeframe, count(*), min(ts), max(ts) FROM candles
-GROUP BY exchange, symbol, timeframe;

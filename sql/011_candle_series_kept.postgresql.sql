@@ -1,16 +1,5 @@
--- Per series: how many candles are stored, the first and the last open time, kept by the
--- database itself on every insert and delete (statement triggers over the rows the statement
--- added or removed), so the status report reads one row per series instead of counting the
--- candle table (which grows to 10^10 rows), whoever writes or deletes.
-CREATE TABLE IF NOT EXISTS candle_series (
-    exchange  VARCHAR(32) NOT NULL,
-    symbol    VARCHAR(64) NOT NULL,
-    timeframe VARCHAR(8)  NOT NULL,
-    candles   BIGINT      NOT NULL,
-    first_ts  BIGINT,
-    last_ts   BIGINT,
-    PRIMARY KEY (exchange, symbol, timeframe)
-);
+-- candle_series (sql/010) kept on PostgreSQL: statement triggers over the rows a statement
+-- added or removed.
 
 -- Rows added by an INSERT or COPY (an upsert's rows that updated a candle are not in
 -- `added`). Series in key order: concurrent writers lock their rows in one order.
@@ -56,8 +45,3 @@ CREATE OR REPLACE TRIGGER candle_series_removed AFTER DELETE ON candles
     REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION candle_series_removed();
 CREATE OR REPLACE TRIGGER candle_series_truncated AFTER TRUNCATE ON candles
     FOR EACH STATEMENT EXECUTE FUNCTION candle_series_truncated();
-
--- A store made before this file: its series counted once, here (one pass over candles).
-INSERT INTO candle_series (exchange, symbol, timeframe, candles, first_ts, last_ts)
-SELECT exchange, symbol, timeframe, count(*), min(ts), max(ts) FROM candles
-GROUP BY exchange, symbol, timeframe;
