@@ -115,7 +115,18 @@ def run_market_data(sim_url: str, scenario: str, tmp: Path) -> Run:
     return Run("market-data", scenario, wall, cpu, rss, requests, rate, stored)
 
 
-def run_freqtrade(exe: Path, sim_url: str, scenario: str, tmp: Path) -> Run:
+def run_freqtrade(
+    exe: Path,
+    sim_url: str,
+    scenario: str,
+    tmp: Path,
+    timerange: str = "20250101-20260101",
+    archive_host: str | None = None,
+) -> Run:
+    """`freqtrade download-data` of BTC/USDT 1m over ``timerange``: over the candle endpoint
+    only (``only_from_ccxt``), or, given ``archive_host``, as freqtrade does by default for
+    Binance: daily files of its public data archive first (from that host instead of
+    data.binance.vision: bench/freqtrade_archive_host.py), the candle endpoint after."""
     api = rewrite_urls(ccxt.binance().urls["api"], sim_url)
     ccxt_config: dict[str, object] = {"urls": {"api": api}}
     if scenario == "loopback":
@@ -123,7 +134,8 @@ def run_freqtrade(exe: Path, sim_url: str, scenario: str, tmp: Path) -> Run:
     data = tmp / "user_data" / "data" / "binance"
     data.mkdir(parents=True)
     config = {
-        "exchange": {"name": "binance", "key": "", "secret": "", "only_from_ccxt": True,
+        "exchange": {"name": "binance", "key": "", "secret": "",
+                     "only_from_ccxt": archive_host is None,
                      "ccxt_config": ccxt_config, "ccxt_async_config": ccxt_config,
                      "pair_whitelist": ["BTC/USDT"]},
         "stake_currency": "USDT", "dry_run": True, "trading_mode": "spot",
@@ -131,9 +143,13 @@ def run_freqtrade(exe: Path, sim_url: str, scenario: str, tmp: Path) -> Run:
         "dataformat_ohlcv": "feather", "pairlists": [{"method": "StaticPairList"}],
     }  # fmt: skip
     (tmp / "config.json").write_text(json.dumps(config))
+    command = [str(exe)]
+    if archive_host is not None:
+        launcher = Path(__file__).with_name("freqtrade_archive_host.py")
+        command = [str(exe.with_name("python")), str(launcher), archive_host]
     wall, cpu, rss, out = measured(
-        [str(exe), "download-data", "--config", str(tmp / "config.json"), "--timerange",
-         "20250101-20260101", "-t", "1m", "--pairs", "BTC/USDT"])  # fmt: skip
+        [*command, "download-data", "--config", str(tmp / "config.json"), "--timerange",
+         timerange, "-t", "1m", "--pairs", "BTC/USDT"])  # fmt: skip
     requests, rate = klines_rate(sim_url)
     length = int(out.split("with length ")[1].split(".")[0]) if "with length " in out else 0
     return Run("freqtrade", scenario, wall, cpu, rss, requests, rate, length)

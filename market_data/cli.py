@@ -139,6 +139,8 @@ def _replay(items: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--extra-pairs", default=0, type=click.IntRange(0, 20_000),
               help="list this many more Binance bases (X001, X002, ...): a spot pair each, a "
               "USD-M perpetual for every second one; listings spread 2017-2026, some delisted")  # fmt: skip
+@click.option("--archive-cache-mb", default=256, show_default=True, type=click.IntRange(1),
+              help="MB of built archive files (/binance-archive) kept in memory")  # fmt: skip
 def simulate(
     host: str,
     port: int,
@@ -147,6 +149,7 @@ def simulate(
     faults_raw: str | None,
     replay: tuple[str, ...],
     extra_pairs: int,
+    archive_cache_mb: int,
 ) -> None:
     """Run the local exchange simulator: Binance (spot and USD-M futures, REST and
     WebSocket streams) at the root, Bitfinex, Coinbase and Kraken under /bitfinex, /coinbase
@@ -160,8 +163,9 @@ def simulate(
         fixed = int(moment.timestamp() * 1000)
     try:
         sim = Simulator(
-            _faults(faults_raw), Clock(clock_offset_ms, fixed), _replay(replay), extra_pairs
-        )
+            _faults(faults_raw), Clock(clock_offset_ms, fixed), _replay(replay), extra_pairs,
+            archive_cache_mb * 2**20,
+        )  # fmt: skip
     except ReplayFileError as e:
         raise click.BadParameter(str(e), param_hint="--replay") from None
     root = f"http://{host}:{port}"

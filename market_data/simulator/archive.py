@@ -52,8 +52,9 @@ _PATH = re.compile(
     r"(?P=symbol)-(?P=interval)-(?P<year>\d{4})-(?P<month>\d{2})(?:-(?P<day>\d{2}))?"
     r"\.zip(?P<checksum>\.CHECKSUM)?$"
 )
-#: built files kept (a client asks for the .CHECKSUM, then the zip)
-CACHED_FILES = 64
+#: bytes of built files kept, newest used first (a client asks for the .CHECKSUM, then the
+#: zip; a benchmark warms the archive once, then downloads as from the real host's CDN)
+CACHE_BYTES = 256 * 2**20
 
 
 class NotPublished(Exception):
@@ -121,9 +122,11 @@ def parse_path(path: str) -> ArchiveFile:
 class Archive:
     """Builds the archive's files from the candle book (and caches the newest few)."""
 
-    def __init__(self, book: CandleBook) -> None:
+    def __init__(self, book: CandleBook, cache_bytes: int = CACHE_BYTES) -> None:
         self.book = book
+        self.cache_bytes = cache_bytes
         self._cache: OrderedDict[tuple[object, ...], tuple[bytes, str]] = OrderedDict()
+        self._cached = 0  # bytes in _cache
         #: files are built in worker threads (the server's loop stays free): one at a time
         self._lock = threading.Lock()
 
@@ -169,8 +172,9 @@ class Archive:
         zipped = buffer.getvalue()
         built = (zipped, hashlib.sha256(zipped).hexdigest())
         self._cache[key] = built
-        while len(self._cache) > CACHED_FILES:
-            self._cache.popitem(last=False)
+        self._cached += len(zipped)
+        while self._cached > self.cache_bytes and len(self._cache) > 1:
+            self._cached -= len(self._cache.popitem(last=False)[1][0])
         return built
 
 

@@ -137,15 +137,17 @@ class Simulator:
         clock: Clock | None = None,
         replay: dict[str, Path] | None = None,
         extra_pairs: int = 0,
+        archive_cache_bytes: int = archive.CACHE_BYTES,
     ) -> None:
-        """``extra_pairs``: that many more Binance bases (``markets.extra_pairs``), for benchmarks."""
+        """``extra_pairs``: that many more Binance bases (``markets.extra_pairs``), for
+        benchmarks; ``archive_cache_bytes``: built archive files kept in memory."""
         self.clock = clock or Clock()
         self.injector = Injector(faults or Faults())
         self.limiter = Limiter()
         self.stats = Stats()
         self.book = CandleBook(replay, extra_pairs)
         self.binance = Binance(self.book)
-        self.archive = archive.Archive(self.book)
+        self.archive = archive.Archive(self.book, archive_cache_bytes)
         self.streams = KlineStreams(self.book, self.clock, self.injector)
         start = faults or Faults()
         self.dialects: dict[str, DialectState] = {
