@@ -251,6 +251,11 @@ class ExchangeClient:
             on_pause=self.pause,
         )
 
+    async def call(self, method: str, *args: Any) -> Any:
+        """Any ccxt method of the exchange (its implicit endpoints too), retried and its
+        errors mapped like every other request."""
+        return await self._call(method, *args)
+
     async def once(self, method: str, *args: Any) -> Any:
         """One attempt of ``method``; errors mapped to the project's types."""
         async with self.gate:
