@@ -29,6 +29,15 @@ from market_data_tests.helpers import binance_client, free_port
 #: A fixed exchange clock for tests: 2026-11-20 12:34:56.789 UTC.
 NOW_MS = 1_795_178_096_789
 
+#: test files handed to the two workers first (a file each, `--dist loadfile`): the longest
+#: (the end-to-end deployment: ~5 minutes) must not be the last to start
+SLOW_FIRST = ("test_end_to_end.py", "test_dialects.py")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, which it keeps otherwise
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in SLOW_FIRST)  # (a stable sort)
+
 
 @pytest.fixture
 def sim() -> Iterator[RunningSimulator]:
