@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,12 @@ import dagster as dg
 import pytest
 import yaml
 
+from market_data.defs.candles.cli_runs import plan
 from market_data.defs.candles.partitions import RANGE_START
 from market_data.domain.gaps import Hole
+from market_data.domain.symbols import parse_symbol
+from market_data.domain.timeframes import Timeframe
+from market_data.domain.watchlist import Market
 from market_data.simulator.server import RunningSimulator
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
@@ -280,3 +284,17 @@ def test_a_run_failing_for_an_expected_reason_shows_it_without_a_traceback(
     admin(sim.url, "faults", {"fail": [not_found]})
     verbose = backfill_btc(env, "2026-01-01", "--verbose")
     assert verbose.returncode == 1 and "Stack Trace" in verbose.stderr
+
+
+def test_a_backfill_runs_a_markets_years_together_up_to_a_runs_pages() -> None:
+    """One ranged run per market for as many years as ~5,000 candle requests hold (Binance:
+    nine years of 1m), not a run per year: a run's own seconds are paid once, and the
+    years' archive files download together."""
+
+    def runs(tf: str) -> list[list[str]]:
+        market = Market("binance", parse_symbol("BTC/USDT"), Timeframe.parse(tf), date(2015, 1, 1))
+        return [p.years for p in plan([market], date(2015, 1, 1), date(2026, 1, 1))]
+
+    years = [str(y) for y in range(2015, 2026)]
+    assert runs("1m") == [years[:9], years[9:]]
+    assert runs("5m") == runs("1d") == [years]

@@ -1,5 +1,5 @@
 """The runs the command line launches: backfills and repairs (the same materializations the
-UI launches, one ranged run per market and year, each followed by the gap check) and
+UI launches, ranged runs of a market's years, each followed by the gap check) and
 check-only runs, recorded in the Dagster instance (DAGSTER_HOME)."""
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from market_data.defs.candles.partitions import (
     range_tags,
 )
 from market_data.defs.runs import reap_dead_runs, this_host, wait_for_pool
+from market_data.domain.backfills import PAGES_PER_RUN, YEAR_MS, history_pages
 from market_data.domain.calendar import ms_day, year_keys
 from market_data.domain.watchlist import Market, Watchlist
+from market_data.exchanges.venues import venue
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
 
@@ -54,8 +56,11 @@ def plan(
     end: date | None,
     resume_from: Callable[[Market], date | None] | None = None,
 ) -> list[RunPlan]:
-    """A run per market and year (a partition each); with ``resume_from``, each market
-    starts at the day its newest stored candle falls on."""
+    """Ranged runs per market over its years (a partition each), consecutive years
+    together while their pages add up to at most ``PAGES_PER_RUN`` (as the watchlist's
+    backfills: a run's own seconds stay small beside its fetching, and the years' archive
+    files download together); with ``resume_from``, each market starts at the day its
+    newest stored candle falls on."""
     today = datetime.now(UTC).date()
     plans = []
     for market in markets:
@@ -64,7 +69,14 @@ def plan(
             first = max(start, resume_from(market) or start)
         # --end is exclusive: a run for the year it falls on only if that year has days in
         years = year_keys(first, min(end - timedelta(days=1), today) if end else today)
-        plans += [RunPlan(market, [year], first, end) for year in years]
+        year_pages = history_pages(
+            0, YEAR_MS, market.timeframe.ms, venue(market.exchange).page_limit
+        )
+        per_run = max(1, PAGES_PER_RUN // year_pages)
+        plans += [
+            RunPlan(market, years[i : i + per_run], first, end)
+            for i in range(0, len(years), per_run)
+        ]
     return plans
 
 
