@@ -90,7 +90,7 @@ def backfill(sim_url: str, symbols: list[str], start: str, end: str, archive: bo
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="0: part 2 only")
     parser.add_argument("--markets", type=int, default=100, help="0: part 1 only")
     args = parser.parse_args()
     spot = [m for m in (*MARKETS, *extra_pairs(args.markets * 3)) if m.kind is Kind.SPOT
@@ -103,7 +103,7 @@ def main() -> None:
     with simulator(NOW, "--extra-pairs", str(max(args.markets, 1) * 3)) as sim_url:
         # warm-up, not counted: the simulator builds each archive file once and keeps it (256
         # MB), as the real host serves prebuilt files; both tools then download the same way
-        for route in ("archive", "freqtrade"):
+        for route in ("archive", "freqtrade") if args.rounds else ():
             admin(sim_url, "reset", {})
             one(exe, sim_url, route)
         for i in range(args.rounds):
@@ -132,6 +132,11 @@ def main() -> None:
     def med(route: str, f: str) -> float:
         return statistics.median(getattr(r, f) for r in runs if r.route == route)
 
+    if not runs and many is not None:
+        print(f"{args.markets} markets x 2025 of 1m from the archive: {many.wall_s:.0f} s, peak "
+              f"RSS {many.rss_mb:.0f} MB, {many.candles} candles")  # fmt: skip
+    if not runs:
+        return
     print(f"\nBTC/USDT 3 years of 1m, medians: market-data's archive route / its candle "
           f"endpoint: wall {med('archive', 'wall_s') / med('candle endpoint', 'wall_s'):.2f}, "
           f"weight {med('archive', 'weight') / med('candle endpoint', 'weight'):.1%}; "
