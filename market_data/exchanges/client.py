@@ -426,7 +426,7 @@ class SyncExchangeClient:
 
     def call(self, method: str, *args: Any) -> Any:
         """Any ccxt method of the exchange, retried and mapped like the others."""
-        return self.run(self.client._call(method, *args))
+        return self.run(self.client.call(method, *args))
 
     def load_markets(
         self,

@@ -187,10 +187,9 @@ class Kraken:
         rows: list[list[Any]] = []
         while len(rows) < count and cursor < closed:
             end = min(cursor + TRADES_PAGE * MINUTE_MS, closed)
-            rows += minute_trades(
-                self.book.minutes_until(market, cursor, end, now_ms, faults), market
-            )
-            rows = [r for r in rows if r[-1] > since_ns]  # (the ns time, dropped below)
+            bars = self.book.minutes_until(market, cursor, end, now_ms, faults)
+            # after `since` (each row's ns time is last: dropped from the answer below)
+            rows += [r for r in minute_trades(bars, market) if r[-1] > since_ns]
             cursor = end
         rows = rows[:count]
         last = rows[-1][-1] if rows else since_ns
