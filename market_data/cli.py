@@ -141,6 +141,9 @@ def _replay(items: tuple[str, ...]) -> dict[str, Path]:
               "USD-M perpetual for every second one; listings spread 2017-2026, some delisted")  # fmt: skip
 @click.option("--archive-cache-mb", default=256, show_default=True, type=click.IntRange(1),
               help="MB of built archive files (/binance-archive) kept in memory")  # fmt: skip
+@click.option("--archive-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="keep every built archive file in this directory and serve it from there "
+              "later (prebuilt, as the real host's; its files outlive the process)")  # fmt: skip
 def simulate(
     host: str,
     port: int,
@@ -150,6 +153,7 @@ def simulate(
     replay: tuple[str, ...],
     extra_pairs: int,
     archive_cache_mb: int,
+    archive_dir: Path | None,
 ) -> None:
     """Run the local exchange simulator: Binance (spot and USD-M futures, REST and
     WebSocket streams) at the root, Bitfinex, Coinbase and Kraken under /bitfinex, /coinbase
@@ -161,10 +165,12 @@ def simulate(
         if moment.tzinfo is None:
             raise click.BadParameter("--fixed-clock needs a UTC offset, e.g. 2026-01-01T00:00Z")
         fixed = int(moment.timestamp() * 1000)
+    if archive_dir is not None:
+        archive_dir.mkdir(parents=True, exist_ok=True)
     try:
         sim = Simulator(
             _faults(faults_raw), Clock(clock_offset_ms, fixed), _replay(replay), extra_pairs,
-            archive_cache_mb * 2**20,
+            archive_cache_mb * 2**20, archive_dir,
         )  # fmt: skip
     except ReplayFileError as e:
         raise click.BadParameter(str(e), param_hint="--replay") from None

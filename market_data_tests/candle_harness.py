@@ -37,16 +37,23 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
 def watchlist(
-    base_url: str, markets: list[Any], start: str = "2026-01-01", exchange: str = "binance"
+    base_url: str,
+    markets: list[Any],
+    start: str = "2026-01-01",
+    exchange: str = "binance",
+    **extra: Any,
 ) -> Watchlist:
     """One exchange of the simulator (``base_url``: its root; other exchanges than Binance
     are served under their name), quick retries. Binance unthrottled (the simulator's
     weight budget is far away); the others with ccxt's own throttle, as a user runs them:
-    their budgets are a few requests a second, and a test's runs follow one another."""
+    their budgets are a few requests a second, and a test's runs follow one another.
+    Kraken without its trades (a test about them says ``trades=True``): at its rate of one
+    request a second, they are minutes of a test's history. ``extra``: more settings."""
     binance = exchange == "binance"
     url = base_url if binance else f"{base_url}/{exchange}"
     settings = {"base_url": url, "retry_base_s": 0.05, "step_retries": 0,
-                "rate_limit_pause_s": 0.5, **({"rate_limit_ms": 0} if binance else {})}  # fmt: skip
+                "rate_limit_pause_s": 0.5, **({"rate_limit_ms": 0} if binance else {}),
+                **({"trades": False} if exchange == "kraken" else {}), **extra}  # fmt: skip
     data = {"start": start, "exchanges": {exchange: {**settings, "markets": markets}}}
     return parse_watchlist(data, frozenset(ccxt.exchanges), date(2026, 11, 21), timeframes_of)
 

@@ -260,7 +260,7 @@ def test_a_partitions_metadata_says_how_many_candles_came_from_the_archive(
     assert meta["archive_unusable"].startswith("BTCUSDT-1h-2024-03.zip: SHA-256")
     assert meta["absent"] == 0 and meta["present"] == 366 * 24
     # and `market-data status` (the store's coverage) says so per series
-    assert h.store.from_archive("binance") == {("BTC-USDT-SPOT", "1h"): 366 * 24 - march}
+    assert h.store.by_source("binance") == {("BTC-USDT-SPOT", "1h"): {"archive": 366 * 24 - march}}
 
 
 def _archive_rows(store: CandleStore) -> int:

@@ -72,7 +72,9 @@ def candle_requests(sim: RunningSimulator, name: str) -> int:
 
 
 def client_of(sim: RunningSimulator, name: str, **settings: object) -> ExchangeClient:
-    """ccxt's own throttle for the exchange (its rate ceiling is part of what is tested)."""
+    """ccxt's own throttle for the exchange (its rate ceiling is part of what is tested);
+    Kraken's OHLC alone unless ``trades=True`` (its trades: test_kraken_trades.py)."""
+    settings.setdefault("trades", False)
     return ExchangeClient.of(ExchangeSettings(name, f"{sim.url}/{name}", **settings))  # type: ignore[arg-type]
 
 

@@ -6,22 +6,28 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+import dagster as dg
 import numpy as np
 import pytest
 
+from market_data.defs.reports.status import DagsterActivity
+from market_data.defs.resources import ExchangeConfig
 from market_data.domain.timeframes import MINUTE_MS, Timeframe
-from market_data.domain.watchlist import ExchangeSettings
+from market_data.domain.watchlist import ExchangeSettings, WatchlistError, parse_watchlist
 from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.trades import Built, candles_from_trades
-from market_data.simulator.book import CandleBook
-from market_data.simulator.faults import Faults
-from market_data.simulator.server import RunningSimulator
-from market_data_tests.candle_harness import parse_like_a_client
+from market_data.exchanges.venues import from_trades, history_depth
+from market_data.pipeline.status import collect_status
+from market_data.simulator.book import CandleBook, Clock
+from market_data.simulator.faults import Faults, Hole
+from market_data.simulator.server import RunningSimulator, Simulator
+from market_data_tests.candle_harness import Harness, parse_like_a_client, watchlist
 from market_data_tests.conftest import NOW_MS
-from market_data_tests.helpers import http_get
+from market_data_tests.helpers import admin, http_get
 
 KRAKEN = "/kraken/0/public"
 NS = 1_000_000
@@ -162,3 +168,117 @@ def test_candles_built_from_trades_are_the_exchanges_candles(
     assert spans[-1].end_ms == NOW_MS - NOW_MS % ms  # complete up to the exchange clock
     table = np.concatenate([b.table for b in spans])
     assert table.tolist() == truth("BTCUSD", tf, lo, hi)
+
+
+# -- a Kraken market's whole history in a run: trades, then OHLC ---------------------------
+
+LISTED = 1_502_928_000_000  # BTC/USDT's listing in the simulator: 2017-08-17 00:00 UTC
+DAY = 86_400_000
+
+
+def trades_requests(sim: RunningSimulator) -> int:
+    by_path = admin(f"{sim.url}/kraken", "stats")["requests"]
+    return sum(
+        sum(c.values()) for p, c in by_path.items() if p.startswith("/kraken/0/public/Trades")
+    )
+
+
+def test_a_kraken_market_from_its_listing_has_every_candle_its_trades_have(
+    store_url: str,
+) -> None:
+    """BTC/USDT on Kraken at 1m from before its listing, 4 days after it: the listing is
+    its first trade, the minutes the OHLC endpoint no longer serves are built from trades
+    (a run that fails mid-way keeps what it built; the next asks only for the rest), the
+    newest 710 come from OHLC: every candle equals the exchange's, nothing is unavailable,
+    and the only gap is the exchange's own hole (no trade in it)."""
+    now = LISTED + 4 * DAY + 30 * MINUTE_MS + 7_000
+    minute = now - now % MINUTE_MS
+    hole = Hole(
+        symbol="BTCUSDT", start_ms=LISTED + 10 * HOUR, end_ms=LISTED + 10 * HOUR + 5 * MINUTE_MS
+    )
+    horizon = minute - 710 * MINUTE_MS  # older than this: from trades
+    trades = ((horizon - LISTED) // MINUTE_MS - 5) * 4
+    with RunningSimulator(Simulator(Faults(holes=[hole]), Clock(fixed_ms=now))) as running:
+        wl = watchlist(running.url, ["BTC/USDT/1m"], "2017-08-01", "kraken", trades=True)
+        h = Harness(wl, store_url, dg.DagsterInstance.ephemeral())
+        broken = {"path": "/kraken/0/public/Trades", "status": 502, "skip": 13, "count": -1}
+        admin(f"{running.url}/kraken", "faults", {"fail": [broken]})
+        failed = h.run("BTC-USDT-SPOT:1m|2017")
+        kept = len(h.stored("BTC-USDT-SPOT", "1m"))
+        admin(f"{running.url}/kraken", "faults", {"fail": []})
+        admin(f"{running.url}/kraken", "reset", {})
+        result = h.run("BTC-USDT-SPOT:1m|2017")
+        rerun_requests = trades_requests(running)
+        status = collect_status(h.store, DagsterActivity(h.instance, wl), wl)
+
+    # the failed run wrote what it built (10 pages), then the newest 710 from OHLC
+    built_first = kept - 710
+    assert not failed.success and 0 < built_first < trades // 4
+    assert result.success
+    assert h.store.instruments.listing("kraken", "BTC-USDT-SPOT").listed_at == LISTED
+    closed = (minute - LISTED) // MINUTE_MS
+    (year,) = h.partitions(result).values()
+    assert year["expected"] == closed and year["present"] == closed - 5
+    assert "unavailable" not in year  # the key is there only when some are
+    # this run built the rest from trades, and needed nothing of OHLC
+    assert (year["from_trades"], year["from_candle_endpoint"]) == (trades // 4 - built_first, 0)
+    rest = -(-(trades - 4 * built_first) // 1000)
+    assert rerun_requests <= rest + 1  # the rest's pages (one more for a page's edge)
+    book = CandleBook()
+    market = book.market("BTCUSDT")
+    bars = book.klines(market, MINUTE_MS, LISTED, minute - 1, 10**9, now, Faults(holes=[hole]))
+    assert h.stored("BTC-USDT-SPOT", "1m") == parse_like_a_client(bars, market)
+    check = h.check_result(result)
+    assert not check.passed and check.metadata["empty_candles"].value == 5
+    assert [(g["gap_start"], g["gap_end"]) for g in h.store.gaps.open_gaps()] == [
+        (hole.start_ms, hole.end_ms)
+    ]
+    (row,) = status.markets
+    assert (row.unavailable, row.absent, row.from_trades) == (0, 5, trades // 4)
+
+
+def test_the_trades_setting_decides_how_deep_kraken_history_goes() -> None:
+    """On by default where the exchange serves its trades (Kraken: the whole history is
+    expected); off, Kraken's OHLC depth again; an exchange without trades is unchanged."""
+    data = {"start": "2024-01-01", "exchanges": {"kraken": {"markets": ["BTC/USD"]}}}
+    (default,) = parse_watchlist(data, frozenset({"kraken"})).exchanges
+    assert default.trades and from_trades(default) and history_depth(default) is None
+    off = replace(default, trades=False)
+    assert not from_trades(off) and history_depth(off) == 710
+    assert (
+        not from_trades(ExchangeSettings("binance"))
+        and history_depth(ExchangeSettings("binance")) is None
+    )
+    assert ExchangeConfig.of(off).settings() == off  # the run's resource carries it
+    data["exchanges"]["kraken"]["trades"] = "no"  # type: ignore[index]
+    with pytest.raises(
+        WatchlistError, match=r"exchanges\.kraken\.trades: 'no' is not true or false"
+    ):
+        parse_watchlist(data, frozenset({"kraken"}))
+
+
+def test_a_long_history_from_trades_gives_the_pool_slot_back_between_slices(
+    store_url: str,
+) -> None:
+    """History from trades takes Kraken's one request a second for as long as it takes (a
+    real year: hours), and Kraken's pool has one slot: a run builds for ``trades_slice_s``,
+    then its step is up for retry, which frees the slot for the runs waiting (Dagster), and
+    resumes from what is stored. The slices are not failures (this watchlist allows no step
+    retry), and the candles are the exchange's."""
+    now = LISTED + 2 * DAY + 7_000
+    minute = now - now % MINUTE_MS
+    with RunningSimulator(Simulator(Faults(), Clock(fixed_ms=now))) as running:
+        wl = watchlist(running.url, ["BTC/USDT/1m"], "2017-08-01", "kraken", trades=True)
+        assert wl.exchange("kraken").step_retries == 0
+        h = Harness(wl, store_url, dg.DagsterInstance.ephemeral())
+        result = h.run("BTC-USDT-SPOT:1m|2017", config={"trades_slice_s": 2.0})
+    assert result.success
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    yields = int(h.instance.get_run_by_id(result.run_id).tags["market_data/pool_yields"])  # type: ignore[union-attr]
+    assert len(retries) == yields >= 1  # a slice is a batch of pages (10): 12 s of Kraken
+    (year,) = h.partitions(result).values()  # one materialization, when all is built
+    assert year["expected"] == year["present"] == (minute - LISTED) // MINUTE_MS
+    book = CandleBook()
+    market = book.market("BTCUSDT")
+    bars = book.klines(market, MINUTE_MS, LISTED, minute - 1, 10**9, now, Faults())
+    assert h.stored("BTC-USDT-SPOT", "1m") == parse_like_a_client(bars, market)

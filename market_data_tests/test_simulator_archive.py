@@ -8,6 +8,7 @@ import io
 import urllib.error
 import urllib.request
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -190,3 +191,27 @@ def test_a_replayed_market_comes_out_of_the_archive_as_out_of_rest(tmp_path: Pat
         assert [as_rest(line, False) for line in hourly] == rest(
             s, False, "BTCUSDT", "1h", start, start + 2 * HOUR
         )
+
+
+def test_an_archive_directory_keeps_built_files_and_serves_them_later(tmp_path: Path) -> None:
+    """`--archive-dir`: files built at once (a lock per file, not one for all) are kept in
+    the directory, and a later simulator serves them from there, as the real host serves
+    prebuilt files: what the directory holds is what is served, checksum included."""
+    months = ("2024-05", "2024-06", "2024-07", "2024-08")
+    paths = [file_path("spot", "BTCUSDT", "1h", m) for m in months]
+    clock = Clock(fixed_ms=NOW_MS)
+    with (
+        RunningSimulator(Simulator(Faults(), clock, archive_dir=tmp_path)) as first,
+        ThreadPoolExecutor(len(paths)) as pool,
+    ):
+        built = [body for _, body in pool.map(lambda p: get(first, p), paths)]
+    assert all(body[:2] == b"PK" for body in built) and len(set(built)) == 4
+    kept = {k.read_bytes(): k for k in tmp_path.glob("*.zip")}
+    assert set(kept) == set(built)
+    kept[built[0]].write_bytes(b"PK a file of the directory")
+    with RunningSimulator(Simulator(Faults(), clock, archive_dir=tmp_path)) as later:
+        assert get(later, paths[0]) == (200, b"PK a file of the directory")
+        digest = hashlib.sha256(b"PK a file of the directory").hexdigest()
+        name = paths[0].rsplit("/", 1)[1]
+        assert get(later, paths[0] + ".CHECKSUM") == (200, f"{digest}  {name}\n".encode())
+        assert get(later, paths[1]) == (200, built[1])

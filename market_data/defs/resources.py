@@ -48,6 +48,10 @@ class ExchangeConfig(dg.Config):
     archive_url: str | None = Field(
         None, description="the archive's base URL (None: the exchange's own, if base_url is unset)"
     )
+    trades: bool = Field(
+        _DEFAULTS.trades,
+        description="history older than the candle endpoint serves built from trades (Kraken)",
+    )
 
     @classmethod
     def of(cls, settings: ExchangeSettings) -> ExchangeConfig:

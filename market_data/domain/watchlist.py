@@ -72,6 +72,10 @@ class ExchangeSettings:
     #: the archive's base URL; None: the exchange's own (data.binance.vision), unless
     #: ``base_url`` points the API elsewhere (a simulator, a proxy): then name it here
     archive_url: str | None = None
+    #: history older than the candle endpoint serves (Kraken's OHLC: its newest 720) built
+    #: from the exchange's trades, where it serves them all (exchanges/trades.py); False:
+    #: that span is unavailable
+    trades: bool = True
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class LiveSettings:
 _SETTING_TYPES = {"base_url": str, "rate_limit_ms": float, "timeout_ms": int, "retry_attempts": int,
                   "retry_base_s": float, "step_retries": int,
                   "rate_limit_pause_s": float, "max_delisted_share": float, "archive": bool,
-                  "archive_url": str}  # fmt: skip
+                  "archive_url": str, "trades": bool}  # fmt: skip
 
 
 def _exchange_settings(name: str, settings: dict[str, Any]) -> ExchangeSettings:

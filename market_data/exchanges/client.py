@@ -38,7 +38,7 @@ from market_data.exchanges.errors import (
 )
 from market_data.exchanges.retry import Backoff, Gate, OnRetry, Sleep, call_with_retry
 from market_data.exchanges.venues import archive_url as archive_url_of
-from market_data.exchanges.venues import venue
+from market_data.exchanges.venues import from_trades, venue
 
 T = TypeVar("T")
 
@@ -166,6 +166,8 @@ class ExchangeClient:
     max_delisted_share: float = 0.25
     #: the exchange's public data archive (exchanges/archive.py); None: not used
     archive_url: str | None = None
+    #: history older than the candle endpoint serves is built from trades (venues.from_trades)
+    trades: bool = False
 
     @classmethod
     def of(
@@ -186,6 +188,7 @@ class ExchangeClient:
             rate_limit_pause_s=pause,
             max_delisted_share=settings.max_delisted_share,
             archive_url=archive_url_of(settings),
+            trades=from_trades(settings),
         )
 
     def __post_init__(self) -> None:
@@ -239,22 +242,35 @@ class ExchangeClient:
     def page_limit(self) -> int:
         return venue(self.id).page_limit
 
+    @property
+    def history_depth(self) -> int | None:
+        """Closed candles of a timeframe served by any route this client takes (None: the
+        whole history; Kraken without trades: its OHLC's newest)."""
+        return None if self.trades else venue(self.id).history_candles
+
     def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
-    async def _call(self, method: str, *args: Any) -> Any:
+    async def _call(
+        self, method: str, *args: Any, check: Callable[[Any], None] | None = None
+    ) -> Any:
+        async def attempt() -> Any:
+            result = await self.once(method, *args)
+            if check is not None:
+                check(result)  # raises a temporary error: retried as one
+            return result
+
         return await call_with_retry(
-            lambda: self.once(method, *args),
-            self.backoff,
-            self.on_retry,
-            self.sleep,
-            on_pause=self.pause,
+            attempt, self.backoff, self.on_retry, self.sleep, on_pause=self.pause
         )
 
-    async def call(self, method: str, *args: Any) -> Any:
+    async def call(
+        self, method: str, *args: Any, check: Callable[[Any], None] | None = None
+    ) -> Any:
         """Any ccxt method of the exchange (its implicit endpoints too), retried and its
-        errors mapped like every other request."""
-        return await self._call(method, *args)
+        errors mapped like every other request; ``check`` raises a temporary error for an
+        answer of the wrong shape (retried like a malformed body)."""
+        return await self._call(method, *args, check=check)
 
     async def once(self, method: str, *args: Any) -> Any:
         """One attempt of ``method``; errors mapped to the project's types."""

@@ -17,9 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from market_data.domain.calendar import utc_text
+from market_data.domain.candles import CandleContractError
+from market_data.domain.timeframes import MINUTE_MS
 from market_data.exchanges.client import ExchangeClient
-from market_data.exchanges.errors import ExchangeDataError
+from market_data.exchanges.errors import ExchangeDataError, ExchangeUnavailableError
 
 NS_PER_MS = 1_000_000
 PAGE = 1000  # trades per answer, at most
@@ -108,17 +112,42 @@ def concat(parts: list[Trades]) -> Trades:
 
 
 async def fetch_trades(client: ExchangeClient, symbol: str, since_ns: int) -> TradesPage:
-    """One page of the market's trades after ``since_ns`` (retried as the client does)."""
+    """One page of the market's trades after ``since_ns`` (retried as the client does). An
+    answer of another shape is the exchange's fault of the moment (retried like a malformed
+    candle page); a trade without a number breaks the candle contract, as a candle would."""
     if not client.exchange.markets:
         await client.load_markets(symbols=[symbol])
     pair = client.exchange.market(symbol)["id"]
-    body = await client.call("publicGetTrades", {"pair": pair, "since": str(since_ns)})
-    result = body.get("result") or {}
-    rows = next((v for k, v in result.items() if k != "last"), None)
-    if rows is None or "last" not in result:
-        raise ExchangeDataError(f"{symbol}: a trades answer without trades or cursor")
-    trades = parse_trades(rows)
-    return TradesPage(trades, int(result["last"]), len(rows) >= PAGE)
+    where = f"{symbol} trades after {utc_text(since_ns // NS_PER_MS)}"
+
+    def shaped(body: Any) -> None:
+        result = body.get("result") if isinstance(body, dict) else None
+        if not isinstance(result, dict) or "last" not in result or len(result) != 2:
+            raise ExchangeUnavailableError(f"{where}: an answer without trades or cursor")
+
+    body = await client.call(
+        "publicGetTrades", {"pair": pair, "since": str(since_ns)}, check=shaped
+    )
+    result = body["result"]
+    rows = next(v for k, v in result.items() if k != "last")
+    try:
+        if not isinstance(rows, list):
+            raise TypeError(f"trades are a {type(rows).__name__}, not a list")
+        trades = parse_trades(rows)
+        last_ns = int(result["last"])
+    except (ExchangeDataError, TypeError, ValueError) as e:
+        raise CandleContractError(f"{where}: {e}", pd.DataFrame()) from e
+    return TradesPage(trades, last_ns, len(rows) >= PAGE)
+
+
+async def first_trade(client: ExchangeClient, symbol: str) -> int | None:
+    """Open time of the market's first 1m candle: the minute of its first trade, one
+    request from time 0 (None: it has no trade yet)."""
+    page = await fetch_trades(client, symbol, 0)
+    if not len(page.trades):
+        return None
+    first = int(page.trades.ts[0])
+    return first - first % MINUTE_MS
 
 
 @dataclass(frozen=True)

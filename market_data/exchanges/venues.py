@@ -122,6 +122,9 @@ class Venue:
     reports_weight: bool = False
     #: the exchange's public data archive of candle files (exchanges/archive.py); None: none
     archive_url: str | None = None
+    #: the exchange serves every trade since a market's listing (Kraken's /0/public/Trades):
+    #: history older than ``history_candles`` is built from them (exchanges/trades.py)
+    trades: bool = False
 
     @property
     def pool_limit(self) -> int:
@@ -178,8 +181,9 @@ VENUES: dict[str, Venue] = {
     # candles: the end must be within 350 candles of the start (ccxt asks for 300 at most)
     "coinbase": Venue(300, first_candle="scan", scan_from_ms=1_420_070_400_000),
     # OHLC: only the newest 720 candles of any interval; no end parameter
+    # trades: every one since the listing, 1,000 per request
     "kraken": Venue(720, history_candles=710, served_rows=720, first_candle="none",
-                    takes_until=False, rate_limit_pause_s=2),
+                    takes_until=False, rate_limit_pause_s=2, trades=True),
 }  # fmt: skip
 DEFAULT_VENUE = Venue()
 
@@ -197,3 +201,14 @@ def archive_url(settings: ExchangeSettings) -> str | None:
     if settings.archive_url:
         return settings.archive_url.rstrip("/")
     return None if settings.base_url else venue(settings.name).archive_url
+
+
+def from_trades(settings: ExchangeSettings) -> bool:
+    """History older than the candle endpoint serves is built from the exchange's trades."""
+    return settings.trades and venue(settings.name).trades
+
+
+def history_depth(settings: ExchangeSettings) -> int | None:
+    """Closed candles of a timeframe the exchange serves, newest first, by any route (None:
+    its whole history: every candle endpoint's, or Kraken's through its trades)."""
+    return None if from_trades(settings) else venue(settings.name).history_candles

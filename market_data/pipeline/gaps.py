@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 from market_data.domain.calendar import month_keys_between
 from market_data.domain.expected import Listing, clip, expected_window
 from market_data.domain.gaps import EXCHANGE_EMPTY, OPEN, GapCounts, repair_ranges, retry_due
-from market_data.domain.watchlist import GapSettings, Market
-from market_data.exchanges.venues import venue
+from market_data.domain.watchlist import ExchangeSettings, GapSettings, Market
+from market_data.exchanges.venues import history_depth
 from market_data.store.candles import CandleStore
 from market_data.store.gaps import GapRow
 from market_data.store.series import Series
@@ -36,36 +36,41 @@ class MarketGaps:
         )
 
 
-def with_venue(listing: Listing, exchange: str) -> Listing:
-    """The listing with what the exchange serves of it (how deep its history goes)."""
-    return replace(listing, history_candles=venue(exchange).history_candles)
+def with_venue(listing: Listing, exchange: ExchangeSettings) -> Listing:
+    """The listing with what the exchange serves of it (how deep its history goes, by any
+    route the settings allow: Kraken's through its trades, or only its newest candles)."""
+    return replace(listing, history_candles=history_depth(exchange))
 
 
-def stored_listing(store: CandleStore, market: Market) -> Listing:
+def stored_listing(store: CandleStore, exchange: ExchangeSettings, market: Market) -> Listing:
     """The market's listing as stored, with how deep the exchange's history goes."""
     listing = store.instruments.listing(market.exchange, market.symbol.standard)
-    return with_venue(listing, market.exchange)
+    return with_venue(listing, exchange)
 
 
 def expected_ranges(
-    store: CandleStore, market: Market, ranges: list[tuple[int, int]]
+    store: CandleStore, exchange: ExchangeSettings, market: Market, ranges: list[tuple[int, int]]
 ) -> list[tuple[int, int]]:
     """``ranges`` clipped to where the market's candles are expected, by its stored listing
     and the exchange clock as a run last read it (nothing is known to be missing after it)."""
     window = expected_window(
-        market, stored_listing(store, market), store.gaps.clock(market.exchange)
+        market, stored_listing(store, exchange, market), store.gaps.clock(market.exchange)
     )
     return clip(ranges, window, market.timeframe)
 
 
 def detect(
-    store: CandleStore, market: Market, ranges: list[tuple[int, int]], settings: GapSettings
+    store: CandleStore,
+    exchange: ExchangeSettings,
+    market: Market,
+    ranges: list[tuple[int, int]],
+    settings: GapSettings,
 ) -> MarketGaps:
     """Find the market's gaps in ``ranges``, record them, and return those open or empty."""
     tf = market.timeframe
     series = Series.of(market)
     out = MarketGaps(market.key, timeframe_ms=tf.ms)
-    for lo, hi in expected_ranges(store, market, ranges):
+    for lo, hi in expected_ranges(store, exchange, market, ranges):
         holes = store.gaps.find(series, tf.ms, lo, hi)
         rows = store.gaps.record(series, lo, hi, holes, settings.max_attempts)
         out.open += [r for r in rows if r.status == OPEN]
@@ -75,6 +80,7 @@ def detect(
 
 def detect_tail(
     store: CandleStore,
+    exchange: ExchangeSettings,
     market: Market,
     ranges: list[tuple[int, int]],
     settings: GapSettings,
@@ -90,7 +96,7 @@ def detect_tail(
         straddling = [g.start for g in store.gaps.recorded(series, since_ms, since_ms + 1)]
         tail = [(max(lo, min([since_ms, *straddling])), hi)]
         if tail[0][0] < hi:
-            detect(store, market, tail, settings)
+            detect(store, exchange, market, tail, settings)
     out = MarketGaps(market.key, timeframe_ms=market.timeframe.ms)
     for lo, hi in ranges:
         rows = store.gaps.recorded(series, lo, hi)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -52,10 +52,11 @@ from market_data.exchanges.errors import (
     TemporaryExchangeError,
 )
 from market_data.exchanges.paging import fetch_window, first_candle, first_served_candle, windows
+from market_data.exchanges.trades import candles_from_trades, first_trade
 from market_data.exchanges.venues import ccxt_market_type, venue
 from market_data.pipeline import archive
 from market_data.pipeline.archive import ArchiveUse
-from market_data.pipeline.gaps import plan_repair, stored_listing, with_venue
+from market_data.pipeline.gaps import plan_repair
 from market_data.pipeline.stop import Stopped, Stopper
 from market_data.pipeline.watched import plausible_markets
 from market_data.store.candles import CandleStore
@@ -85,6 +86,8 @@ class Figures:
     written_last: int | None = None
     #: of the candles fetched, those read from the exchange's archive files
     from_archive: int = 0
+    #: of the candles fetched, those built from the exchange's trades
+    from_trades: int = 0
 
     @property
     def absent(self) -> int:
@@ -108,6 +111,7 @@ class Figures:
             self.expected + other.expected,
             unavailable=self.unavailable + other.unavailable,
             from_archive=self.from_archive + other.from_archive,
+            from_trades=self.from_trades + other.from_trades,
         )
         out.add_present(self.present, self.first_ts, self.last_ts)
         out.add_present(other.present, other.first_ts, other.last_ts)
@@ -139,6 +143,10 @@ class MarketReport(Figures):
     cause: PermanentExchangeError | None = None
     #: what the exchange's public data archive gave (None: not asked)
     archive: ArchiveUse | None = None
+    #: the spans built from the exchange's trades (the rest: its candle endpoint)
+    from_trades_spans: list[tuple[int, int]] = field(default_factory=list)
+    #: building from trades stopped at the run's time bound with spans left
+    trades_pending: bool = False
 
     def refused(self, error: PermanentExchangeError, text: str | None = None) -> None:
         self.error, self.cause = text or str(error), error
@@ -215,9 +223,13 @@ async def discover_listing(
     assert inst is not None, f"{market.symbol.ccxt} is not a spot, perpetual or dated future market"
     stored = store.instruments.get(market.exchange, inst.symbol)
     listed = stored.listed_at if stored else None
-    findable = venue(client.id).first_candle != "none"  # Kraken's history is too short
+    by_candles = venue(client.id).first_candle != "none"  # Kraken's OHLC is too short
+    findable = by_candles or client.trades  # its first trade is not
     if listed is None and findable:
-        listed = await first_candle(client, inst.ccxt_symbol)
+        if by_candles:
+            listed = await first_candle(client, inst.ccxt_symbol)
+        else:
+            listed = await first_trade(client, inst.ccxt_symbol)
         store.instruments.save_listing(inst, listed)
     delisted = stored.delisted_at if stored else None
     if delisted is None and inst.expiry is not None:
@@ -227,26 +239,47 @@ async def discover_listing(
         if last:
             delisted = int(last[-1][0]) + MINUTE_MS
             store.instruments.save_delisting(market.exchange, inst.symbol, delisted)
-    return with_venue(Listing(listed, delisted, checked=findable), market.exchange)
+    return Listing(listed, delisted, checked=findable, history_candles=client.history_depth)
 
 
 @dataclass
 class _Progress:
+    """A line at most every LOG_EVERY_S (and at the end) while work advances."""
+
     log: Log
     total: int
+    unit: str = "pages"
     done: int = 0
     candles: int = 0
     started: float = field(default_factory=time.monotonic)
     next_log: float = 0.0
 
-    def page(self, n: int) -> None:
-        self.done += 1
-        self.candles += n
+    def advance(self, n: int, candles: int, where: str = "") -> None:
+        self.done += n
+        self.candles += candles
         now = time.monotonic()
-        if now >= self.next_log or self.done == self.total:  # progress, not a flood
+        if now >= self.next_log or self.done >= self.total:  # progress, not a flood
             self.next_log = now + LOG_EVERY_S
             rate = self.done / max(now - self.started, 1e-9)
-            self.log(f"{self.done}/{self.total} pages, {self.candles} candles ({rate:.1f} pages/s)")
+            self.log(
+                f"{self.done}/{self.total} {self.unit}, {self.candles} candles "
+                f"({rate:.1f} {self.unit}/s){where}"
+            )
+
+
+@dataclass
+class _Run:
+    """What every step of one run's fetch shares."""
+
+    client: ExchangeClient
+    store: CandleStore
+    reports: dict[str, MarketReport]
+    tallies: dict[str, Tally]
+    now_ms: int
+    dry_run: bool
+    refetch: bool
+    log: Log
+    stop: Stopper
 
 
 async def ingest(
@@ -260,9 +293,11 @@ async def ingest(
     refetch: bool = False,
     log: Log = lambda _: None,
     stop: Stopper | None = None,
+    trades_until: float | None = None,
 ) -> dict[str, MarketReport]:
     """Fetch and write the candles of every market in its ``ranges`` (clipped to where they
-    are expected). Returns a report per market key."""
+    are expected). Returns a report per market key. ``trades_until``: a monotonic time after
+    which no more candles are built from trades (``MarketReport.trades_pending``)."""
     stop = stop or Stopper()
     reports = {m.key: MarketReport(key=m.key) for m in ranges}
     tallies = {m.key: Tally() for m in ranges}
@@ -297,8 +332,12 @@ async def ingest(
                 else subtract_intervals(start, end, store.covered(series, start, end))
             )
         ]
+    run = _Run(client, store, reports, tallies, now_ms, dry_run, refetch, log, stop)
     if client.archive_url and not refetch:
-        await _from_archive(client, store, todo, ccxt_markets, reports, now_ms, dry_run, log, stop)
+        await _from_archive(run, todo, ccxt_markets)
+    trades_failed: list[TemporaryExchangeError] = []
+    if client.trades:
+        trades_failed = await _from_trades(run, todo, trades_until)
     jobs: list[Job] = []
     for market, parts in todo.items():
         series, tf = Series.of(market), market.timeframe
@@ -308,14 +347,20 @@ async def ingest(
             ]
     if jobs:
         log(f"{len(jobs)} page(s) to fetch for {len(ranges)} market(s)")
-        await _pipeline(client, store, jobs, reports, tallies, now_ms, dry_run, refetch, log, stop)
+        await _pipeline(run, jobs)
+    if trades_failed:  # the markets' other spans were fetched first
+        raise trades_failed[0].with_context(
+            f"{len(trades_failed)} market(s)' trades failed, the first"
+        )
     for (market, wanted), known in zip(ranges.items(), listings, strict=True):
         if known is None or reports[market.key].error is not None:
             continue
         if not dry_run and _history_starts_late(store, market, known, reports[market.key]):
             with counting(tallies[market.key]):
                 await _listing_from_history(client, store, market, ccxt_markets)
-            _bound(reports[market.key], market, wanted, stored_listing(store, market), now_ms)
+            listing = store.instruments.listing(market.exchange, market.symbol.standard)
+            listing = replace(listing, history_candles=client.history_depth)
+            _bound(reports[market.key], market, wanted, listing, now_ms)
     for market in ranges:
         _finish(store, market, reports[market.key], now_ms)
         reports[market.key].requests = tallies[market.key].requests
@@ -361,21 +406,12 @@ async def _listing_from_history(
     store.instruments.save_listing(inst, listed)
 
 
-async def _pipeline(
-    client: ExchangeClient,
-    store: CandleStore,
-    jobs: list[Job],
-    reports: dict[str, MarketReport],
-    tallies: dict[str, Tally],
-    now_ms: int,
-    dry_run: bool,
-    refetch: bool,
-    log: Log,
-    stop: Stopper,
-) -> None:
+async def _pipeline(run: _Run, jobs: list[Job]) -> None:
+    client, reports, tallies = run.client, run.reports, run.tallies
+    now_ms, stop = run.now_ms, run.stop
     queue: asyncio.Queue[tuple[Series, CandlePage] | None] = asyncio.Queue(QUEUE_PAGES)
     todo: Iterator[Job] = iter(jobs)
-    progress = _Progress(log, len(jobs))
+    progress = _Progress(run.log, len(jobs))
     failed: list[TemporaryExchangeError] = []  # windows that used all their attempts
 
     async def fetcher() -> None:
@@ -403,7 +439,7 @@ async def _pipeline(
             await queue.put((job.series, candles))
 
     def write(batch: list[tuple[Series, CandlePage]]) -> dict[Series, np.ndarray]:
-        return _write(store, batch, now_ms, dry_run, new=not refetch)
+        return _write(run.store, batch, now_ms, run.dry_run, new=not run.refetch)
 
     async def writer() -> None:
         while (item := await queue.get()) is not None:
@@ -417,7 +453,7 @@ async def _pipeline(
             written = await asyncio.to_thread(write, batch)
             _account(reports, batch, written)
             for _, page in batch:
-                progress.page(len(page))
+                progress.advance(1, len(page))
 
     raised: BaseException | None = None
     writing = asyncio.create_task(writer())
@@ -473,12 +509,15 @@ def _account(
     keys = {series: page.key for series, page in batch}
     for _, page in batch:
         report = reports[page.key]
-        archived = page.source == "archive"
+        archived, built = page.source == "archive", page.source == "trades"
         report.candles_fetched += len(page)
         report.from_archive += len(page) if archived else 0
+        report.from_trades += len(page) if built else 0
         for month, n in count_by_month(page.ts).items():
-            report.month(month).candles_fetched += n
-            report.month(month).from_archive += n if archived else 0
+            figures = report.month(month)
+            figures.candles_fetched += n
+            figures.from_archive += n if archived else 0
+            figures.from_trades += n if built else 0
     for series, ts in written.items():
         report = reports[keys[series]]
         report.rows_written += len(ts)
@@ -493,18 +532,11 @@ def _account(
 
 
 async def _from_archive(
-    client: ExchangeClient,
-    store: CandleStore,
-    todo: dict[Market, list[tuple[int, int]]],
-    ccxt_markets: dict[str, Any],
-    reports: dict[str, MarketReport],
-    now_ms: int,
-    dry_run: bool,
-    log: Log,
-    stop: Stopper,
+    run: _Run, todo: dict[Market, list[tuple[int, int]]], ccxt_markets: dict[str, Any]
 ) -> None:
     """What the exchange's archive holds of ``todo`` (pipeline/archive.py), written; ``todo``
     keeps what the candle endpoint must still be asked for."""
+    client, reports, now_ms = run.client, run.reports, run.now_ms
     assert client.archive_url is not None
     plans = [
         found
@@ -516,15 +548,87 @@ async def _from_archive(
         return
 
     async def deliver(batch: list[tuple[Series, CandlePage]]) -> None:
-        written = await asyncio.to_thread(_write, store, batch, now_ms, dry_run, True)
+        written = await asyncio.to_thread(_write, run.store, batch, now_ms, run.dry_run, True)
         _account(reports, batch, written)
 
-    uses = await archive.from_archive(client.archive_url, plans, now_ms, deliver, stop, log)
+    uses = await archive.from_archive(client.archive_url, plans, now_ms, deliver, run.stop, run.log)
     for p in plans:
         use = reports[p.market.key].archive = uses[p.market.key]
         span = client.page_limit * p.market.timeframe.ms
         left = [part for s, e in todo[p.market] for part in subtract_intervals(s, e, use.covered)]
         todo[p.market] = archive.coalesce(left, span) if use.files else left
+
+
+async def _from_trades(
+    run: _Run, todo: dict[Market, list[tuple[int, int]]], until: float | None = None
+) -> list[TemporaryExchangeError]:
+    """The parts of ``todo`` older than the candle endpoint serves (Kraken's OHLC: its
+    newest candles), built from the exchange's trades (exchanges/trades.py) and written
+    span by span with coverage: what was built stays written whatever comes after. ``todo``
+    keeps what the candle endpoint must still be asked for. Markets are paged concurrently
+    (one cursor each), within the client's one rate budget. Returns the markets whose trades
+    failed after their retries (their other spans go on; the run fails after them). Past
+    ``until`` (monotonic), a market stops after the span it is building (``trades_pending``):
+    a run then frees the exchange's pool slot for a while (defs/candles/assets.py)."""
+    client, reports, now_ms = run.client, run.reports, run.now_ms
+    served = venue(client.id).history_candles
+    assert served is not None
+    spans: dict[Market, list[tuple[int, int]]] = {}
+    for market, parts in todo.items():
+        tf = market.timeframe
+        horizon = tf.floor(now_ms) - served * tf.ms
+        older = clip(parts, (0, horizon), tf)
+        if older and reports[market.key].error is None:
+            spans[market] = older
+            todo[market] = clip(parts, (horizon, 2**62), tf)
+    failed: list[TemporaryExchangeError] = []
+    if not spans:
+        return failed
+    total = sum(market.timeframe.count(s, e) for parts in spans.values() for s, e in parts)
+    progress = _Progress(run.log, total, "candle times from trades")
+    run.log(f"{total} candle time(s) of {len(spans)} market(s) to build from trades")
+
+    async def build(market: Market, parts: list[tuple[int, int]]) -> None:
+        report, series, tf = reports[market.key], Series.of(market), market.timeframe
+        try:
+            for lo, hi in parts:
+                with counting(run.tallies[market.key]):
+                    async for built in candles_from_trades(
+                        client, market.symbol.ccxt, tf.ms, lo, hi, now_ms
+                    ):
+                        page = page_from_table(
+                            market.key, built.table.reshape(-1, 6), tf.ms,
+                            built.start_ms, built.end_ms, now_ms,
+                        )  # fmt: skip
+                        page = replace(page, source="trades")
+                        written = await asyncio.to_thread(
+                            _write, run.store, [(series, page)], now_ms, run.dry_run,
+                            not run.refetch,
+                        )  # fmt: skip
+                        _account(reports, [(series, page)], written)
+                        report.from_trades_spans.append((built.start_ms, built.end_ms))
+                        progress.advance(
+                            tf.count(built.start_ms, built.end_ms), len(page),
+                            f", {market.key} up to {utc_text(built.end_ms)}",
+                        )  # fmt: skip
+                        run.stop.check()
+                        if until is not None and time.monotonic() >= until:
+                            report.trades_pending = True
+                            return
+        except PermanentExchangeError as e:  # this market only: the others go on
+            report.refused(e, f"{market.key}: {e}")
+        except TemporaryExchangeError as e:
+            failed.append(e.with_context(market.key))
+
+    tasks = [asyncio.create_task(build(m, parts)) for m, parts in spans.items()]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:  # a stop, a broken contract: the other markets stop too
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return failed
 
 
 def _finish(store: CandleStore, market: Market, report: MarketReport, now_ms: int) -> None:
@@ -567,6 +671,9 @@ class FetchOptions:
     #: freshness: only what follows each market's newest stored candle (a market with none:
     #: from the month in progress), never a year's history (backfills and repairs do that)
     tail: bool = False
+    #: build candles from trades (Kraken's older history) for at most this long, then leave
+    #: the rest for the next attempt of the step (``Fetched.trades_pending``); None: no bound
+    trades_slice_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -575,6 +682,9 @@ class Fetched:
 
     now_ms: int
     markets: dict[str, MarketReport]
+    #: markets whose history from trades was cut at the run's trades slice: the rest is
+    #: for the step's next attempt
+    trades_pending: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> dict[str, str]:
@@ -634,12 +744,15 @@ async def fetch_markets(
         refetch=options.refetch or options.repair,
         log=log,
         stop=stop,
+        trades_until=(
+            None if options.trades_slice_s is None else time.monotonic() + options.trades_slice_s
+        ),
     )
     for market, bounds in wanted.items():  # every month of the run has figures
         for lo, hi in bounds:
             for key in month_keys_between(lo, hi):
                 reports[market.key].month(key)
-    fetched = Fetched(now, reports)
+    fetched = Fetched(now, reports, [k for k, r in reports.items() if r.trades_pending])
     causes = [r.cause for r in reports.values() if r.cause is not None]
     if causes and len(causes) == len(reports):
         raise causes[0]  # nothing was fetched: the error itself (a run of one market)

@@ -77,8 +77,10 @@ class MarketStatus:
     #: the live service: "streaming" (its newest candle stored), "behind", "down" (the
     #: service is not beating or not connected); None: not streamed
     live: str | None = None
-    #: candles written from the exchange's archive files (the rest: its candle endpoint)
+    #: candles written from the exchange's archive files, and built from its trades (the
+    #: rest: its candle endpoint)
     from_archive: int = 0
+    from_trades: int = 0
 
 
 @dataclass
@@ -116,13 +118,13 @@ class StatusReport:
         )  # fmt: skip
 
     def headers(self) -> list[str]:
-        return ["exchange", "market", "first", "last", "rows", "archive", "expected", "absent", "open gaps",
+        return ["exchange", "market", "first", "last", "rows", "archive", "trades", "expected", "absent", "open gaps",
                 "missing", "empty", "exch.-empty", "unavail.", "lag s", "last run", "live"]  # fmt: skip
 
     def rows(self) -> list[list[Any]]:
         """One row per market, in the order of ``headers``."""
         return [
-            [m.exchange, m.market, m.first_candle or "", m.last_candle or "", m.rows, m.from_archive, m.expected,
+            [m.exchange, m.market, m.first_candle or "", m.last_candle or "", m.rows, m.from_archive, m.from_trades, m.expected,
              m.absent, m.open_gaps, m.missing, m.empty, m.exchange_empty, m.unavailable,
              "" if m.lag_s is None else f"{m.lag_s:.0f}" + (" STALE" if m.stale else ""),
              m.last_materialization or "", m.live or ""]
@@ -151,7 +153,7 @@ def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist)
         keys = activity.markets(ex.name)
         report.runs_24h[ex.name] = activity.runs_24h(ex.name, set(keys))
         stats = series_stats(store, ex.name)
-        archived = store.from_archive(ex.name)
+        sources = store.by_source(ex.name)
         clock = store.gaps.clock(ex.name)
         gaps = store.gaps.totals(ex.name)
         latest = activity.last_materialized(ex.name)
@@ -164,7 +166,7 @@ def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist)
             tf, name = market.timeframe, market.symbol.standard
             rows, first, last = stats.get((name, tf.code), (0, None, None))
             row = catalog.get(name)
-            listing = with_venue(row.listing if row is not None else Listing(), ex.name)
+            listing = with_venue(row.listing if row is not None else Listing(), ex)
             window = expected_window(market, listing, clock)
             expected = expected_count(clip(ALL_TIME, window, tf), tf)
             unavailable = unavailable_count(store, market, listing, clock)
@@ -181,7 +183,8 @@ def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist)
                     stale=is_stale(lag, tf.ms, watchlist.freshness.max_lag_timeframes),
                     last_materialization=latest.get(key),
                     live=live_state(live, key, tf.ms),
-                    from_archive=archived.get((name, tf.code), 0),
+                    from_archive=sources.get((name, tf.code), {}).get("archive", 0),
+                    from_trades=sources.get((name, tf.code), {}).get("trades", 0),
                 )
             )  # fmt: skip
     return report

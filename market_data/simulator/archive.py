@@ -29,12 +29,14 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from market_data.domain.timeframes import MINUTE_MS
 from market_data.simulator.binance import INTERVALS, format_klines
 from market_data.simulator.book import CandleBook
 from market_data.simulator.faults import Faults
 from market_data.simulator.generator import aggregate
+from market_data.simulator.markets import SimMarket
 
 PREFIX = "/binance-archive"
 #: spot files of days from this one on give times in microseconds (the real change)
@@ -120,20 +122,26 @@ def parse_path(path: str) -> ArchiveFile:
 
 
 class Archive:
-    """Builds the archive's files from the candle book (and caches the newest few)."""
+    """Builds the archive's files from the candle book, caches the newest few in memory and,
+    with ``directory``, keeps every file built there (the real host serves prebuilt files:
+    a benchmark builds them once, then downloads them as from the host)."""
 
-    def __init__(self, book: CandleBook, cache_bytes: int = CACHE_BYTES) -> None:
+    def __init__(
+        self, book: CandleBook, cache_bytes: int = CACHE_BYTES, directory: Path | None = None
+    ) -> None:
         self.book = book
         self.cache_bytes = cache_bytes
+        self.directory = directory
         self._cache: OrderedDict[tuple[object, ...], tuple[bytes, str]] = OrderedDict()
         self._cached = 0  # bytes in _cache
-        #: files are built in worker threads (the server's loop stays free): one at a time
-        self._lock = threading.Lock()
+        #: files are built in worker threads (the server's loop stays free), each file once:
+        #: a lock per file, and one for the cache
+        self._guard = threading.Lock()
+        self._building: dict[tuple[object, ...], threading.Lock] = {}
 
     def get(self, file: ArchiveFile, now_ms: int, faults: Faults) -> bytes:
         """The file's body at ``now_ms`` (the zip, or its ``.CHECKSUM``)."""
-        with self._lock:
-            zipped, digest = self._zip(file, now_ms, faults)
+        zipped, digest = self._zip(file, now_ms, faults)
         if file.checksum:
             if any(bad in file.name for bad in faults.archive_bad_checksum):
                 digest = hashlib.sha256(digest.encode()).hexdigest()  # not the zip's
@@ -152,9 +160,32 @@ class Archive:
             file.futures, file.symbol, file.interval, file.start_ms, file.daily,
             faults.model_dump_json(include={"holes", "archive_holes", "price_offset_pct"}),
         )  # fmt: skip
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        with self._guard:
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            with self._guard:
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    return self._cache[key]
+            stored = None if self.directory is None else self.directory / _file_name(key)
+            if stored is not None and stored.exists():
+                zipped = stored.read_bytes()
+            else:
+                zipped = self._build(file, market, now_ms, faults)
+                if stored is not None:
+                    partial = stored.with_suffix(".partial")
+                    partial.write_bytes(zipped)
+                    partial.replace(stored)  # whole or absent
+            built = (zipped, hashlib.sha256(zipped).hexdigest())
+            with self._guard:
+                self._cache[key] = built
+                self._cached += len(zipped)
+                while self._cached > self.cache_bytes and len(self._cache) > 1:
+                    self._cached -= len(self._cache.popitem(last=False)[1][0])
+                self._building.pop(key, None)
+            return built
+
+    def _build(self, file: ArchiveFile, market: SimMarket, now_ms: int, faults: Faults) -> bytes:
         tf_ms = INTERVALS[file.interval]
         minutes = self.book.minutes_until(market, file.start_ms, file.end_ms, now_ms, faults)
         for hole in faults.archive_holes:
@@ -169,13 +200,13 @@ class Archive:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
             archive.writestr(file.name.removesuffix(".zip") + ".csv", csv)
-        zipped = buffer.getvalue()
-        built = (zipped, hashlib.sha256(zipped).hexdigest())
-        self._cache[key] = built
-        self._cached += len(zipped)
-        while self._cached > self.cache_bytes and len(self._cache) > 1:
-            self._cached -= len(self._cache.popitem(last=False)[1][0])
-        return built
+        return buffer.getvalue()
+
+
+def _file_name(key: tuple[object, ...]) -> str:
+    """A built file's name in the archive directory: its key (the file and the faults that
+    shape it) hashed."""
+    return hashlib.sha256(repr(key).encode()).hexdigest()[:32] + ".zip"
 
 
 NOT_FOUND = (

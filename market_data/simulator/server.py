@@ -138,16 +138,19 @@ class Simulator:
         replay: dict[str, Path] | None = None,
         extra_pairs: int = 0,
         archive_cache_bytes: int = archive.CACHE_BYTES,
+        archive_dir: Path | None = None,
     ) -> None:
         """``extra_pairs``: that many more Binance bases (``markets.extra_pairs``), for
-        benchmarks; ``archive_cache_bytes``: built archive files kept in memory."""
+        benchmarks; ``archive_cache_bytes``: built archive files kept in memory;
+        ``archive_dir``: every built archive file kept there too (prebuilt, as the real
+        host's)."""
         self.clock = clock or Clock()
         self.injector = Injector(faults or Faults())
         self.limiter = Limiter()
         self.stats = Stats()
         self.book = CandleBook(replay, extra_pairs)
         self.binance = Binance(self.book)
-        self.archive = archive.Archive(self.book, archive_cache_bytes)
+        self.archive = archive.Archive(self.book, archive_cache_bytes, archive_dir)
         self.streams = KlineStreams(self.book, self.clock, self.injector)
         start = faults or Faults()
         self.dialects: dict[str, DialectState] = {

@@ -270,17 +270,21 @@ class CandleStore:
                 out |= dict(zip(chunk, conn.execute(sa.select(*newest)).one(), strict=True))
         return out
 
-    def from_archive(self, exchange: str) -> dict[tuple[str, str], int]:
-        """(symbol, timeframe) -> candles written from the exchange's archive files (their
-        coverage's count), for the series that have any."""
+    def by_source(self, exchange: str) -> dict[tuple[str, str], dict[str, int]]:
+        """(symbol, timeframe) -> source ("archive": the exchange's archive files, "trades":
+        built from its trades) -> candles written from it (their coverage's count), for the
+        series that have any not from the candle endpoint."""
         c = fetch_coverage.c
         query = (
-            sa.select(c.symbol, c.timeframe, sa.func.sum(c.candles))
-            .where(c.exchange == exchange, c.source == "archive")
-            .group_by(c.symbol, c.timeframe)
+            sa.select(c.symbol, c.timeframe, c.source, sa.func.sum(c.candles))
+            .where(c.exchange == exchange, c.source.in_(("archive", "trades")))
+            .group_by(c.symbol, c.timeframe, c.source)
         )
+        out: dict[tuple[str, str], dict[str, int]] = {}
         with self.engine.connect() as conn:
-            return {(s, tf): int(n) for s, tf, n in conn.execute(query)}
+            for s, tf, source, n in conn.execute(query):
+                out.setdefault((s, tf), {})[source] = int(n)
+        return out
 
     def aggregate(self, series: Series, span_ms: int, start: int, end: int) -> pd.DataFrame:
         """``series``' candles in [start, end) aggregated per span of ``span_ms`` (epoch-

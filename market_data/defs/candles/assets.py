@@ -49,6 +49,11 @@ from market_data.pipeline.stop import Stopped, Stopper
 PER_PARTITION_METADATA_MAX = 500
 
 
+#: seconds of building history from trades (Kraken: a request a second) before a run gives
+#: the exchange's pool slot to the runs waiting for it (freshness first), then resumes
+TRADES_SLICE_S = 120.0
+
+
 class CandleRunConfig(dg.Config):
     dry_run: bool = Field(False, description="fetch and validate, write nothing")
     refetch: bool = Field(False, description="fetch again what coverage says was fetched")
@@ -56,6 +61,11 @@ class CandleRunConfig(dg.Config):
     not_after: str | None = Field(None, description="YYYY-MM-DD: fetch nothing from this day on")
     repair: bool = Field(False, description="fetch only the open gaps of these partitions")
     max_gaps: int | None = Field(None, description="with repair: at most this many gaps per market")
+    trades_slice_s: float = Field(
+        TRADES_SLICE_S,
+        description="build history from trades (Kraken) this long, then free the exchange's "
+        "pool slot for waiting runs and resume",
+    )
 
 
 def candle_asset_key(exchange: str, timeframe: str) -> dg.AssetKey:
@@ -80,20 +90,50 @@ def _day_ms(text: str | None) -> int | None:
     return day_ms(date.fromisoformat(text)) if text else None
 
 
-def step_retry(retries: int, attempt: int, error: Exception) -> dg.RetryRequested | dg.Failure:
+def step_retry(
+    retries: int, failures: int, attempt: int, error: Exception
+) -> dg.RetryRequested | dg.Failure:
     """A step whose requests used all their attempts is retried whole (it resumes from what is
-    stored) after 15 s, 30 s, ... with jitter, ``retries`` times; then it fails.
+    stored) after 15 s, 30 s, ... with jitter, ``retries`` times; then it fails. ``failures``:
+    the step's earlier attempts that failed so (``attempt``: all of them, the pool yields
+    too).
 
     Raised by the asset itself rather than left to a RetryPolicy: a policy would also retry a
     step that was interrupted (Ctrl-C, SIGTERM, a terminated run), which must stop instead."""
-    if attempt >= retries:
+    if failures >= retries:
         return dg.Failure(description=f"gave up after retries: {error}", allow_retries=False)
     policy = dg.RetryPolicy(
         max_retries=retries, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
     )
     return dg.RetryRequested(
-        max_retries=retries, seconds_to_wait=policy.calculate_delay(attempt + 1)
+        max_retries=attempt + 1, seconds_to_wait=policy.calculate_delay(failures + 1)
     )
+
+
+#: run tag: how many times the run's candle step gave its exchange's pool slot back while
+#: building history from trades (those attempts are not failures)
+POOL_YIELDS_TAG = "market_data/pool_yields"
+
+
+def pool_yield(
+    context: dg.AssetExecutionContext, exchange: str, pending: list[str]
+) -> dg.RetryRequested:
+    """End this attempt of the step so the exchange's pool slot is free for the runs waiting
+    for it (Dagster frees a step's slot when it is up for retry, and the next attempt waits
+    for a slot again); the step resumes from what is stored a second later."""
+    yields = pool_yields(context) + 1
+    context.instance.add_run_tags(context.run.run_id, {POOL_YIELDS_TAG: str(yields)})
+    context.log.info(
+        f"{exchange}: {len(pending)} market(s) still building history from trades "
+        f"({', '.join(pending[:3])}{', ...' if len(pending) > 3 else ''}): the pool slot goes "
+        f"to the runs waiting for it, then this step resumes (yield {yields})"
+    )
+    return dg.RetryRequested(max_retries=context.retry_number + 1, seconds_to_wait=1)
+
+
+def pool_yields(context: dg.AssetExecutionContext) -> int:
+    run = context.instance.get_run_by_id(context.run.run_id)
+    return int((run.tags if run else {}).get(POOL_YIELDS_TAG, "0"))
 
 
 def freshness_policy(watchlist: Watchlist, timeframe: Timeframe) -> dg.FreshnessPolicy:
@@ -148,6 +188,10 @@ def candle_asset(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.Asse
             gaps=watchlist.gaps,
             # a freshness run brings each market's newest candles, not its year's history
             tail=FRESHNESS_TAG in context.run.tags,
+            # a slice resumes from coverage: not for runs that fetch what coverage has
+            trades_slice_s=(
+                None if config.dry_run or config.refetch or config.repair else config.trades_slice_s
+            ),
         )
         store = candle_store.store()
         requests = 0
@@ -184,7 +228,10 @@ def candle_asset(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.Asse
             raise dg.Failure(description=f"{exchange}: {e}", allow_retries=False) from e
         except (ExchangeDataError, sa.exc.OperationalError, sa.exc.InterfaceError) as e:
             # the exchange or the store kept failing: the step is retried whole, later
-            raise step_retry(step_retries, context.retry_number, e) from e
+            attempt = context.retry_number
+            raise step_retry(step_retries, attempt - pool_yields(context), attempt, e) from e
+        if fetched.trades_pending:  # a slice of history from trades: let others in, resume
+            raise pool_yield(context, exchange, fetched.trades_pending)
         for market, bounds in wanted.items():
             report = fetched.markets[market.key]
             context.log.info(describe(report))

@@ -135,12 +135,13 @@ def gap_evaluations(
     # the tail by the exchange's clock (as the run read it): what it can have closed since
     since = (store.gaps.clock(exchange) or int(time.time() * 1000)) - TAIL_MS
     found = {}
+    settings = watchlist.exchange(exchange)
     for market_key, ranges in ranges_by_market(keys).items():
         market = watchlist.market_or_default(exchange, market_key)
         found[market_key] = (
-            detect_tail(store, market, ranges, watchlist.gaps, since)
+            detect_tail(store, settings, market, ranges, watchlist.gaps, since)
             if tail
-            else detect(store, market, ranges, watchlist.gaps)
+            else detect(store, settings, market, ranges, watchlist.gaps)
         )
     return [
         partition_evaluation(check_key, pk, found[split_partition_key(pk)[0]], targets)

@@ -58,6 +58,11 @@ def partition_metadata(
         unusable = [u for u in report.archive.unusable if f"-{year}-" in u]
         if unusable:
             meta["archive_unusable"] = dg.MetadataValue.text("; ".join(unusable))
+    if report.from_trades_spans:  # history older than the candle endpoint serves (Kraken)
+        meta["from_trades"] = dg.MetadataValue.int(figures.from_trades)
+        meta["from_candle_endpoint"] = dg.MetadataValue.int(
+            figures.candles_fetched - figures.from_trades - figures.from_archive
+        )
     if figures.written_first is not None and figures.written_last is not None:
         # what this run changed (the composites sensor recomputes those months only)
         meta["written_first"] = dg.MetadataValue.timestamp(figures.written_first / 1000)

@@ -46,7 +46,7 @@ def gap_sweep_job(watchlist: Watchlist) -> dg.JobDefinition:
                 if key in fetching:
                     continue
                 market = watchlist.market_or_default(ex.name, key)
-                found = detect(store, market, ALL_TIME, watchlist.gaps)
+                found = detect(store, ex, market, ALL_TIME, watchlist.gaps)
                 # every partition of the market's history, each its own result
                 until = store.gaps.clock(ex.name) or int(time.time() * 1000)
                 since = max(market.start_ms, day_ms(watchlist.start))
