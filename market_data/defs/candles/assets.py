@@ -1,7 +1,9 @@
 """The candle asset factory: one asset per exchange and timeframe, e.g. ``candles/binance/1h``."""
 
 import asyncio
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 import dagster as dg
@@ -48,6 +50,12 @@ from market_data.pipeline.stop import Stopped, Stopper
 #: timeframe more (its markets' lags are in the fresh check's per-partition results)
 PER_PARTITION_METADATA_MAX = 500
 
+
+#: threads a run parses archive files and writes to the store with (asyncio's default
+#: executor would take cores + 4): as many as the cores, 2 to 4; each thread more only adds
+#: a malloc arena (bench/archive.py: 10 markets x a year of 1m, peak RSS 540-600 MB with
+#: 6 threads, 440-470 MB with 2, no slower)
+WORKER_THREADS = max(2, min(4, os.cpu_count() or 2))
 
 #: seconds of building history from trades (Kraken: a request a second) before a run gives
 #: the exchange's pool slot to the runs waiting for it (freshness first), then resumes
@@ -207,6 +215,9 @@ def candle_asset(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.Asse
 
         async def fetch() -> Fetched:
             nonlocal requests
+            asyncio.get_running_loop().set_default_executor(
+                ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="candles")
+            )
             client = exchanges.client(exchange, sleep=stop.sleep, on_retry=on_retry)
             try:
                 return await fetch_markets(client, store, wanted, options, context.log.info, stop)
