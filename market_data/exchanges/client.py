@@ -38,7 +38,7 @@ from market_data.exchanges.errors import (
 )
 from market_data.exchanges.retry import Backoff, Gate, OnRetry, Sleep, call_with_retry
 from market_data.exchanges.venues import archive_url as archive_url_of
-from market_data.exchanges.venues import from_trades, venue
+from market_data.exchanges.venues import depth, from_trades, venue
 
 T = TypeVar("T")
 
@@ -246,7 +246,7 @@ class ExchangeClient:
     def history_depth(self) -> int | None:
         """Closed candles of a timeframe served by any route this client takes (None: the
         whole history; Kraken without trades: its OHLC's newest)."""
-        return None if self.trades else venue(self.id).history_candles
+        return depth(self.id, self.trades)
 
     def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, time.monotonic() + seconds)

@@ -211,4 +211,9 @@ def from_trades(settings: ExchangeSettings) -> bool:
 def history_depth(settings: ExchangeSettings) -> int | None:
     """Closed candles of a timeframe the exchange serves, newest first, by any route (None:
     its whole history: every candle endpoint's, or Kraken's through its trades)."""
-    return None if from_trades(settings) else venue(settings.name).history_candles
+    return depth(settings.name, from_trades(settings))
+
+
+def depth(exchange_id: str, trades: bool) -> int | None:
+    """``history_depth`` of an exchange whose trades are (or are not) taken."""
+    return None if trades else venue(exchange_id).history_candles

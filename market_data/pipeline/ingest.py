@@ -143,8 +143,6 @@ class MarketReport(Figures):
     cause: PermanentExchangeError | None = None
     #: what the exchange's public data archive gave (None: not asked)
     archive: ArchiveUse | None = None
-    #: the spans built from the exchange's trades (the rest: its candle endpoint)
-    from_trades_spans: list[tuple[int, int]] = field(default_factory=list)
     #: building from trades stopped at the run's time bound with spans left
     trades_pending: bool = False
 
@@ -606,7 +604,6 @@ async def _from_trades(
                             not run.refetch,
                         )  # fmt: skip
                         _account(reports, [(series, page)], written)
-                        report.from_trades_spans.append((built.start_ms, built.end_ms))
                         progress.advance(
                             tf.count(built.start_ms, built.end_ms), len(page),
                             f", {market.key} up to {utc_text(built.end_ms)}",

@@ -58,7 +58,7 @@ def partition_metadata(
         unusable = [u for u in report.archive.unusable if f"-{year}-" in u]
         if unusable:
             meta["archive_unusable"] = dg.MetadataValue.text("; ".join(unusable))
-    if report.from_trades_spans:  # history older than the candle endpoint serves (Kraken)
+    if report.from_trades:  # history older than the candle endpoint serves (Kraken)
         meta["from_trades"] = dg.MetadataValue.int(figures.from_trades)
         meta["from_candle_endpoint"] = dg.MetadataValue.int(
             figures.candles_fetched - figures.from_trades - figures.from_archive
