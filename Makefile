@@ -11,6 +11,14 @@ HOST ?= 127.0.0.1
 PORT ?= 3000
 API_PORT ?= 8787
 PROD_HOME ?= $(CURDIR)/.dagster-prod
+# The instance of `make serve`: dagster.postgres.yaml (each run a process of this machine) or
+# dagster.celery.yaml (each run a task on a Celery worker of any host: `make serve-workers`).
+INSTANCE ?= dagster.postgres.yaml
+# `make serve-workers`: one worker per queue (named after it), each running up to
+# CONCURRENCY runs at once; on a host with one exchange's egress address, QUEUES=exchange.<name>.
+QUEUES ?= exchange.binance exchange.bitfinex exchange.coinbase exchange.kraken dagster
+CONCURRENCY ?= 4
+WORKER_HOME ?= $(CURDIR)/.dagster-workers
 # Debian's Chromium, for the browser tests (installed by `make test` when missing).
 CHROMIUM ?= /usr/bin/chromium
 # promtool (Debian's prometheus package), for the test of the shipped alerting rules.
@@ -21,7 +29,7 @@ PROMTOOL ?= /usr/bin/promtool
 LOCK := requirements.lock
 LATEST := .venv-latest
 
-.PHONY: install lock test-latest run serve pools test lint format bench bench-scale clean
+.PHONY: install lock test-latest run serve serve-workers celery-env pools test lint format bench bench-scale clean
 
 # The lock first (pip checks every hash), then the project itself, editable, without
 # resolving anything again; the build backend (setuptools) comes from the lock too.
@@ -97,8 +105,9 @@ run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 serve: $(STAMP)
 	@test -n "$$DATABASE_URL" || { echo "set DATABASE_URL (postgresql://...)"; exit 2; }
 	@test -n "$$DAGSTER_POSTGRES_URL" || { echo "set DAGSTER_POSTGRES_URL (postgresql+psycopg2://...)"; exit 2; }
+	@case "$(INSTANCE)" in *celery*) $(MAKE) --no-print-directory celery-env;; esac
 	mkdir -p $(PROD_HOME)
-	ln -sf $(CURDIR)/dagster.postgres.yaml $(PROD_HOME)/dagster.yaml
+	ln -sf $(CURDIR)/$(INSTANCE) $(PROD_HOME)/dagster.yaml
 	export DAGSTER_HOME=$(PROD_HOME); \
 	$(BIN)/market-data db init && $(BIN)/market-data pools && \
 	{ $(BIN)/dagster-daemon run -w workspace.yaml & daemon=$$!; \
@@ -106,6 +115,24 @@ serve: $(STAMP)
 	  $(BIN)/market-data live & live=$$!; \
 	  trap 'kill $$daemon $$api $$live 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/dagster-webserver -w workspace.yaml -h $(HOST) -p $(PORT); }
+
+# Celery workers for the runs of `make serve INSTANCE=dagster.celery.yaml`, on this host or
+# any other with the project installed and the same environment (docs/DEPLOYMENT.md).
+serve-workers: $(STAMP) celery-env
+	@test -n "$$DATABASE_URL" || { echo "set DATABASE_URL (postgresql://...)"; exit 2; }
+	@test -n "$$DAGSTER_POSTGRES_URL" || { echo "set DAGSTER_POSTGRES_URL (postgresql+psycopg2://...)"; exit 2; }
+	mkdir -p $(WORKER_HOME)
+	ln -sf $(CURDIR)/dagster.celery.yaml $(WORKER_HOME)/dagster.yaml
+	export DAGSTER_HOME=$(WORKER_HOME); pids=""; \
+	for q in $(QUEUES); do \
+	  $(BIN)/celery -A market_data.workers worker -Q $$q -n $${q#exchange.}@%h \
+	    -c $(CONCURRENCY) --loglevel INFO & pids="$$pids $$!"; \
+	done; \
+	trap 'kill $$pids 2>/dev/null; wait' EXIT INT TERM; wait
+
+celery-env:
+	@test -n "$$CELERY_BROKER_URL" || { echo "set CELERY_BROKER_URL (amqp://user:password@host:5672//)"; exit 2; }
+	@test -n "$$CELERY_RESULT_BACKEND" || { echo "set CELERY_RESULT_BACKEND (redis://host:6379/0)"; exit 2; }
 
 # Per-exchange concurrency pools in the instance of DAGSTER_HOME.
 pools: $(STAMP)
@@ -146,4 +173,4 @@ bench-scale: $(STAMP) $(CHROMIUM)
 	$(BIN)/python bench/archive.py
 
 clean:
-	rm -rf $(VENV) $(LATEST) .dagster .dagster-prod .market_data
+	rm -rf $(VENV) $(LATEST) .dagster .dagster-prod .dagster-workers .market_data

@@ -497,6 +497,18 @@ def gaps_list(only_open: bool, limit: int) -> None:
         click.echo(f"(the first {limit} gaps only: --limit N shows more)")
 
 
+def workers_line(state: dict[str, Any]) -> str:
+    """The status report's line on the Celery broker and workers."""
+    head = f"runs: Celery broker {state['broker']}"
+    if not state["reachable"]:
+        return f"{head}: unreachable ({state['error']}); runs wait until it answers"
+    workers = ", ".join(f"{w} ({' '.join(qs)})" for w, qs in state["workers"].items())
+    line = f"{head}: {len(state['workers'])} worker(s): {workers or 'none'}"
+    if state["queues_without_worker"]:
+        line += f"; no worker takes {', '.join(state['queues_without_worker'])}"
+    return line
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status(as_json: bool) -> None:
@@ -530,6 +542,8 @@ def status(as_json: bool) -> None:
                 f"p99 {live['latency_p99_ms']} ms, {live['reconnects']} reconnect(s)"
                 + (f", last error: {live['last_error']}" if live["last_error"] else "")
             )
+        if report.workers:
+            click.echo(workers_line(report.workers))
         if report.alerts.get("undelivered"):
             a = report.alerts
             click.echo(

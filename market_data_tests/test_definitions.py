@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +64,43 @@ def test_the_postgres_instance_matches_the_embedded_one_below_storage() -> None:
     assert storages["event_log_storage"]["class"] == "MarketKeysCachedEventLogStorage"
     assert not set(storages) & set(embedded) and "storage" not in embedded
     assert postgres == embedded
+
+
+def test_the_celery_instance_is_the_postgres_one_with_the_celery_launcher() -> None:
+    import yaml
+
+    postgres = yaml.safe_load((ROOT / "dagster.postgres.yaml").read_text())
+    celery = yaml.safe_load((ROOT / "dagster.celery.yaml").read_text())
+    launcher = celery.pop("run_launcher")
+    assert launcher == {
+        "module": "market_data.defs.queues",
+        "class": "CeleryWatchedRunLauncher",
+        "config": {"broker": {"env": "CELERY_BROKER_URL"},
+                   "backend": {"env": "CELERY_RESULT_BACKEND"}},
+    }  # fmt: skip
+    postgres.pop("run_launcher")
+    assert celery == postgres
+
+
+def test_runs_go_to_the_queue_of_the_exchange_they_talk_to() -> None:
+    from market_data.defs.queues import celery_priority, queue_of
+
+    def run(*keys: str, **tags: str) -> dg.DagsterRun:
+        selection = {dg.AssetKey.from_user_string(k) for k in keys} if keys else None
+        return dg.DagsterRun(job_name="__ASSET_JOB", asset_selection=selection, tags=tags)
+
+    assert queue_of(run("candles/binance/1h")) == "exchange.binance"
+    assert queue_of(run("candles/kraken/1m", "candles/kraken/1d")) == "exchange.kraken"
+    assert queue_of(run("instruments/coinbase")) == "exchange.coinbase"
+    assert queue_of(run("orderbooks/binance")) == "exchange.binance"
+    assert queue_of(run("composite/candles")) == "dagster"
+    assert queue_of(run()) == "dagster"  # a check-only run
+    assert queue_of(run("candles/binance/1h", "candles/kraken/1h")) == "dagster"  # two at once
+    assert queue_of(run("candles/binance/1h", **{"dagster-celery/queue": "mine"})) == "mine"
+    urgent, plain, low = (run(**{"dagster/priority": p}) for p in ("10", "0", "-10"))
+    assert celery_priority(urgent) > celery_priority(plain) > celery_priority(low) >= 0
+    assert celery_priority(urgent) <= 9 and celery_priority(run()) == celery_priority(plain)
+    assert celery_priority(run(**{"dagster/priority": "x"})) == celery_priority(plain)
 
 
 def _printed_by(code: str, watchlist: Path = ROOT / "watchlist.yaml") -> str:

@@ -270,6 +270,28 @@ class Deployment:
             proc.wait(30)
 
 
+@contextlib.contextmanager
+def deployment_databases(pg_server: str, prefix: str) -> Iterator[tuple[str, str]]:
+    """Two databases of their own on ``pg_server``: Dagster's instance (its URL with the
+    psycopg2 driver dagster-postgres uses) and the candle store; dropped at the end."""
+    admin_engine = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    names = [f"{prefix}_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("dagster", "candles")]
+    with admin_engine.connect() as conn:
+        for name in names:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    base = pg_server.rsplit("/", 1)[0]
+    try:
+        yield (
+            base.replace("postgresql+psycopg://", "postgresql+psycopg2://") + f"/{names[0]}",
+            base.replace("postgresql+psycopg://", "postgresql://") + f"/{names[1]}",
+        )
+    finally:
+        with admin_engine.connect() as conn:
+            for name in names:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin_engine.dispose()
+
+
 class HungWebhook:
     """A webhook that accepts connections and never answers (a receiver that hangs)."""
 
@@ -296,78 +318,67 @@ def deployment(
     pg_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Deployment, RunningSimulator]]:
     tmp = tmp_path_factory.mktemp("deploy")
-    admin_engine = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
-    names = [f"md_e2e_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("dagster", "candles")]
-    with admin_engine.connect() as conn:
-        for name in names:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    base = pg_server.rsplit("/", 1)[0]
-    dagster_url = base.replace("postgresql+psycopg://", "postgresql+psycopg2://") + f"/{names[0]}"
-    candles_url = base.replace("postgresql+psycopg://", "postgresql://") + f"/{names[1]}"
-    sim = RunningSimulator(Simulator(Faults(), Clock(fixed_ms=NOW_MS))).start()
-    home = tmp / "home"
-    home.mkdir()
-    (home / "dagster.yaml").symlink_to(ROOT / "dagster.postgres.yaml")
-    config = tmp / "watchlist.yaml"
-    # from 2024 (three year partitions), the 1m markets from late in the year (a year of 1m is
-    # 500 pages: the freshness runs fetch the year in progress)
-    exchange = {"base_url": sim.url, "rate_limit_ms": 0, "retry_base_s": 0.05,
-                "markets": ["BTC/USDT/1h", {"symbol": "ETH/USDT", "timeframe": "1m", "start": "2026-11-01"},
-                            {"symbol": "SOL/USDT", "timeframe": "1m", "start": "2025-11-01"},
-                            "XRP/USDT/1d", "ADA/USDT/1d", "DOGE/USDT/1d", "LTC/USDT/1d"]}  # fmt: skip
-    # an alert webhook that never answers: the alerts sensor hangs on it for timeout_s every
-    # minute (the live service below is down), and nothing else may be held up by that
-    hung = HungWebhook()
-    alerts = {"targets": [{"name": "hung", "url_env": "E2E_ALERT_HOOK"}], "timeout_s": 5,
-              "retry_base_s": 1}  # fmt: skip
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "start": "2024-01-01",
-                "freshness": {"interval_s": 10},
-                "exchanges": {"binance": exchange},
-                "alerts": alerts,
-            }
+    with deployment_databases(pg_server, "md_e2e") as (dagster_url, candles_url):
+        sim = RunningSimulator(Simulator(Faults(), Clock(fixed_ms=NOW_MS))).start()
+        home = tmp / "home"
+        home.mkdir()
+        (home / "dagster.yaml").symlink_to(ROOT / "dagster.postgres.yaml")
+        config = tmp / "watchlist.yaml"
+        # from 2024 (three year partitions), the 1m markets from late in the year (a year of 1m is
+        # 500 pages: the freshness runs fetch the year in progress)
+        exchange = {"base_url": sim.url, "rate_limit_ms": 0, "retry_base_s": 0.05,
+                    "markets": ["BTC/USDT/1h", {"symbol": "ETH/USDT", "timeframe": "1m", "start": "2026-11-01"},
+                                {"symbol": "SOL/USDT", "timeframe": "1m", "start": "2025-11-01"},
+                                "XRP/USDT/1d", "ADA/USDT/1d", "DOGE/USDT/1d", "LTC/USDT/1d"]}  # fmt: skip
+        # an alert webhook that never answers: the alerts sensor hangs on it for timeout_s every
+        # minute (the live service below is down), and nothing else may be held up by that
+        hung = HungWebhook()
+        alerts = {"targets": [{"name": "hung", "url_env": "E2E_ALERT_HOOK"}], "timeout_s": 5,
+                  "retry_base_s": 1}  # fmt: skip
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "start": "2024-01-01",
+                    "freshness": {"interval_s": 10},
+                    "exchanges": {"binance": exchange},
+                    "alerts": alerts,
+                }
+            )
         )
-    )
-    env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_POSTGRES_URL": dagster_url, "DATABASE_URL": candles_url,
-           "MARKET_DATA_CONFIG": str(config), "E2E_ALERT_HOOK": hung.url}  # fmt: skip
-    dep = Deployment(tmp, env, candles_url)
-    try:
-        dep.start_webserver()
-        # Automation off until a test wants it: these tests launch their own runs.
-        for sensor in ("watchlist", "freshness", "gap_repair"):
-            dep.set_sensor(sensor, running=False)
-        subprocess.run(
-            [str(BIN / "market-data"), "db", "init"], env=env, check=True, capture_output=True
-        )
-        # the exchange's (frozen) clock as a run would have read it: the freshness sensor takes
-        # the year in progress from it, whichever test runs first
-        store = CandleStore(candles_url, create=False)
-        store.gaps.save_clock("binance", NOW_MS)
-        store.live.beat(  # a live service that stopped beating long ago: an alert to send
-            {"exchange": "binance", "host": "gone", "pid": 1, "started_at": 0, "heartbeat_at": 0,
-             "connections": 1, "connected": 0, "streams": 1, "exchange_now": None,
-             "reconnects": 0, "closes_stored": 0, "latency_p50_ms": None,
-             "latency_p99_ms": None, "last_error": None},
-            [],
-        )  # fmt: skip
-        store.dispose()
-        keys = ["BTC-USDT-SPOT:1h", "ETH-USDT-SPOT:1m", "SOL-USDT-SPOT:1m", "XRP-USDT-SPOT:1d",
-                "ADA-USDT-SPOT:1d", "DOGE-USDT-SPOT:1d", "LTC-USDT-SPOT:1d"]  # fmt: skip
-        code = ("import dagster as dg; from market_data_tests.helpers import add_markets; "
-                f"add_markets(dg.DagsterInstance.get(), 'binance', {keys!r})")  # fmt: skip
-        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
-        dep.start_daemon()
-        yield dep, sim
-    finally:
-        dep.stop()
-        sim.stop()
-        hung.close()
-        with admin_engine.connect() as conn:
-            for name in names:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin_engine.dispose()
+        env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_POSTGRES_URL": dagster_url, "DATABASE_URL": candles_url,
+               "MARKET_DATA_CONFIG": str(config), "E2E_ALERT_HOOK": hung.url}  # fmt: skip
+        dep = Deployment(tmp, env, candles_url)
+        try:
+            dep.start_webserver()
+            # Automation off until a test wants it: these tests launch their own runs.
+            for sensor in ("watchlist", "freshness", "gap_repair"):
+                dep.set_sensor(sensor, running=False)
+            subprocess.run(
+                [str(BIN / "market-data"), "db", "init"], env=env, check=True, capture_output=True
+            )
+            # the exchange's (frozen) clock as a run would have read it: the freshness sensor takes
+            # the year in progress from it, whichever test runs first
+            store = CandleStore(candles_url, create=False)
+            store.gaps.save_clock("binance", NOW_MS)
+            store.live.beat(  # a live service that stopped beating long ago: an alert to send
+                {"exchange": "binance", "host": "gone", "pid": 1, "started_at": 0, "heartbeat_at": 0,
+                 "connections": 1, "connected": 0, "streams": 1, "exchange_now": None,
+                 "reconnects": 0, "closes_stored": 0, "latency_p50_ms": None,
+                 "latency_p99_ms": None, "last_error": None},
+                [],
+            )  # fmt: skip
+            store.dispose()
+            keys = ["BTC-USDT-SPOT:1h", "ETH-USDT-SPOT:1m", "SOL-USDT-SPOT:1m", "XRP-USDT-SPOT:1d",
+                    "ADA-USDT-SPOT:1d", "DOGE-USDT-SPOT:1d", "LTC-USDT-SPOT:1d"]  # fmt: skip
+            code = ("import dagster as dg; from market_data_tests.helpers import add_markets; "
+                    f"add_markets(dg.DagsterInstance.get(), 'binance', {keys!r})")  # fmt: skip
+            subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+            dep.start_daemon()
+            yield dep, sim
+        finally:
+            dep.stop()
+            sim.stop()
+            hung.close()
 
 
 def stored(dep: Deployment, symbol: str, tf: str, start: int, end: int) -> list[list[float]]:

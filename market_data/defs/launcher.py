@@ -43,10 +43,18 @@ class WatchedRunLauncher(dg.DefaultRunLauncher):
         why = worker_is_dead(self._instance, run)
         if why is None:
             return CheckRunHealthResult(WorkerStatus.RUNNING, "")
-        if self._instance.run_retries_enabled:
-            # Monitoring marks the run failed next; Dagster tags it will_retry only after the
-            # status has changed, and a backfill daemon tick in between saw a failed run with
-            # no retry coming and ended the backfill (so the retry was never launched). Tagged
-            # first, the backfill waits; Dagster then sets the tag's final value itself.
-            self._instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: "true"})
-        return CheckRunHealthResult(WorkerStatus.FAILED, why)
+        return failed_worker(self._instance, run, why)
+
+
+def failed_worker(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, why: str
+) -> CheckRunHealthResult:
+    """The health of a run whose worker is known to be gone (this launcher's and the Celery
+    launcher's, defs/queues.py)."""
+    if instance.run_retries_enabled:
+        # Monitoring marks the run failed next; Dagster tags it will_retry only after the
+        # status has changed, and a backfill daemon tick in between saw a failed run with
+        # no retry coming and ended the backfill (so the retry was never launched). Tagged
+        # first, the backfill waits; Dagster then sets the tag's final value itself.
+        instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: "true"})
+    return CheckRunHealthResult(WorkerStatus.FAILED, why)

@@ -95,6 +95,9 @@ class StatusReport:
     live: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: alert messages not delivered yet: how many, the oldest's time, target and error
     alerts: dict[str, Any] = field(default_factory=dict)
+    #: where runs go when they are not run by the daemon's host (the Celery launcher: its
+    #: broker, whether it answers, the live workers and their queues); empty otherwise
+    workers: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,7 +117,7 @@ class StatusReport:
         live = {ex: v for ex, v in self.live.items() if exchange is None or ex == exchange}
         return StatusReport(
             self.generated_at, self.database_ok, self.database_latency_ms, self.database_error,
-            markets, runs, live, self.alerts,
+            markets, runs, live, self.alerts, self.workers,
         )  # fmt: skip
 
     def headers(self) -> list[str]:

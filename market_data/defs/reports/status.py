@@ -17,6 +17,7 @@ from market_data.defs.candles.partitions import (
     market_partitions,
     markets_of_run,
 )
+from market_data.defs.queues import DEFAULT_QUEUE, CeleryWatchedRunLauncher, exchange_queue
 from market_data.defs.runs import run_asset
 from market_data.domain.calendar import utc_text
 from market_data.domain.watchlist import Watchlist
@@ -78,4 +79,9 @@ class DagsterActivity:
 def dagster_status(
     store: CandleStore, instance: dg.DagsterInstance, watchlist: Watchlist
 ) -> StatusReport:
-    return collect_status(store, DagsterActivity(instance, watchlist), watchlist)
+    report = collect_status(store, DagsterActivity(instance, watchlist), watchlist)
+    launcher = instance.run_launcher
+    if isinstance(launcher, CeleryWatchedRunLauncher):
+        needed = [exchange_queue(ex.name) for ex in watchlist.exchanges] + [DEFAULT_QUEUE]
+        report.workers = launcher.state(needed)
+    return report
