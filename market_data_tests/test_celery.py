@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from market_data.defs.candles.partitions import MARKET_DIM, PARTITION_TAG, YEAR_DIM
-from market_data.defs.queues import QUEUE_TAG, WORKER_TAG
+from market_data.defs.queues import QUEUE_TAG, TASK_TAG, WORKER_TAG
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.markets import Kind
@@ -101,9 +101,12 @@ class CeleryDeployment(Deployment):
 
 
 def stored(dep: Deployment, exchange: str, symbol: str, tf: str, start: int) -> list[Any]:
+    """The stored candles of a series from ``start`` to the frozen clock's NOW_MS (its
+    closed candles then: a test may move the clock on)."""
+    end = NOW_MS - NOW_MS % {"1m": MIN, "1h": HOUR}[tf]
     store = CandleStore(dep.candles_url, create=False)
     try:
-        return store.read_candles(Series(exchange, symbol, tf), start, NOW_MS).values.tolist()
+        return store.read_candles(Series(exchange, symbol, tf), start, end).values.tolist()
     finally:
         store.dispose()
 
@@ -179,6 +182,13 @@ def dep(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ce
             d.stop()
             sim.stop()
             broker.stop()
+
+
+@pytest.fixture(autouse=True)
+def settled(dep: CeleryDeployment) -> None:
+    """Each test starts when the runs of the one before have ended (their order is random)."""
+    wait_for("the runs before to end", lambda: not [r for r in dep.all_runs()
+                                                    if r["status"] in ACTIVE], timeout=300)  # fmt: skip
 
 
 def queue_of(run: dict[str, Any]) -> str:
@@ -323,3 +333,30 @@ def test_a_broker_restart_loses_no_run(dep: CeleryDeployment) -> None:
             dep.broker.start()
         if dep.workers["coinbase1"].proc.poll() is not None:
             dep.start_worker("coinbase1")
+
+
+def test_freshness_runs_go_through_each_exchanges_queue(dep: CeleryDeployment) -> None:
+    dep.set_sensor("freshness", running=True)
+    try:
+        admin(dep.sim_url, "clock", {"advance_ms": 5 * MIN})  # the exchanges move on
+        later = NOW_MS - NOW_MS % MIN + 4 * MIN  # the newest minute closed now
+
+        def fresh() -> bool:
+            store = CandleStore(dep.candles_url, create=False)
+            try:
+                sol = Series("binance", "SOL-USDT-SPOT", "1m")
+                return not store.read_candles(sol, later, later + 1).empty
+            finally:
+                store.dispose()
+
+        wait_for("the next minutes' candles", fresh, timeout=180)
+        wait_for("a freshness run to end", lambda: [
+            r for r in dep.all_runs({"market_data/freshness": "binance"})
+            if r["status"] == "SUCCESS"])  # fmt: skip
+    finally:
+        dep.set_sensor("freshness", running=False)
+    runs = dep.all_runs({"market_data/freshness": "binance"})
+    sent = [r for r in runs if TASK_TAG in r["tags"]]  # (the newest may still wait its turn)
+    assert sent and all(r["tags"][QUEUE_TAG] == "exchange.binance" for r in sent)
+    done = [r for r in runs if r["status"] == "SUCCESS"]
+    assert done and all(r["tags"][WORKER_TAG].startswith("binance") for r in done)
