@@ -23,6 +23,8 @@ WORKER_HOME ?= $(CURDIR)/.dagster-workers
 CHROMIUM ?= /usr/bin/chromium
 # promtool (Debian's prometheus package), for the test of the shipped alerting rules.
 PROMTOOL ?= /usr/bin/promtool
+# RabbitMQ's server, for the Celery tests' throwaway broker (Debian's rabbitmq-server).
+RABBITMQ ?= /usr/sbin/rabbitmq-server
 
 # The whole dependency tree, every version and hash, resolved by `make lock` (uv) from
 # pyproject.toml's ranges; every install of the project goes through it.
@@ -58,7 +60,7 @@ lock:
 
 # Early warning of upstream breakage: the suite against the newest versions the ranges
 # allow, in a throwaway venv ($(LATEST)); the lock and .venv stay as they are.
-test-latest: $(CHROMIUM) $(PROMTOOL)
+test-latest: $(CHROMIUM) $(PROMTOOL) $(RABBITMQ)
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
@@ -77,6 +79,12 @@ $(PROMTOOL):
 	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q prometheus \
 	  || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q \
 	       && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q prometheus; }
+
+$(RABBITMQ):
+	@echo "installing Debian's rabbitmq-server for the Celery tests (each starts a broker of its own)"
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q rabbitmq-server \
+	  || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q \
+	       && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q rabbitmq-server; }
 
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
@@ -146,7 +154,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint $(CHROMIUM) $(PROMTOOL)
+test: lint $(CHROMIUM) $(PROMTOOL) $(RABBITMQ)
 	$(BIN)/pytest
 
 bench: $(STAMP)

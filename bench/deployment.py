@@ -52,6 +52,8 @@ def gql(url: str, query: str, **variables: Any) -> dict[str, Any]:
 def stop_sensor(url: str, name: str) -> None:
     found = gql(url, "query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) "
                 "{ ... on Sensor { id } } }", s={**LOCATION, "sensorName": name})  # fmt: skip
+    if "id" not in found["sensorOrError"]:
+        return  # not defined for this watchlist
     gql(url, "mutation($id: String) { stopSensor(id: $id) { __typename } }",
         id=found["sensorOrError"]["id"])  # fmt: skip
 
@@ -80,6 +82,8 @@ def role(cmdline: str) -> str:
         return "run worker"
     if "multiprocessing" in cmdline:
         return "run worker"  # a code server starts each run as a process of its own
+    if "market_data.workers" in cmdline:
+        return "celery worker"
     if "dagster-webserver" in cmdline:
         return "webserver"
     if "dagster-daemon" in cmdline:
@@ -154,20 +158,25 @@ def deployment(
     prefix: str,
     tmp: Path,
     prepare: Callable[[dict[str, str]], None] | None = None,
+    instance: str = "dagster.postgres.yaml",
+    extra_env: dict[str, str] | None = None,
+    stopped_sensors: tuple[str, ...] = (),
 ) -> Iterator[Deployment]:
     """Webserver and daemon processes on PostgreSQL databases of their own, watching
     ``watchlist`` (``prepare``, given their environment, runs before they start); stopped
-    with SIGTERM at the end."""
+    with SIGTERM at the end. ``instance``: the instance file (dagster.celery.yaml: with
+    ``extra_env`` naming the broker). ``stopped_sensors``: stopped through the webserver
+    before the daemon starts (so they never tick)."""
     with (
         scratch_database(f"md_bench_{prefix}") as db,
         scratch_database(f"md_bench_{prefix}_dagster") as dagster_db,
     ):
         home = tmp / "home"
         home.mkdir()
-        (home / "dagster.yaml").symlink_to(ROOT / "dagster.postgres.yaml")
+        (home / "dagster.yaml").symlink_to(ROOT / instance)
         pg = dagster_db.replace("postgresql+psycopg://", "postgresql+psycopg2://")
         env = {**os.environ, "DAGSTER_HOME": str(home), "MARKET_DATA_CONFIG": str(tmp / "watchlist.yaml"),
-               "DATABASE_URL": db, "DAGSTER_POSTGRES_URL": pg}  # fmt: skip
+               "DATABASE_URL": db, "DAGSTER_POSTGRES_URL": pg, **(extra_env or {})}  # fmt: skip
         port = free_port()
         procs: list[subprocess.Popen] = []
         log = open(tmp / "dagster.log", "ab")  # noqa: SIM115 (kept open for the processes)
@@ -182,6 +191,10 @@ def deployment(
              "-p", str(port)],
             [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
         ):  # fmt: skip
+            if stopped_sensors and "dagster-daemon" in args[0]:
+                wait_up(dep.url)
+                for name in stopped_sensors:
+                    stop_sensor(dep.url, name)
             procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=log,
                                           start_new_session=True))  # fmt: skip
         dep.memory = Memory([p.pid for p in procs])

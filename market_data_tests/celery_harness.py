@@ -87,13 +87,15 @@ class Broker:
 class Worker:
     """`celery -A market_data.workers worker` for ``queue``, named ``name@<host>``."""
 
-    def __init__(self, name: str, queue: str, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, queue: str, env: dict[str, str], log: Path, concurrency: int = 2
+    ) -> None:
         self.name = f"{name}@{socket.gethostname()}"
         self.queue = queue
         out = open(log, "ab")  # noqa: SIM115 (kept open for the process)
         self.proc = subprocess.Popen(
             [str(BIN / "celery"), "-A", "market_data.workers", "worker", "-Q", queue,
-             "-n", f"{name}@%h", "-c", "2", "--loglevel", "INFO", "--without-mingle",
+             "-n", f"{name}@%h", "-c", str(concurrency), "--loglevel", "INFO", "--without-mingle",
              "--without-gossip"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
