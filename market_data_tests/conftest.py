@@ -30,8 +30,8 @@ from market_data_tests.helpers import binance_client, free_port
 NOW_MS = 1_795_178_096_789
 
 #: test files handed to the two workers first (a file each, `--dist loadfile`): the longest
-#: (the end-to-end deployment: ~5 minutes) must not be the last to start
-SLOW_FIRST = ("test_end_to_end.py", "test_dialects.py")
+#: (the end-to-end deployment: ~5 minutes; the Celery one: ~3) must not be the last to start
+SLOW_FIRST = ("test_end_to_end.py", "test_dialects.py", "test_celery.py")
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, which it keeps otherwise
