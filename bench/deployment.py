@@ -186,19 +186,20 @@ def deployment(
             dep.market_data(*command)
         if prepare:
             prepare(env)
-        for args in (
-            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
-             "-p", str(port)],
-            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        ):  # fmt: skip
-            if stopped_sensors and "dagster-daemon" in args[0]:
+
+        def start(*args: str) -> None:
+            procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=log,
+                                          start_new_session=True))  # fmt: skip
+
+        start(str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
+              "-p", str(port))  # fmt: skip
+        try:
+            if stopped_sensors:
                 wait_up(dep.url)
                 for name in stopped_sensors:
                     stop_sensor(dep.url, name)
-            procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=log,
-                                          start_new_session=True))  # fmt: skip
-        dep.memory = Memory([p.pid for p in procs])
-        try:
+            start(str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml")
+            dep.memory = Memory([p.pid for p in procs])
             wait_up(dep.url)
             yield dep
         finally:

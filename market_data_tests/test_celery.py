@@ -38,7 +38,7 @@ from market_data_tests.test_end_to_end import (
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 HOUR, MIN = 3_600_000, 60_000
-SOL_START = 1_793_491_200_000  # 2026-11-01
+SOL_START = 1_794_441_600_000  # 2026-11-12
 START = 1_788_220_800_000  # 2026-09-01
 POLL_S = 3  # the monitoring poll of this test's instance (15 s in dagster.celery.yaml)
 WORKERS = {  # name: queue
@@ -150,7 +150,7 @@ def dep(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ce
                         "binance": {"base_url": sim.url, "rate_limit_ms": 0, **quick,
                                     "markets": ["BTC/USDT/1h", "ETH/USDT/1h",
                                                 {"symbol": "SOL/USDT", "timeframe": "1m",
-                                                 "start": "2026-11-01"}]},
+                                                 "start": "2026-11-12"}]},
                         "coinbase": {"base_url": f"{sim.url}/coinbase", **quick,
                                      "markets": ["BTC/USD/1h", "ETH/USD/1h"]},
                     },
@@ -234,7 +234,7 @@ def _taken(dep: CeleryDeployment, run_id: str) -> str | None:
 def test_a_worker_killed_mid_run_leaves_the_run_to_the_other_worker_of_its_queue(
     dep: CeleryDeployment,
 ) -> None:
-    admin(dep.sim_url, "faults", {"latency_ms": 500})  # ~30 pages: the kill lands mid-run
+    admin(dep.sim_url, "faults", {"latency_ms": 1500})  # 14 pages: the kill lands mid-run
     try:
         run_id = dep.refetch(SOL_1M)
         name = wait_for("the run to start", lambda: _taken(dep, run_id), timeout=120, every=0.5)
@@ -268,7 +268,7 @@ def test_a_worker_killed_mid_run_leaves_the_run_to_the_other_worker_of_its_queue
 
 
 def test_cancelling_a_run_from_the_ui_ends_its_task(dep: CeleryDeployment) -> None:
-    admin(dep.sim_url, "faults", {"latency_ms": 150})
+    admin(dep.sim_url, "faults", {"latency_ms": 1000})
     try:
         run_id = dep.refetch(SOL_1M)
         name = wait_for("the run to start", lambda: _taken(dep, run_id), timeout=120, every=0.5)

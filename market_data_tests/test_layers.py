@@ -18,6 +18,9 @@ ALLOWED: dict[str, set[str]] = {
     "defs": {"config", "domain", "exchanges", "pipeline", "store"},
     "api": {"domain", "pipeline", "store"},
     "definitions": {"config", "defs", "domain"},
+    # the Celery workers' app (`celery -A market_data.workers`): an entry point, as
+    # definitions is Dagster's and cli the command line's
+    "workers": {"definitions", "defs"},
     "cli": {
         "api",
         "config",
@@ -65,9 +68,9 @@ def test_every_part_imports_only_what_the_architecture_allows() -> None:
     assert not {p: w for p, w in wrong.items() if w}
 
 
-def test_only_definitions_and_the_command_line_reach_into_defs() -> None:
+def test_only_the_entry_points_reach_into_defs() -> None:
     users = {part for part, used in _imports().items() if "defs" in used and part != "defs"}
-    assert users == {"definitions", "cli"}
+    assert users == {"definitions", "cli", "workers"}
 
 
 def test_domain_needs_no_dagster_and_no_io() -> None:
@@ -77,10 +80,10 @@ def test_domain_needs_no_dagster_and_no_io() -> None:
         assert not [b for b in banned if f"import {b}" in text or f"from {b}" in text], path
 
 
-def test_dagster_is_wired_only_in_defs_definitions_and_the_command_line() -> None:
+def test_dagster_is_wired_only_in_defs_and_the_entry_points() -> None:
     wired = {
         _part(path)
         for path in PACKAGE.rglob("*.py")
         if "import dagster" in path.read_text() or "from dagster" in path.read_text()
     }
-    assert wired == {"defs", "definitions", "cli"}
+    assert wired == {"defs", "definitions", "cli", "workers"}
