@@ -31,8 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from common import free_port  # noqa: F401  (bench/ on sys.path: run as a script)
-from deployment import Deployment, Memory, deployment, gql
+from deployment import Deployment, Memory, deployment, gql  # bench/, on sys.path as a script
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from market_data.simulator.faults import Faults
