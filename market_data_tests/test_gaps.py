@@ -15,7 +15,8 @@ from market_data.defs.candles.partitions import FRESHNESS_TAG, range_tags, split
 from market_data.defs.candles.schedules import gap_sweep_job
 from market_data.defs.candles.sensors import gap_repair_sensor
 from market_data.defs.resources import STORE_KEY
-from market_data.domain.gaps import Hole, classify, holes_from_breaks, repair_ranges
+from market_data.domain.calendar import month_bounds
+from market_data.domain.gaps import Hole, classify, holes_from_breaks, not_whole, repair_ranges
 from market_data.domain.watchlist import parse_watchlist
 from market_data.simulator.generator import minute_bars
 from market_data.simulator.markets import MARKETS
@@ -302,3 +303,15 @@ def test_repair_ranges_coalesce_by_page() -> None:
         (120, 130),
         (400, 410),
     ]
+
+
+def test_not_whole_leaves_out_the_months_whose_candles_are_all_stored() -> None:
+    jan, feb = month_bounds("2024-01-01"), month_bounds("2024-02-01")
+    whole_jan = {jan[0]: 31 * 24 * 60}
+    assert not_whole(jan[0] + 5, feb[1], MIN, whole_jan) == [(feb[0], feb[1])]
+    assert not_whole(jan[0] + 5, feb[1], MIN, {jan[0]: 31 * 24 * 60 - 1}) == [(jan[0] + 5, feb[1])]
+    assert not_whole(0, 2**62, MIN, whole_jan) == [(0, jan[0]), (jan[1], 2**62)]
+    assert not_whole(jan[0], jan[1], 3_600_000, {jan[0]: 31 * 24}) == []
+    # a week does not divide a month: nothing is skipped
+    assert not_whole(jan[0], jan[1], 7 * 86_400_000, {jan[0]: 5}) == [jan]
+    assert not_whole(5, 5, MIN, whole_jan) == []

@@ -9,14 +9,17 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from market_data.domain.calendar import month_bounds
 from market_data.domain.candles import CandlePage
+from market_data.domain.gaps import EMPTY, MISSING, Hole
 from market_data.store.candles import CandleStore, series_stats
 from market_data.store.schema import apply_schema, drop_all, migration_files, statements
 from market_data.store.series import Series
-from market_data.store.tables import metadata
+from market_data.store.tables import candle_months, metadata
 from market_data_tests.conftest import throwaway_cluster
 
 SERIES = Series("binance", "BTC-USDT-SPOT", "1m")
+MIN, HOUR = 60_000, 3_600_000
 
 
 @pytest.fixture
@@ -154,14 +157,90 @@ def test_the_series_counts_follow_every_insert_update_and_delete(
         assert series_stats(store, "binance") == {}
 
 
+def _months(store: CandleStore) -> dict[tuple[str, int], int]:
+    """(symbol, month start) -> candles, as candle_months says (months emptied left out)."""
+    m = candle_months.c
+    query = sa.select(m.symbol, m.month_ts, m.candles).where(m.candles > 0)
+    with store.engine.connect() as conn:
+        return {(s, int(t)): int(n) for s, t, n in conn.execute(query)}
+
+
+FEB, MAR = month_bounds("2024-02-01")
+
+
+@pytest.mark.parametrize("new", [False, True])
+def test_the_month_counts_follow_every_insert_update_and_delete(
+    store: CandleStore, new: bool
+) -> None:
+    """candle_months, kept by the database: per series and UTC month, the candles stored,
+    across a month's edge, after COPY or upsert, a re-fetch that changes candles, the live
+    path and deletions by hand."""
+    eth = Series("binance", "ETH-USDT-SPOT", "1m")
+    store.write_pages([(SERIES, page(100, start=FEB - 30 * MIN)), (eth, page(5, start=MAR))], new=new)
+    store.write_page(SERIES, page(100, start=FEB - 30 * MIN, price=101.0))  # changes, adds none
+    store.write_closed([(eth, page(1, start=MAR - MIN))])
+    assert _months(store) == {
+        ("BTC-USDT-SPOT", FEB - 31 * 86_400_000): 30,  # January's last 30 minutes
+        ("BTC-USDT-SPOT", FEB): 70,
+        ("ETH-USDT-SPOT", FEB): 1,
+        ("ETH-USDT-SPOT", MAR): 5,
+    }
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text("DELETE FROM candles WHERE symbol = 'BTC-USDT-SPOT' AND ts >= :lo AND ts < :hi"),
+            {"lo": FEB - 10 * MIN, "hi": FEB + 10 * MIN},
+        )  # fmt: skip
+        conn.execute(sa.text("DELETE FROM candles WHERE symbol = 'ETH-USDT-SPOT' AND ts < :t"), {"t": MAR})
+    assert _months(store) == {
+        ("BTC-USDT-SPOT", FEB - 31 * 86_400_000): 20,
+        ("BTC-USDT-SPOT", FEB): 60,
+        ("ETH-USDT-SPOT", MAR): 5,
+    }
+    if store.dialect == "postgresql":
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("TRUNCATE candles"))
+        assert _months(store) == {}
+
+
+def test_the_gap_check_skips_whole_months_and_finds_what_the_others_lack(
+    store: CandleStore,
+) -> None:
+    """Three months of 1h; February lacks three hours: the check over a range that begins
+    and ends inside months finds exactly those (and only in the range), whether the months
+    around are whole or not."""
+    h1 = Series("binance", "BTC-USDT-SPOT", "1h")
+    jan = FEB - 31 * 86_400_000
+    apr = MAR + 31 * 86_400_000
+    ts = np.arange(jan, apr, HOUR, dtype=np.int64)
+    hole = (FEB + 50 * HOUR, FEB + 53 * HOUR)
+    kept = ts[(ts < hole[0]) | (ts >= hole[1])]
+    values = np.tile([100.0, 101.0, 99.0, 100.0, 2.5], (len(kept), 1))
+    store.write_page(h1, CandlePage("BTC-USDT-SPOT:1h", HOUR, jan, apr, kept, values))
+    fetched = store.gaps.find(h1, HOUR, jan + 5 * HOUR, apr - 5 * HOUR)
+    assert fetched == [Hole(*hole, EMPTY)]  # fetched, nothing came back
+    with store.engine.begin() as conn:  # forget the fetch: the hole is missing
+        conn.execute(sa.text("DELETE FROM fetch_coverage"))
+    assert store.gaps.find(h1, HOUR, jan + 5 * HOUR, apr - 5 * HOUR) == [Hole(*hole, MISSING)]
+    assert store.gaps.find(h1, HOUR, jan, FEB) == []
+    assert store.gaps.find(h1, HOUR, FEB + 51 * HOUR, MAR + HOUR) == [
+        Hole(FEB + 51 * HOUR, hole[1], MISSING)
+    ]
+    with store.engine.begin() as conn:  # March no longer whole: the range past its data
+        conn.execute(sa.text("DELETE FROM candles WHERE ts >= :t"), {"t": apr - 2 * HOUR})
+    assert store.gaps.find(h1, HOUR, FEB, apr + HOUR) == [
+        Hole(*hole, MISSING),
+        Hole(apr - 2 * HOUR, apr + HOUR, MISSING),
+    ]
+
+
 def test_a_store_made_before_the_series_counts_gets_them_from_its_candles(
     store_url: str, tmp_path: Path
 ) -> None:
-    """sql/010-012 on a store that has candles: the series are counted once by the
-    migration, then kept."""
+    """sql/010-015 on a store that has candles: the series and their months are counted
+    once by the migration, then kept."""
     files = tmp_path / "sql"
     files.mkdir()
-    counts = ("010", "011", "012")
+    counts = ("010", "011", "012", "013", "014", "015")
     for path in migration_files("sqlite") + migration_files("postgresql"):
         if not path.name.startswith(counts):
             (files / path.name).write_text(path.read_text())
@@ -171,8 +250,10 @@ def test_a_store_made_before_the_series_counts_gets_them_from_its_candles(
     old.write_page(SERIES, page(30, start=60_000))
     assert [f[:3] for f in apply_schema(old.engine)] == list(counts)
     assert series_stats(old, "binance") == {("BTC-USDT-SPOT", "1m"): (30, 60_000, 30 * 60_000)}
+    assert _months(old) == {("BTC-USDT-SPOT", 0): 30}
     old.write_page(SERIES, page(1))
     assert series_stats(old, "binance") == {("BTC-USDT-SPOT", "1m"): (31, 0, 30 * 60_000)}
+    assert _months(old) == {("BTC-USDT-SPOT", 0): 31}
     old.dispose()
 
 

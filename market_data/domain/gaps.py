@@ -13,8 +13,10 @@ One vocabulary, used by the check, the command line, the status report and the A
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from market_data.domain.calendar import month_bounds, month_key_of
 
 MISSING, EMPTY = "missing", "empty"
 OPEN, REPAIRED, EXCHANGE_EMPTY = "open", "repaired", "exchange_empty"
@@ -90,6 +92,32 @@ def holes_from_breaks(
     out += [(ts + timeframe_ms, nxt) for ts, nxt in breaks]
     if last + timeframe_ms < hi:
         out.append((last + timeframe_ms, hi))
+    return out
+
+
+DAY_MS = 86_400_000
+
+
+def not_whole(
+    lo: int, hi: int, timeframe_ms: int, stored: Mapping[int, int]
+) -> list[tuple[int, int]]:
+    """The parts of [lo, hi) that may hold a hole: [lo, hi) without its whole months, the UTC
+    months whose stored candles (``stored``: month start -> candles) number every open time
+    of the timeframe's grid in the month (stored open times are on the grid and unique, so
+    such a month has none missing). Only timeframes that divide a day meet every month's
+    edges; for the others the whole of [lo, hi)."""
+    if lo >= hi:
+        return []
+    out, cursor = [], lo
+    for start in sorted(stored) if DAY_MS % timeframe_ms == 0 else []:
+        begin, end = month_bounds(month_key_of(start))
+        if stored[start] != (end - begin) // timeframe_ms or end <= cursor or begin >= hi:
+            continue
+        if begin > cursor:
+            out.append((cursor, begin))
+        cursor = end
+    if cursor < hi:
+        out.append((cursor, hi))
     return out
 
 

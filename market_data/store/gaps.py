@@ -1,4 +1,5 @@
-"""Gap detection over stored candles (one window-function query) and the candle_gaps table."""
+"""Gap detection over stored candles (a window-function query over the months that are not
+whole) and the candle_gaps table."""
 
 from __future__ import annotations
 
@@ -19,11 +20,18 @@ from market_data.domain.gaps import (
     Hole,
     classify,
     holes_from_breaks,
+    not_whole,
 )
 from market_data.domain.intervals import merge_intervals
 from market_data.domain.timeframes import Timeframe
 from market_data.store.series import Series
-from market_data.store.tables import candle_gaps, candles, exchange_clock, fetch_coverage
+from market_data.store.tables import (
+    candle_gaps,
+    candle_months,
+    candles,
+    exchange_clock,
+    fetch_coverage,
+)
 
 
 @dataclass(frozen=True)
@@ -62,9 +70,24 @@ class GapStore:
 
     def find(self, series: Series, tf_ms: int, lo: int, hi: int) -> list[Hole]:
         """Holes of the series in [lo, hi) (a window where candles are expected), classified
-        by fetch coverage."""
+        by fetch coverage. The months whose candles are all stored (candle_months, kept by
+        the database) are skipped without reading a candle: the cost follows the months
+        that are not whole, not the history's length."""
         if lo >= hi:
             return []
+        m = candle_months.c
+        counted = sa.select(m.month_ts, m.candles).where(
+            series.where(candle_months), m.month_ts > lo - 32 * 86_400_000, m.month_ts < hi
+        )
+        with self.engine.connect() as conn:
+            stored = {int(t): int(n) for t, n in conn.execute(counted)}
+        holes: list[Hole] = []
+        for part_lo, part_hi in not_whole(lo, hi, tf_ms, stored):
+            holes += self._find(series, tf_ms, part_lo, part_hi)
+        return holes
+
+    def _find(self, series: Series, tf_ms: int, lo: int, hi: int) -> list[Hole]:
+        """find's query over [lo, hi): the stored candles' breaks, edges and coverage."""
         c = candles.c
         ordered = (
             sa.select(c.ts, sa.func.lead(c.ts).over(order_by=c.ts).label("next_ts"))

@@ -41,6 +41,15 @@ candle_series = sa.Table(
     sa.Column("last_ts", sa.BigInteger),
 )
 
+#: per series and UTC month (month_ts: its first ms): stored candles (the database's triggers)
+candle_months = sa.Table(
+    "candle_months",
+    metadata,
+    *_series_columns(),
+    sa.Column("month_ts", sa.BigInteger, primary_key=True),
+    sa.Column("candles", sa.BigInteger, nullable=False),
+)
+
 fetch_coverage = sa.Table(
     "fetch_coverage",
     metadata,

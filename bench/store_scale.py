@@ -1,0 +1,271 @@
+"""The candle store at 10^7 and 10^8 candles (issue 25): bytes per candle, the COPY rate,
+and every query the product runs on candles, each with its plan, at each size.
+
+The store grows in one PostgreSQL database of its own: series of a year of 1m (2025,
+525,600 candles each: perpetual-like names) loaded with generate_series through the
+schema's triggers (candle_series, candle_months), until the total reaches each size in
+turn. Every series misses the same three exchange-wide outages (30, 45 and 10 minutes in
+March, August and November), as Binance's maintenance windows do: 3 of its 12 months are
+not whole. One market (SYM0000) is on a second exchange too (the composite's sources) and
+has its 1h series (built from its 1m in SQL: the consistency check's subject). After each
+load: VACUUM ANALYZE (as autovacuum would), then, through the product's own functions:
+
+- bytes per candle: the candle table with its primary key, over the candles stored;
+- COPY: a month of 1m of 4 new series, written as a run writes never-fetched windows
+  (store.write_pages(new=True), pages of 1,000, batches of 16);
+- the gap check (GapStore.find) of a whole month, a month with an outage, a whole year
+  (a year partition's check), and the sweep of every series' whole history (the daily
+  sweep's reading), against the same sweep read without candle_months (one window query
+  over each series' history, as before sql/013);
+- status: the per-series rows and the gap totals of an exchange;
+- the composite of one month of SYM0000 over its two exchanges (CompositeStore.build);
+- the consistency check of one month of SYM0000 1h against its 1m (check_market).
+
+Timings are medians of REPEAT runs with nothing logged; then each query once more with
+PostgreSQL's auto_explain (EXPLAIN ANALYZE, buffers, sent back as notices) for its plan,
+whose nodes are printed in one line each.
+
+    python bench/store_scale.py [SIZE ...]   # default 10000000 100000000; DATABASE_URL, else 127.0.0.1:5432
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from common import scratch_database  # bench/, on sys.path when run as a script
+
+from market_data.domain.calendar import month_bounds, year_bounds
+from market_data.domain.candles import CandlePage
+from market_data.domain.composite import CompositeMarket, Source
+from market_data.domain.timeframes import Timeframe
+from market_data.pipeline.consistency import check_market
+from market_data.store.candles import CandleStore, series_stats
+from market_data.store.series import Series
+
+YEAR = 525_600
+MIN, HOUR = 60_000, 3_600_000
+START = year_bounds("2025")[0]
+OUTAGES = [  # (start, minutes): every series misses these
+    (month_bounds("2025-03-01")[0] + 14 * 86_400_000 + 2 * HOUR, 30),
+    (month_bounds("2025-08-01")[0] + 9 * 86_400_000 + 6 * HOUR, 45),
+    (month_bounds("2025-11-01")[0] + 20 * 86_400_000, 10),
+]
+REPEAT = 5
+PAGE, BATCH = 1_000, 16
+
+
+def name(i: int) -> str:
+    return f"SYM{i:04d}-USDT-PERP"
+
+
+def load(store: CandleStore, first: int, last: int) -> float:
+    """Series first..last-1: a year of 1m each, without the outages."""
+    holes = " AND ".join(
+        f"NOT (g >= {(t - START) // MIN} AND g < {(t - START) // MIN + n})" for t, n in OUTAGES
+    )
+    insert = sa.text(
+        "INSERT INTO candles SELECT :ex, :s, '1m', :start + g * 60000, "
+        "100 + g % 997 * 0.01, 101 + g % 991 * 0.01, 99 - g % 983 * 0.01, 100 + g % 977 * 0.01, "
+        f"g % 1009 * 0.5 FROM generate_series(CAST(0 AS BIGINT), {YEAR - 1}) AS g WHERE {holes}"
+    )
+    started = time.perf_counter()
+    for i in range(first, last):
+        with store.engine.begin() as conn:
+            conn.execute(insert, {"ex": "binance", "s": name(i), "start": START})
+            if i == 0:  # the composite's second source, and the 1h series from the 1m
+                conn.execute(insert, {"ex": "bybit", "s": name(i), "start": START})
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO candles SELECT exchange, symbol, '1h', ts - ts % 3600000, "
+                        "(array_agg(open ORDER BY ts))[1], max(high), min(low), "
+                        "(array_agg(close ORDER BY ts DESC))[1], sum(volume) FROM candles "
+                        "WHERE exchange = 'binance' AND symbol = :s AND timeframe = '1m' "
+                        "GROUP BY exchange, symbol, ts - ts % 3600000"
+                    ),
+                    {"s": name(i)},
+                )
+    return time.perf_counter() - started
+
+
+def stored(store: CandleStore) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT sum(candles) FROM candle_series")).scalar() or 0)
+
+
+def vacuum(store: CandleStore) -> dict[str, int]:
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE"))
+        sizes = conn.execute(
+            sa.text(
+                "SELECT pg_relation_size('candles'), pg_indexes_size('candles'), "
+                "pg_total_relation_size('candle_months'), pg_total_relation_size('candle_series')"
+            )
+        ).one()
+    return dict(zip(("heap", "index", "months", "series"), (int(s) for s in sizes), strict=True))
+
+
+def month_pages(symbol: str, month: str) -> list[tuple[Series, CandlePage]]:
+    lo, hi = month_bounds(month)
+    series = Series("binance", symbol, "1m")
+    out = []
+    for a in range(lo, hi, PAGE * MIN):
+        ts = np.arange(a, min(a + PAGE * MIN, hi), MIN, dtype=np.int64)
+        values = np.tile([100.0, 101.0, 99.0, 100.5, 3.0], (len(ts), 1))
+        out.append((series, CandlePage(f"{symbol}:1m", MIN, a, int(ts[-1]) + MIN, ts, values)))
+    return out
+
+
+def copy_rate(store: CandleStore, tag: str) -> float:
+    """Candles a second: a month of 1m of 4 new series through write_pages(new=True)."""
+    todo = [p for k in range(4) for p in month_pages(f"NEW{tag}{k}-USDT-PERP", "2025-06-01")]
+    started = time.perf_counter()
+    for i in range(0, len(todo), BATCH):
+        store.write_pages(todo[i : i + BATCH], new=True)
+    return sum(len(p) for _, p in todo) / (time.perf_counter() - started)
+
+
+def old_find(store: CandleStore, series: Series, lo: int, hi: int) -> Any:
+    """The gap check's read before sql/013: one window query over all of [lo, hi)."""
+    return store.gaps._find(series, MIN, lo, hi)  # noqa: SLF001 (the bench compares the two)
+
+
+def queries(store: CandleStore, n_series: int) -> dict[str, Callable[[], Any]]:
+    rng = np.random.default_rng(7)
+    pick = lambda: Series("binance", name(int(rng.integers(n_series))), "1m")  # noqa: E731
+    whole, broken, year = month_bounds("2025-06-01"), month_bounds("2025-08-01"), year_bounds("2025")
+    s0 = name(0)
+    market = CompositeMarket(s0, Timeframe.parse("1m"))
+    sources = [Source("binance", s0), Source("bybit", s0)]
+    everyone = [Series("binance", name(i), "1m") for i in range(n_series)]
+    return {
+        "gap check, a whole month": lambda: store.gaps.find(pick(), MIN, *whole),
+        "gap check, a month with an outage": lambda: store.gaps.find(pick(), MIN, *broken),
+        "gap check, a year (a partition)": lambda: store.gaps.find(pick(), MIN, *year),
+        "sweep, every series' history": lambda: [store.gaps.find(s, MIN, *year) for s in everyone],
+        "sweep, before sql/013": lambda: [old_find(store, s, *year) for s in everyone],
+        "status: series rows + gap totals": lambda: (
+            series_stats(store, "binance"), store.gaps.totals("binance")
+        ),
+        "composite, a month of 2 sources": lambda: store.composite.build(
+            market, sources, *whole, needed=1
+        ),
+        "consistency, a month of 1h vs 1m": lambda: check_market(
+            store, Series("binance", s0, "1h"), *whole
+        ),
+    }
+
+
+def timings(store: CandleStore, n_series: int) -> dict[str, float]:
+    out = {}
+    for label, run in queries(store, n_series).items():
+        repeat = 1 if label.startswith("sweep") else REPEAT
+        runs = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            run()
+            runs.append(time.perf_counter() - started)
+        out[label] = statistics.median(runs)
+    return out
+
+
+class Plans:
+    """A store whose every statement's plan comes back as a notice (auto_explain)."""
+
+    def __init__(self, url: str) -> None:
+        self.notes: list[str] = []
+        self.store = CandleStore(url, create=False)
+        sa.event.listen(self.store.engine, "connect", self._on_connect)
+
+    def _on_connect(self, dbapi_conn: Any, _: object) -> None:
+        dbapi_conn.add_notice_handler(lambda d: self.notes.append(d.message_primary or ""))
+        dbapi_conn.autocommit = True
+        for stmt in (
+            "LOAD 'auto_explain'",
+            "SET auto_explain.log_min_duration = 0",
+            "SET auto_explain.log_analyze = on",
+            "SET auto_explain.log_buffers = on",
+            "SET auto_explain.log_timing = off",
+            "SET auto_explain.log_level = notice",
+            "SET client_min_messages = notice",
+        ):
+            dbapi_conn.execute(stmt)
+        dbapi_conn.autocommit = False
+
+    def of(self, run: Callable[[], Any]) -> list[str]:
+        self.notes.clear()
+        run()
+        return list(self.notes)
+
+
+def brief(plan: str) -> str:
+    """A plan's nodes, one line: 'Index Only Scan using candles_pkey (rows=43170) > ...'."""
+    nodes = []
+    for line in plan.splitlines():
+        m = re.match(
+            r"\s*(?:->\s*)?([A-Z][A-Za-z ]+?(?: using \w+)?(?: on \w+)?(?: \w+)?)\s+\(cost=.*?"
+            r"\(actual (?:time=\S+ )?rows=(\d+)",
+            line,
+        )
+        if m:
+            nodes.append(f"{m.group(1)} ({m.group(2)} rows)")
+        hit = re.search(r"Buffers: shared hit=(\d+)(?: read=(\d+))?", line)
+        if hit and nodes and "buf" not in nodes[-1]:
+            nodes[-1] = nodes[-1][:-1] + f", {int(hit.group(1)) + int(hit.group(2) or 0)} buf)"
+    return " > ".join(nodes)
+
+
+def main() -> None:
+    sizes = [int(a) for a in sys.argv[1:]] or [10_000_000, 100_000_000]
+    with scratch_database("store_scale") as url:
+        store = CandleStore(url)
+        plans = Plans(url)
+        loaded = 0
+        results: list[tuple[int, dict[str, Any]]] = []
+        for size in sizes:
+            target = -(-size // YEAR)  # series of a year each
+            took = load(store, loaded, target)
+            print(f"loaded series {loaded}..{target - 1} in {took:.0f} s", flush=True)
+            loaded = target
+            sizes_now = vacuum(store)
+            n = stored(store)
+            figures: dict[str, Any] = {"candles": n, **sizes_now}
+            figures["copy"] = copy_rate(store, str(size))
+            figures |= timings(store, loaded)
+            results.append((size, figures))
+            print(f"\n## {n:,} candles ({loaded} series of 1m + SYM0000 on bybit and at 1h)")
+            print(
+                f"bytes per candle: {(sizes_now['heap'] + sizes_now['index']) / n:.1f} "
+                f"(heap {sizes_now['heap'] / n:.1f}, primary key {sizes_now['index'] / n:.1f}); "
+                f"candle_months {sizes_now['months'] / 1e6:.2f} MB, "
+                f"candle_series {sizes_now['series'] / 1e6:.2f} MB"
+            )
+            print(f"COPY, 4 new series x a month of 1m: {figures['copy']:,.0f} candles/s")
+            for label, run in queries(plans.store, loaded).items():
+                if label.startswith("sweep"):
+                    print(f"- {label}: {figures[label]:.3f} s")
+                    continue
+                seen = plans.of(lambda run=run: run())  # the same functions, on the plan store
+                print(f"- {label}: {figures[label] * 1000:.1f} ms")
+                for note in seen:
+                    if "plan:" in note:
+                        print(f"    {brief(note)}")
+            sys.stdout.flush()
+        if len(results) > 1:
+            (a, fa), (b, fb) = results[0], results[-1]
+            print(f"\n## {fb['candles'] / fa['candles']:.1f}x the candles: time at {b:,} / at {a:,}")
+            for label in ("copy", *queries(store, loaded)):
+                ratio = (fa[label] / fb[label]) if label == "copy" else fb[label] / fa[label]
+                print(f"- {label}: {ratio:.2f}")
+        plans.store.dispose()
+        store.dispose()
+
+
+if __name__ == "__main__":
+    main()
