@@ -67,20 +67,22 @@ def name(i: int) -> str:
 
 def load(store: CandleStore, first: int, last: int) -> float:
     """Series first..last-1: a year of 1m each, without the outages."""
-    holes = " AND ".join(
-        f"NOT (g >= {(t - START) // MIN} AND g < {(t - START) // MIN + n})" for t, n in OUTAGES
-    )
     insert = sa.text(
         "INSERT INTO candles SELECT :ex, :s, '1m', :start + g * 60000, "
         "100 + g % 997 * 0.01, 101 + g % 991 * 0.01, 99 - g % 983 * 0.01, 100 + g % 977 * 0.01, "
-        f"g % 1009 * 0.5 FROM generate_series(CAST(0 AS BIGINT), {YEAR - 1}) AS g WHERE {holes}"
+        "g % 1009 * 0.5 FROM generate_series(CAST(0 AS BIGINT), :last) AS g "
+        "WHERE NOT (g >= :a0 AND g < :b0) AND NOT (g >= :a1 AND g < :b1) "
+        "AND NOT (g >= :a2 AND g < :b2)"
     )
+    outages = {"start": START, "last": YEAR - 1}
+    for k, (t, n) in enumerate(OUTAGES):
+        outages |= {f"a{k}": (t - START) // MIN, f"b{k}": (t - START) // MIN + n}
     started = time.perf_counter()
     for i in range(first, last):
         with store.engine.begin() as conn:
-            conn.execute(insert, {"ex": "binance", "s": name(i), "start": START})
+            conn.execute(insert, {"ex": "binance", "s": name(i), **outages})
             if i == 0:  # the composite's second source, and the 1h series from the 1m
-                conn.execute(insert, {"ex": "bybit", "s": name(i), "start": START})
+                conn.execute(insert, {"ex": "bybit", "s": name(i), **outages})
                 conn.execute(
                     sa.text(
                         "INSERT INTO candles SELECT exchange, symbol, '1h', ts - ts % 3600000, "
@@ -133,13 +135,17 @@ def copy_rate(store: CandleStore, tag: str) -> float:
 
 def old_find(store: CandleStore, series: Series, lo: int, hi: int) -> Any:
     """The gap check's read before sql/013: one window query over all of [lo, hi)."""
-    return store.gaps._find(series, MIN, lo, hi)  # noqa: SLF001 (the bench compares the two)
+    return store.gaps._find(series, MIN, lo, hi)  # (the bench compares the two)
 
 
 def queries(store: CandleStore, n_series: int) -> dict[str, Callable[[], Any]]:
     rng = np.random.default_rng(7)
     pick = lambda: Series("binance", name(int(rng.integers(n_series))), "1m")  # noqa: E731
-    whole, broken, year = month_bounds("2025-06-01"), month_bounds("2025-08-01"), year_bounds("2025")
+    whole, broken, year = (
+        month_bounds("2025-06-01"),
+        month_bounds("2025-08-01"),
+        year_bounds("2025"),
+    )
     s0 = name(0)
     market = CompositeMarket(s0, Timeframe.parse("1m"))
     sources = [Source("binance", s0), Source("bybit", s0)]
@@ -151,7 +157,8 @@ def queries(store: CandleStore, n_series: int) -> dict[str, Callable[[], Any]]:
         "sweep, every series' history": lambda: [store.gaps.find(s, MIN, *year) for s in everyone],
         "sweep, before sql/013": lambda: [old_find(store, s, *year) for s in everyone],
         "status: series rows + gap totals": lambda: (
-            series_stats(store, "binance"), store.gaps.totals("binance")
+            series_stats(store, "binance"),
+            store.gaps.totals("binance"),
         ),
         "composite, a month of 2 sources": lambda: store.composite.build(
             market, sources, *whole, needed=1
@@ -259,7 +266,9 @@ def main() -> None:
             sys.stdout.flush()
         if len(results) > 1:
             (a, fa), (b, fb) = results[0], results[-1]
-            print(f"\n## {fb['candles'] / fa['candles']:.1f}x the candles: time at {b:,} / at {a:,}")
+            print(
+                f"\n## {fb['candles'] / fa['candles']:.1f}x the candles: time at {b:,} / at {a:,}"
+            )
             for label in ("copy", *queries(store, loaded)):
                 ratio = (fa[label] / fb[label]) if label == "copy" else fb[label] / fa[label]
                 print(f"- {label}: {ratio:.2f}")

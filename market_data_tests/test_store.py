@@ -176,7 +176,9 @@ def test_the_month_counts_follow_every_insert_update_and_delete(
     across a month's edge, after COPY or upsert, a re-fetch that changes candles, the live
     path and deletions by hand."""
     eth = Series("binance", "ETH-USDT-SPOT", "1m")
-    store.write_pages([(SERIES, page(100, start=FEB - 30 * MIN)), (eth, page(5, start=MAR))], new=new)
+    store.write_pages(
+        [(SERIES, page(100, start=FEB - 30 * MIN)), (eth, page(5, start=MAR))], new=new
+    )
     store.write_page(SERIES, page(100, start=FEB - 30 * MIN, price=101.0))  # changes, adds none
     store.write_closed([(eth, page(1, start=MAR - MIN))])
     assert _months(store) == {
@@ -190,7 +192,9 @@ def test_the_month_counts_follow_every_insert_update_and_delete(
             sa.text("DELETE FROM candles WHERE symbol = 'BTC-USDT-SPOT' AND ts >= :lo AND ts < :hi"),
             {"lo": FEB - 10 * MIN, "hi": FEB + 10 * MIN},
         )  # fmt: skip
-        conn.execute(sa.text("DELETE FROM candles WHERE symbol = 'ETH-USDT-SPOT' AND ts < :t"), {"t": MAR})
+        conn.execute(
+            sa.text("DELETE FROM candles WHERE symbol = 'ETH-USDT-SPOT' AND ts < :t"), {"t": MAR}
+        )
     assert _months(store) == {
         ("BTC-USDT-SPOT", FEB - 31 * 86_400_000): 20,
         ("BTC-USDT-SPOT", FEB): 60,
