@@ -544,6 +544,8 @@ def status(as_json: bool) -> None:
             )
         if report.workers:
             click.echo(workers_line(report.workers))
+        if report.store.get("advice"):
+            click.echo(f"store: {report.store['advice']}")
         if report.alerts.get("undelivered"):
             a = report.alerts
             click.echo(

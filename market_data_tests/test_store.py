@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
+import ccxt
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from market_data.domain.calendar import month_bounds
+from market_data.domain.calendar import day_ms, month_bounds
 from market_data.domain.candles import CandlePage
 from market_data.domain.gaps import EMPTY, MISSING, Hole
-from market_data.store.candles import CandleStore, series_stats
+from market_data.domain.watchlist import parse_watchlist
+from market_data.pipeline.status import collect_status
+from market_data.store.candles import SQLITE_MAX_CANDLES, CandleStore, series_stats
 from market_data.store.schema import apply_schema, drop_all, migration_files, statements
 from market_data.store.series import Series
 from market_data.store.tables import candle_months, metadata
@@ -306,3 +310,49 @@ def test_a_failed_batch_writes_neither_candles_nor_coverage(pg_database: str) ->
         store.write_pages([(SERIES, page(1, 600_000)), (SERIES, bad)])
     assert store.read_candles(SERIES, 0, 2**62).empty and store.covered(SERIES, 0, 2**62) == []
     store.dispose()
+
+
+class _Known:
+    """The orchestrator's side of the status report: the markets it has, nothing run yet."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+
+    def markets(self, exchange: str) -> list[str]:
+        return self.keys
+
+    def last_materialized(self, exchange: str) -> dict[str, str]:
+        return {}
+
+    def runs_24h(self, exchange: str, markets: set[str]) -> dict[str, int]:
+        return {}
+
+
+def test_the_status_report_says_when_a_watchlist_outgrows_the_sqlite_store(
+    store: CandleStore,
+) -> None:
+    """Four 1m markets since 2017 expect ~21 million candles: past what SQLite serves well,
+    so the report (CLI, reports/status, HTTP) tells a SQLite user to move to PostgreSQL;
+    on PostgreSQL it says nothing. One 1m market since 2017 stays within SQLite's range."""
+    today = date(2026, 12, 1)
+    store.gaps.save_clock("binance", day_ms(today))
+    store.write_page(SERIES, page(30))
+
+    def report(bases: tuple[str, ...]) -> dict:
+        data = {
+            "start": "2017-01-01",
+            "exchanges": {"binance": {"markets": [f"{b}/USDT/1m" for b in bases]}},
+        }
+        wl = parse_watchlist(data, frozenset(ccxt.exchanges), today)
+        keys = [m.key for m in wl.markets]
+        return collect_status(store, _Known(keys), wl).store
+
+    many = report(("BTC", "ETH", "SOL", "XRP"))
+    assert many["candles"] == 30 and many["dialect"] == store.dialect
+    assert many["expected"] == 4 * (day_ms(today) - day_ms(date(2017, 1, 1))) // MIN
+    assert many["expected"] > SQLITE_MAX_CANDLES
+    if store.dialect == "sqlite":
+        assert "use PostgreSQL" in many["advice"] and f"{many['expected']:,}" in many["advice"]
+    else:
+        assert many["advice"] is None
+    assert report(("BTC",))["advice"] is None

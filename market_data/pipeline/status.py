@@ -28,7 +28,13 @@ from market_data.domain.gaps import GapCounts
 from market_data.domain.symbols import parse_symbol, symbol_matches
 from market_data.domain.watchlist import Market, Watchlist
 from market_data.pipeline.gaps import with_venue
-from market_data.store.candles import CandleStore, ping, series_stats
+from market_data.store.candles import (
+    CandleStore,
+    ping,
+    series_stats,
+    store_advice,
+    stored_candles,
+)
 from market_data.store.live import LiveHealth, live_health
 from market_data.store.series import Series
 
@@ -98,6 +104,9 @@ class StatusReport:
     #: where runs go when they are not run by the daemon's host (the Celery launcher: its
     #: broker, whether it answers, the live workers and their queues); empty otherwise
     workers: dict[str, Any] = field(default_factory=dict)
+    #: the candle store: its dialect, candles stored, candles the watchlist expects, and
+    #: advice when the embedded SQLite store is outgrown (None otherwise)
+    store: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,7 +126,7 @@ class StatusReport:
         live = {ex: v for ex, v in self.live.items() if exchange is None or ex == exchange}
         return StatusReport(
             self.generated_at, self.database_ok, self.database_latency_ms, self.database_error,
-            markets, runs, live, self.alerts, self.workers,
+            markets, runs, live, self.alerts, self.workers, self.store,
         )  # fmt: skip
 
     def headers(self) -> list[str]:
@@ -190,6 +199,13 @@ def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist)
                     from_trades=sources.get((name, tf.code), {}).get("trades", 0),
                 )
             )  # fmt: skip
+    stored, expected = stored_candles(store), sum(m.expected for m in report.markets)
+    report.store = {
+        "dialect": store.dialect,
+        "candles": stored,
+        "expected": expected,
+        "advice": store_advice(store.dialect, stored, expected),
+    }
     return report
 
 

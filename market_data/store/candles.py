@@ -391,6 +391,29 @@ def series_stats(store: CandleStore, exchange: str) -> dict[tuple[str, str], tup
         return {(s, tf): (int(n), int(lo), int(hi)) for s, tf, n, lo, hi in conn.execute(query)}
 
 
+#: Candles the embedded SQLite store serves well (its single writer, its per-row upserts and
+#: triggers, the gap check's scans: BENCHMARKS.md "The candle store at scale"); a watchlist
+#: that stores or expects more belongs on PostgreSQL, and the status report says so.
+SQLITE_MAX_CANDLES = 20_000_000
+
+
+def stored_candles(store: CandleStore) -> int:
+    """Candles stored, all series: the sum of ``candle_series`` (not a count of candles)."""
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.sum(candle_series.c.candles))).scalar() or 0)
+
+
+def store_advice(dialect: str, stored: int, expected: int) -> str | None:
+    """What to tell a user whose watchlist outgrows the embedded SQLite store; None if not."""
+    if dialect != "sqlite" or max(stored, expected) <= SQLITE_MAX_CANDLES:
+        return None
+    return (
+        f"the SQLite store holds {stored:,} candles and the watchlist expects {expected:,}; "
+        f"SQLite serves up to {SQLITE_MAX_CANDLES:,} well: use PostgreSQL "
+        "(DATABASE_URL, docs/DEPLOYMENT.md)"
+    )
+
+
 def ping(store: CandleStore) -> float:
     """Seconds for a round trip to the database (raises if it is unreachable)."""
     started = time.perf_counter()

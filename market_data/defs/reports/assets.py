@@ -35,6 +35,12 @@ def status_asset(watchlist: Watchlist) -> dg.AssetsDefinition:
                 "database_latency_ms": dg.MetadataValue.float(report.database_latency_ms or 0.0),
                 "runs_24h": dg.MetadataValue.json(report.runs_24h),
                 "status": dg.MetadataValue.md(report.markdown()),
+                "stored_candles": dg.MetadataValue.int(report.store.get("candles", 0)),
+                **(
+                    {"store_advice": dg.MetadataValue.text(report.store["advice"])}
+                    if report.store.get("advice")
+                    else {}
+                ),
             }
         )
 
