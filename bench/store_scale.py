@@ -14,9 +14,11 @@ load: VACUUM ANALYZE (as autovacuum would), then, through the product's own func
 - COPY: a month of 1m of 4 new series, written as a run writes never-fetched windows
   (store.write_pages(new=True), pages of 1,000, batches of 16);
 - the gap check (GapStore.find) of a whole month, a month with an outage, a whole year
-  (a year partition's check), and the sweep of every series' whole history (the daily
-  sweep's reading), against the same sweep read without candle_months (one window query
-  over each series' history, as before sql/013);
+  (a year partition's check), the outages not yet recorded;
+- the daily sweep over every series' year (find, then record; max_attempts 0, so an empty
+  hole is settled as exchange_empty the first time it is seen): the first (the outages
+  not yet known) and a later one (settled), against the same read the way it was before
+  sql/013 (one window query over each series' history), whose holes it must equal;
 - status: the per-series rows and the gap totals of an exchange;
 - the composite of one month of SYM0000 over its two exchanges (CompositeStore.build);
 - the consistency check of one month of SYM0000 1h against its 1m (check_market).
@@ -24,6 +26,10 @@ load: VACUUM ANALYZE (as autovacuum would), then, through the product's own func
 Timings are medians of REPEAT runs with nothing logged; then each query once more with
 PostgreSQL's auto_explain (EXPLAIN ANALYZE, buffers, sent back as notices) for its plan,
 whose nodes are printed in one line each.
+
+Past the last size: each time at the last size over the same at the first (COPY: the
+rate at the first over the rate at the last; the sweeps per series swept), 1.00 where a
+figure does not grow with the table.
 
     python bench/store_scale.py [SIZE ...]   # default 10000000 100000000; DATABASE_URL, else 127.0.0.1:5432
 """
@@ -35,6 +41,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -77,10 +84,16 @@ def load(store: CandleStore, first: int, last: int) -> float:
     outages = {"start": START, "last": YEAR - 1}
     for k, (t, n) in enumerate(OUTAGES):
         outages |= {f"a{k}": (t - START) // MIN, f"b{k}": (t - START) // MIN + n}
+    fetched = sa.text(  # the year was fetched: the outages are empty at the exchange
+        "INSERT INTO fetch_coverage (exchange, symbol, timeframe, start_ts, end_ts, candles, "
+        "fetched_at, source) VALUES ('binance', :s, '1m', :lo, :hi, :n, :lo, 'rest')"
+    )
+    year = {"lo": START, "hi": START + YEAR * MIN, "n": YEAR - sum(n for _, n in OUTAGES)}
     started = time.perf_counter()
     for i in range(first, last):
         with store.engine.begin() as conn:
             conn.execute(insert, {"ex": "binance", "s": name(i), **outages})
+            conn.execute(fetched, {"s": name(i), **year})
             if i == 0:  # the composite's second source, and the 1h series from the 1m
                 conn.execute(insert, {"ex": "bybit", "s": name(i), **outages})
                 conn.execute(
@@ -149,13 +162,10 @@ def queries(store: CandleStore, n_series: int) -> dict[str, Callable[[], Any]]:
     s0 = name(0)
     market = CompositeMarket(s0, Timeframe.parse("1m"))
     sources = [Source("binance", s0), Source("bybit", s0)]
-    everyone = [Series("binance", name(i), "1m") for i in range(n_series)]
     return {
         "gap check, a whole month": lambda: store.gaps.find(pick(), MIN, *whole),
         "gap check, a month with an outage": lambda: store.gaps.find(pick(), MIN, *broken),
         "gap check, a year (a partition)": lambda: store.gaps.find(pick(), MIN, *year),
-        "sweep, every series' history": lambda: [store.gaps.find(s, MIN, *year) for s in everyone],
-        "sweep, before sql/013": lambda: [old_find(store, s, *year) for s in everyone],
         "status: series rows + gap totals": lambda: (
             series_stats(store, "binance"),
             store.gaps.totals("binance"),
@@ -172,13 +182,57 @@ def queries(store: CandleStore, n_series: int) -> dict[str, Callable[[], Any]]:
 def timings(store: CandleStore, n_series: int) -> dict[str, float]:
     out = {}
     for label, run in queries(store, n_series).items():
-        repeat = 1 if label.startswith("sweep") else REPEAT
         runs = []
-        for _ in range(repeat):
+        for _ in range(REPEAT):
             started = time.perf_counter()
             run()
             runs.append(time.perf_counter() - started)
         out[label] = statistics.median(runs)
+    return out
+
+
+def forget_gaps(store: CandleStore) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM candle_gaps"))
+
+
+def print_plans(notes: list[str]) -> None:
+    for note in notes:
+        if "plan:" in note:
+            print(f"    {brief(note)}")
+
+
+def sweeps_labels() -> tuple[str, ...]:
+    return (
+        "sweep read before sql/013 (one window query a series)",
+        "sweep, the outages not yet known",
+        "sweep, the outages settled",
+    )
+
+
+def sweeps(store: CandleStore, n_series: int) -> dict[str, float]:
+    """The daily sweep over every series' year, as the sweep job does it (find, then record
+    what it found; max_attempts 0: an empty hole is settled the first time it is seen):
+    read the old way (one window query per series), then the first sweep (the outages not
+    yet known) and a later one (the outages settled), from a store with no gap recorded.
+    The first sweep's holes must equal the old way's."""
+    forget_gaps(store)
+    everyone = [Series("binance", name(i), "1m") for i in range(n_series)]
+    year = year_bounds("2025")
+    out = {}
+    first, later, before = sweeps_labels()[1], sweeps_labels()[2], sweeps_labels()[0]
+    started = time.perf_counter()
+    old = [old_find(store, s, *year) for s in everyone]
+    out[before] = time.perf_counter() - started
+    for label in (first, later):
+        started = time.perf_counter()
+        found = []
+        for s in everyone:
+            holes = store.gaps.find(s, MIN, *year)
+            store.gaps.record(s, *year, holes, max_attempts=0)
+            found.append(holes)
+        out[label] = time.perf_counter() - started
+        assert found == old, "the sweep's holes differ from the window query's"
     return out
 
 
@@ -242,10 +296,8 @@ def main() -> None:
             loaded = target
             sizes_now = vacuum(store)
             n = stored(store)
-            figures: dict[str, Any] = {"candles": n, **sizes_now}
+            figures: dict[str, Any] = {"candles": n, "series": loaded, **sizes_now}
             figures["copy"] = copy_rate(store, str(size))
-            figures |= timings(store, loaded)
-            results.append((size, figures))
             print(f"\n## {n:,} candles ({loaded} series of 1m + SYM0000 on bybit and at 1h)")
             print(
                 f"bytes per candle: {(sizes_now['heap'] + sizes_now['index']) / n:.1f} "
@@ -254,15 +306,19 @@ def main() -> None:
                 f"candle_series {sizes_now['series'] / 1e6:.2f} MB"
             )
             print(f"COPY, 4 new series x a month of 1m: {figures['copy']:,.0f} candles/s")
+            forget_gaps(store)  # the gap checks below: the outages not yet recorded
+            figures |= timings(store, loaded)
             for label, run in queries(plans.store, loaded).items():
-                if label.startswith("sweep"):
-                    print(f"- {label}: {figures[label]:.3f} s")
-                    continue
                 seen = plans.of(lambda run=run: run())  # the same functions, on the plan store
                 print(f"- {label}: {figures[label] * 1000:.1f} ms")
-                for note in seen:
-                    if "plan:" in note:
-                        print(f"    {brief(note)}")
+                print_plans(seen)
+            figures |= sweeps(store, loaded)
+            for label in sweeps_labels():
+                print(f"- {label}: {figures[label]:.2f} s ({loaded} series)")
+            print("- gap check, a year, its outages settled (plan):")
+            one = Series("binance", name(1), "1m")
+            print_plans(plans.of(partial(plans.store.gaps.find, one, MIN, *year_bounds("2025"))))
+            results.append((size, figures))
             sys.stdout.flush()
         if len(results) > 1:
             (a, fa), (b, fb) = results[0], results[-1]
@@ -272,6 +328,9 @@ def main() -> None:
             for label in ("copy", *queries(store, loaded)):
                 ratio = (fa[label] / fb[label]) if label == "copy" else fb[label] / fa[label]
                 print(f"- {label}: {ratio:.2f}")
+            for label in sweeps_labels():  # per series swept
+                ratio = (fb[label] / fb["series"]) / (fa[label] / fa["series"])
+                print(f"- {label}, per series: {ratio:.2f}")
         plans.store.dispose()
         store.dispose()
 

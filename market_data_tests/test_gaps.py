@@ -16,7 +16,14 @@ from market_data.defs.candles.schedules import gap_sweep_job
 from market_data.defs.candles.sensors import gap_repair_sensor
 from market_data.defs.resources import STORE_KEY
 from market_data.domain.calendar import month_bounds
-from market_data.domain.gaps import Hole, classify, holes_from_breaks, not_whole, repair_ranges
+from market_data.domain.gaps import (
+    Hole,
+    classify,
+    holes_from_breaks,
+    joined,
+    not_whole,
+    repair_ranges,
+)
 from market_data.domain.watchlist import parse_watchlist
 from market_data.simulator.generator import minute_bars
 from market_data.simulator.markets import MARKETS
@@ -315,3 +322,17 @@ def test_not_whole_leaves_out_the_months_whose_candles_are_all_stored() -> None:
     # a week does not divide a month: nothing is skipped
     assert not_whole(jan[0], jan[1], 7 * 86_400_000, {jan[0]: 5}) == [jan]
     assert not_whole(5, 5, MIN, whole_jan) == []
+
+
+def test_a_month_lacking_only_its_settled_holes_is_whole() -> None:
+    jan, feb = month_bounds("2024-01-01"), month_bounds("2024-02-01")
+    minutes = 31 * 24 * 60
+    settled = [(jan[0] + 10 * MIN, jan[0] + 40 * MIN), (jan[1] - 5 * MIN, feb[0] + 5 * MIN)]
+    stored = {jan[0]: minutes - 35, feb[0]: 29 * 24 * 60 - 5}
+    assert not_whole(jan[0], feb[1], MIN, stored, settled) == []
+    stored[feb[0]] -= 1  # one more missing in February: February is read
+    assert not_whole(jan[0], feb[1], MIN, stored, settled) == [feb]
+    assert joined([Hole(5, 9, "empty"), Hole(0, 5, "empty"), Hole(9, 12, "missing")]) == [
+        Hole(0, 9, "empty"),
+        Hole(9, 12, "missing"),
+    ]

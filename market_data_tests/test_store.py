@@ -356,3 +356,36 @@ def test_the_status_report_says_when_a_watchlist_outgrows_the_sqlite_store(
     else:
         assert many["advice"] is None
     assert report(("BTC",))["advice"] is None
+
+
+def test_settled_holes_are_known_without_reading_and_a_new_hole_beside_them_is_found(
+    store: CandleStore,
+) -> None:
+    """A February hole confirmed empty at the exchange (exchange_empty) is returned as it
+    is; then a candle comes inside it while another goes elsewhere in February (the month's
+    count unchanged): both changes are found."""
+    h1 = Series("binance", "BTC-USDT-SPOT", "1h")
+    jan, apr = FEB - 31 * 86_400_000, MAR + 31 * 86_400_000
+    ts = np.arange(jan, apr, HOUR, dtype=np.int64)
+    hole = (FEB + 50 * HOUR, FEB + 53 * HOUR)
+    kept = ts[(ts < hole[0]) | (ts >= hole[1])]
+    values = np.tile([100.0, 101.0, 99.0, 100.0, 2.5], (len(kept), 1))
+    store.write_page(h1, CandlePage("BTC-USDT-SPOT:1h", HOUR, jan, apr, kept, values))
+    found = store.gaps.find(h1, HOUR, jan, apr)
+    assert found == [Hole(*hole, EMPTY)]
+    (row,) = store.gaps.record(h1, jan, apr, found, max_attempts=0)
+    assert row.status == "exchange_empty"
+    assert store.gaps.find(h1, HOUR, jan, apr) == [Hole(*hole, EMPTY)]
+    assert store.gaps.find(h1, HOUR, FEB + 51 * HOUR, MAR) == [
+        Hole(FEB + 51 * HOUR, hole[1], EMPTY)
+    ]
+    one = np.array([hole[0]], dtype=np.int64)
+    store.write_page(
+        h1, CandlePage("BTC-USDT-SPOT:1h", HOUR, hole[0], hole[0] + HOUR, one, values[:1])
+    )
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM candles WHERE ts = :t"), {"t": FEB + 100 * HOUR})
+    assert store.gaps.find(h1, HOUR, jan, apr) == [
+        Hole(hole[0] + HOUR, hole[1], EMPTY),
+        Hole(FEB + 100 * HOUR, FEB + 101 * HOUR, EMPTY),
+    ]

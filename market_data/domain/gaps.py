@@ -99,19 +99,27 @@ DAY_MS = 86_400_000
 
 
 def not_whole(
-    lo: int, hi: int, timeframe_ms: int, stored: Mapping[int, int]
+    lo: int,
+    hi: int,
+    timeframe_ms: int,
+    stored: Mapping[int, int],
+    settled: Iterable[tuple[int, int]] = (),
 ) -> list[tuple[int, int]]:
-    """The parts of [lo, hi) that may hold a hole: [lo, hi) without its whole months, the UTC
-    months whose stored candles (``stored``: month start -> candles) number every open time
-    of the timeframe's grid in the month (stored open times are on the grid and unique, so
-    such a month has none missing). Only timeframes that divide a day meet every month's
-    edges; for the others the whole of [lo, hi)."""
+    """The parts of [lo, hi) that may hold a hole not known yet: [lo, hi) without its whole
+    months. A UTC month is whole when its stored candles (``stored``: month start ->
+    candles) number every open time of the timeframe's grid in it but those of the
+    ``settled`` holes (confirmed empty at the exchange, no candle in them): stored open
+    times are on the grid and unique, so such a month lacks exactly the settled holes. Only
+    timeframes that divide a day meet every month's edges; for the others the whole of
+    [lo, hi)."""
     if lo >= hi:
         return []
+    holes = sorted(settled)
     out, cursor = [], lo
     for start in sorted(stored) if DAY_MS % timeframe_ms == 0 else []:
         begin, end = month_bounds(month_key_of(start))
-        if stored[start] != (end - begin) // timeframe_ms or end <= cursor or begin >= hi:
+        known = sum(max(0, min(b, end) - max(a, begin)) for a, b in holes) // timeframe_ms
+        if stored[start] != (end - begin) // timeframe_ms - known or end <= cursor or begin >= hi:
             continue
         if begin > cursor:
             out.append((cursor, begin))
@@ -119,6 +127,12 @@ def not_whole(
     if cursor < hi:
         out.append((cursor, hi))
     return out
+
+
+def joined(holes: Iterable[Hole]) -> list[Hole]:
+    """Holes in time order, those that touch and are of one kind made one (a hole found in
+    parts, e.g. across the edge of a month that was not read)."""
+    return _merge_adjacent(sorted(holes, key=lambda h: h.start))
 
 
 def classify(ranges: Iterable[tuple[int, int]], covered: list[tuple[int, int]]) -> list[Hole]:

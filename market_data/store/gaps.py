@@ -20,9 +20,10 @@ from market_data.domain.gaps import (
     Hole,
     classify,
     holes_from_breaks,
+    joined,
     not_whole,
 )
-from market_data.domain.intervals import merge_intervals
+from market_data.domain.intervals import merge_intervals, subtract_intervals
 from market_data.domain.timeframes import Timeframe
 from market_data.store.series import Series
 from market_data.store.tables import (
@@ -32,6 +33,9 @@ from market_data.store.tables import (
     exchange_clock,
     fetch_coverage,
 )
+
+_MONTH_MS = 32 * 86_400_000  # more than a month: the months around a range
+_SETTLED_MAX = 256  # settled holes a gap check looks at (one statement of ranges)
 
 
 @dataclass(frozen=True)
@@ -70,21 +74,44 @@ class GapStore:
 
     def find(self, series: Series, tf_ms: int, lo: int, hi: int) -> list[Hole]:
         """Holes of the series in [lo, hi) (a window where candles are expected), classified
-        by fetch coverage. The months whose candles are all stored (candle_months, kept by
-        the database) are skipped without reading a candle: the cost follows the months
-        that are not whole, not the history's length."""
+        by fetch coverage. Months whose candles are all stored but those of its settled
+        holes (candle_months, kept by the database; candle_gaps' exchange_empty rows with no
+        candle in them) are not read: their holes are the settled ones. The cost follows
+        the months that changed, not the history's length."""
         if lo >= hi:
             return []
         m = candle_months.c
         counted = sa.select(m.month_ts, m.candles).where(
-            series.where(candle_months), m.month_ts > lo - 32 * 86_400_000, m.month_ts < hi
+            series.where(candle_months), m.month_ts > lo - _MONTH_MS, m.month_ts < hi
         )
         with self.engine.connect() as conn:
             stored = {int(t): int(n) for t, n in conn.execute(counted)}
-        holes: list[Hole] = []
-        for part_lo, part_hi in not_whole(lo, hi, tf_ms, stored):
-            holes += self._find(series, tf_ms, part_lo, part_hi)
-        return holes
+        settled = self._settled(series, lo - _MONTH_MS, hi + _MONTH_MS)
+        parts = not_whole(lo, hi, tf_ms, stored, settled)
+        holes = [h for part in parts for h in self._find(series, tf_ms, *part)]
+        for a, b in settled:  # a settled hole's span in the months not read
+            for x, y in subtract_intervals(max(a, lo), min(b, hi), parts):
+                holes.append(Hole(x, y, EMPTY))
+        return joined(holes)
+
+    def _settled(self, series: Series, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The series' exchange_empty gaps touching [lo, hi) that hold no candle (none has
+        come since they were confirmed), up to _SETTLED_MAX of them (past that, none: the
+        months are read, as an illiquid market's would be anyway)."""
+        g, c = candle_gaps.c, candles.c
+        query = sa.select(g.gap_start, g.gap_end).where(
+            series.where(candle_gaps), g.status == EXCHANGE_EMPTY, g.gap_start < hi, g.gap_end > lo
+        )
+        with self.engine.connect() as conn:
+            gaps = [(int(a), int(b)) for a, b in conn.execute(query.limit(_SETTLED_MAX + 1))]
+            if not gaps or len(gaps) > _SETTLED_MAX:
+                return []
+            inside = sa.or_(*(sa.and_(c.ts >= a, c.ts < b) for a, b in gaps))
+            found = conn.execute(sa.select(c.ts).where(series.where(candles), inside)).scalars()
+            taken = sorted(int(t) for t in found)
+        return [
+            (a, b) for a, b in gaps if bisect.bisect_left(taken, a) == bisect.bisect_left(taken, b)
+        ]
 
     def _find(self, series: Series, tf_ms: int, lo: int, hi: int) -> list[Hole]:
         """find's query over [lo, hi): the stored candles' breaks, edges and coverage."""
