@@ -32,6 +32,11 @@ rate at the first over the rate at the last; the sweeps per series swept), 1.00 
 figure does not grow with the table.
 
     python bench/store_scale.py [SIZE ...]   # default 10000000 100000000; DATABASE_URL, else 127.0.0.1:5432
+    python bench/store_scale.py --sqlite [SIZE ...]   # the embedded store; default 10^6, 10^7, 2x10^7
+
+With --sqlite: the same series written into a SQLite file through the store's write path
+(its per-row upsert and triggers), and at each size the file's bytes per candle, the write
+rate of the last series, the gap checks, status and the sweeps per series.
 """
 
 from __future__ import annotations
@@ -39,9 +44,11 @@ from __future__ import annotations
 import re
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +61,7 @@ from market_data.domain.composite import CompositeMarket, Source
 from market_data.domain.timeframes import Timeframe
 from market_data.pipeline.consistency import check_market
 from market_data.store.candles import CandleStore, series_stats
+from market_data.store.schema import SQL_DIR, statements
 from market_data.store.series import Series
 
 YEAR = 525_600
@@ -152,6 +160,8 @@ def old_find(store: CandleStore, series: Series, lo: int, hi: int) -> Any:
 
 
 def queries(store: CandleStore, n_series: int) -> dict[str, Callable[[], Any]]:
+    """The product's queries at one size (on SQLite, without the composite and consistency
+    check, whose second exchange and 1h series the SQLite load does not make)."""
     rng = np.random.default_rng(7)
     pick = lambda: Series("binance", name(int(rng.integers(n_series))), "1m")  # noqa: E731
     whole, broken, year = (
@@ -162,6 +172,14 @@ def queries(store: CandleStore, n_series: int) -> dict[str, Callable[[], Any]]:
     s0 = name(0)
     market = CompositeMarket(s0, Timeframe.parse("1m"))
     sources = [Source("binance", s0), Source("bybit", s0)]
+    postgres_only = {
+        "composite, a month of 2 sources": lambda: store.composite.build(
+            market, sources, *whole, needed=1
+        ),
+        "consistency, a month of 1h vs 1m": lambda: check_market(
+            store, Series("binance", s0, "1h"), *whole
+        ),
+    }
     return {
         "gap check, a whole month": lambda: store.gaps.find(pick(), MIN, *whole),
         "gap check, a month with an outage": lambda: store.gaps.find(pick(), MIN, *broken),
@@ -170,12 +188,7 @@ def queries(store: CandleStore, n_series: int) -> dict[str, Callable[[], Any]]:
             series_stats(store, "binance"),
             store.gaps.totals("binance"),
         ),
-        "composite, a month of 2 sources": lambda: store.composite.build(
-            market, sources, *whole, needed=1
-        ),
-        "consistency, a month of 1h vs 1m": lambda: check_market(
-            store, Series("binance", s0, "1h"), *whole
-        ),
+        **(postgres_only if store.dialect == "postgresql" else {}),
     }
 
 
@@ -189,6 +202,18 @@ def timings(store: CandleStore, n_series: int) -> dict[str, float]:
             runs.append(time.perf_counter() - started)
         out[label] = statistics.median(runs)
     return out
+
+
+def migration(store: CandleStore) -> float:
+    """Seconds of sql/015 (an older store's months counted, in the database) on this store:
+    candle_months emptied, then the file's statement as `market-data db init` runs it."""
+    text = (SQL_DIR / "015_candle_months_counted.postgresql.sql").read_text()
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM candle_months"))
+        started = time.perf_counter()
+        for stmt in statements(text):
+            conn.execute(sa.text(stmt))
+        return time.perf_counter() - started
 
 
 def forget_gaps(store: CandleStore) -> None:
@@ -210,7 +235,7 @@ def sweeps_labels() -> tuple[str, ...]:
     )
 
 
-def sweeps(store: CandleStore, n_series: int) -> dict[str, float]:
+def sweeps(store: CandleStore, n_series: int, old: bool = True) -> dict[str, float]:
     """The daily sweep over every series' year, as the sweep job does it (find, then record
     what it found; max_attempts 0: an empty hole is settled the first time it is seen):
     read the old way (one window query per series), then the first sweep (the outages not
@@ -222,7 +247,7 @@ def sweeps(store: CandleStore, n_series: int) -> dict[str, float]:
     out = {}
     first, later, before = sweeps_labels()[1], sweeps_labels()[2], sweeps_labels()[0]
     started = time.perf_counter()
-    old = [old_find(store, s, *year) for s in everyone]
+    read = [old_find(store, s, *year) for s in everyone] if old else None
     out[before] = time.perf_counter() - started
     for label in (first, later):
         started = time.perf_counter()
@@ -232,7 +257,7 @@ def sweeps(store: CandleStore, n_series: int) -> dict[str, float]:
             store.gaps.record(s, *year, holes, max_attempts=0)
             found.append(holes)
         out[label] = time.perf_counter() - started
-        assert found == old, "the sweep's holes differ from the window query's"
+        assert read is None or found == read, "the sweep's holes differ from the window query's"
     return out
 
 
@@ -282,8 +307,60 @@ def brief(plan: str) -> str:
     return " > ".join(nodes)
 
 
+def year_pages(symbol: str) -> list[tuple[Series, CandlePage]]:
+    """A year of 1m without the outages, in pages of 1,000 minutes, as a run writes them."""
+    series = Series("binance", symbol, "1m")
+    out = []
+    for a in range(START, START + YEAR * MIN, PAGE * MIN):
+        ts = np.arange(a, min(a + PAGE * MIN, START + YEAR * MIN), MIN, dtype=np.int64)
+        window = (a, int(ts[-1]) + MIN)
+        for t, n in OUTAGES:
+            ts = ts[(ts < t) | (ts >= t + n * MIN)]
+        values = np.tile([100.0, 101.0, 99.0, 100.5, 3.0], (len(ts), 1))
+        out.append((series, CandlePage(f"{symbol}:1m", MIN, *window, ts, values)))
+    return out
+
+
+def sqlite_scale(sizes: list[int]) -> None:
+    """The embedded store: the same series written through the store's own write path (the
+    SQLite upsert), then the gap check, the sweeps and status, at each size."""
+    with tempfile.TemporaryDirectory() as home:
+        path = Path(home) / "candles.sqlite"
+        store = CandleStore(f"sqlite:///{path}")
+        loaded = 0
+        print("| candles | bytes per candle | write, candles/s | gap check: month with an outage, "
+              "ms | a year, ms | status, ms | sweep a series: first, s | settled, s |")  # fmt: skip
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for size in sizes:
+            target = -(-size // YEAR)
+            for i in range(loaded, target):
+                todo = year_pages(name(i))
+                started = time.perf_counter()
+                for k in range(0, len(todo), BATCH):
+                    store.write_pages(todo[k : k + BATCH])
+                rate = sum(len(p) for _, p in todo) / (time.perf_counter() - started)
+            loaded = target
+            n = stored(store)
+            forget_gaps(store)
+            f = timings(store, loaded)
+            swept = sweeps(store, loaded, old=False)
+            print(
+                f"| {n:,} | {path.stat().st_size / n:.0f} | {rate:,.0f} | "
+                f"{f['gap check, a month with an outage'] * 1000:.0f} | "
+                f"{f['gap check, a year (a partition)'] * 1000:.0f} | "
+                f"{f['status: series rows + gap totals'] * 1000:.1f} | "
+                f"{swept[sweeps_labels()[1]] / loaded:.3f} | {swept[sweeps_labels()[2]] / loaded:.3f} |",
+                flush=True,
+            )
+        store.dispose()
+
+
 def main() -> None:
-    sizes = [int(a) for a in sys.argv[1:]] or [10_000_000, 100_000_000]
+    args = sys.argv[1:]
+    if args[:1] == ["--sqlite"]:
+        sqlite_scale([int(a) for a in args[1:]] or [1_000_000, 10_000_000, 20_000_000])
+        return
+    sizes = [int(a) for a in args] or [10_000_000, 100_000_000]
     with scratch_database("store_scale") as url:
         store = CandleStore(url)
         plans = Plans(url)
@@ -306,6 +383,11 @@ def main() -> None:
                 f"candle_series {sizes_now['series'] / 1e6:.2f} MB"
             )
             print(f"COPY, 4 new series x a month of 1m: {figures['copy']:,.0f} candles/s")
+            figures["migration"] = migration(store)
+            print(
+                f"sql/015 (an older store's months counted): {figures['migration']:.1f} s, "
+                f"{n / figures['migration'] / 1e6:.2f} million candles/s"
+            )
             forget_gaps(store)  # the gap checks below: the outages not yet recorded
             figures |= timings(store, loaded)
             for label, run in queries(plans.store, loaded).items():
