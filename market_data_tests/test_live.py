@@ -347,3 +347,42 @@ async def _restart(
     finally:
         for client in service.clients.values():
             await client.close()
+
+
+def test_an_incident_that_refuses_connections_ends_without_a_ban_nor_a_gap(
+    running_sim: RunningSimulator, pg_database: str, tmp_path: Path
+) -> None:
+    """Every connection cut, then every handshake refused for 12 s (each attempt counts
+    against the address), with the host allowing 4 attempts per 20 s and banning after one
+    refusal past that. Retrying on its own backoff (0.5, 1, 2, 4, 8 s) a connection makes
+    5 or 6 attempts in that time and is banned (checked by hand with connect_limit 1000:
+    both hosts stay away); the service takes at most 3 per 20 s per host
+    (live.connect_limit): no attempt is refused for the limit, nobody is banned, both hosts
+    come back, and no candle is missing."""
+    sim = running_sim
+    store = CandleStore(pg_database)
+    env = live_env(tmp_path, sim, pg_database)
+    config = Path(env["MARKET_DATA_CONFIG"])
+    data = yaml.safe_load(config.read_text())
+    data["live"] |= {"connect_limit": 3, "connect_window_s": 20}
+    config.write_text(yaml.safe_dump(data))
+    proc = start_live(env)
+    try:
+        wait_for(lambda: streaming(store, 4), 60, "the live service to stream")
+        since = admin(sim.url, "clock")["now_ms"]
+        since -= since % MINUTE
+        limits = {"connect_limit": 4, "connect_window_s": 20, "ban_after": 1, "ban_s": 600}
+        admin(sim.url, "ws/settings", limits | {"down_s": 12})
+        assert admin(sim.url, "ws/drop", {})["dropped"] == 2
+        time.sleep(12)
+        wait_for(lambda: len(admin(sim.url, "ws")["connections"]) == 2, 40, "both hosts back")
+        wait_for(lambda: streaming(store, 4), 30, "the service to say so")
+        time.sleep(3 * CLOSE_S)
+        frozen = freeze(sim)
+        stats = admin(sim.url, "ws")
+    finally:
+        out = stop(proc)
+    assert stats["down"] >= 2  # the incident was met
+    assert (stats["limited"], stats["banned"], stats["bans"]) == (0, 0, 0)
+    assert_complete(sim, store, frozen, since)
+    assert "handshake refused: HTTP 503" in out or "reconnecting" in out

@@ -4,6 +4,7 @@ as Binance sends them, consistent with REST, and Binance's connection rules."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -158,3 +159,34 @@ def test_the_admin_endpoint_drops_every_connection(sim: RunningSimulator, path: 
 
     dropped, closed = run(test)
     assert dropped == {"dropped": 1} and closed
+
+
+def test_connection_attempts_past_the_limit_are_refused_then_banned(sim: RunningSimulator) -> None:
+    """Binance's 300 attempts per 5 minutes per address, scaled down: past the limit a
+    handshake gets 429 with Retry-After; an address that goes on is banned (418) for
+    ban_s; each host (spot, futures) counts its own; an incident refuses with 503."""
+    limits = {"connect_limit": 3, "connect_window_s": 60, "ban_after": 2, "ban_s": 30}
+    admin(sim.url, "ws/settings", limits)
+
+    async def attempt(session: aiohttp.ClientSession, path: str) -> tuple[int, str | None]:
+        try:
+            ws = await session.ws_connect(ws_url(sim, path))
+        except aiohttp.WSServerHandshakeError as e:
+            return e.status, (e.headers or {}).get("Retry-After")
+        await ws.close()
+        return 101, None
+
+    async def storm(session: aiohttp.ClientSession) -> list[tuple[int, str | None]]:
+        return [await attempt(session, "/ws/btcusdt@kline_1m") for _ in range(7)] + [
+            await attempt(session, "/fstream/ws/btcusdt@kline_1m")
+        ]
+
+    got = run(storm)
+    assert [status for status, _ in got] == [101, 101, 101, 429, 429, 418, 418, 101]
+    assert 55 <= int(got[3][1] or 0) <= 60 and 29 <= int(got[5][1] or 0) <= 30
+    stats = admin(sim.url, "ws")
+    assert (stats["limited"], stats["banned"], stats["bans"]) == (2, 2, 1)
+    admin(sim.url, "ws/settings", {"forgive": True, "down_s": 1.0})
+    later = run(lambda s: attempt(s, "/ws/btcusdt@kline_1m"))
+    time.sleep(1.2)
+    assert (later, run(lambda s: attempt(s, "/ws/btcusdt@kline_1m"))) == ((503, None), (101, None))

@@ -98,6 +98,10 @@ class LiveSettings:
     refresh_s: int = 10  # the watchlist is read again this often (new markets subscribed)
     heartbeat_s: int = 5  # its state is written this often
     stale_after_s: int = 30  # a heartbeat older than this: the service is down
+    #: new stream connections per host in any connect_window_s (Binance allows 300 per 300 s
+    #: per address: a margin for other clients on the address)
+    connect_limit: int = 250
+    connect_window_s: float = 300.0
     #: exchanges to stream; None = every exchange of the watchlist that streams
     exchanges: tuple[str, ...] | None = None
 
@@ -430,6 +434,8 @@ def _live_settings(raw: Any) -> LiveSettings:
         settings.heartbeat_s
     ):
         raise WatchlistError("live: refresh_s, heartbeat_s >= 1 and stale_after_s > heartbeat_s")
+    if settings.connect_limit < 1 or settings.connect_window_s <= 0:
+        raise WatchlistError("live: connect_limit >= 1 and connect_window_s > 0")
     return replace(settings, exchanges=tuple(sorted(names)) if names is not None else None)
 
 

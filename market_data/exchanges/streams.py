@@ -13,6 +13,13 @@ streams it has confirmed (``on_open``: the caller fills what it missed over REST
 every kline event on, and on any loss (the 24-hour disconnect, a dropped network, silence
 past ``silence_s``) reconnects after a backoff with jitter. Pings are answered by aiohttp.
 ``StreamPool`` spreads a market type's streams over as many connections as the limit needs.
+
+Every new connection to a host first takes a slot of that host's ``ConnectBudget``, shared
+by all of its connections: Binance allows 300 connection attempts per 5 minutes per
+address, and a network blip that drops every connection, or an incident that refuses
+handshakes for minutes, would otherwise have each connection retry on its own until the
+address is banned. A refusal that says when to come back (429, 418 with Retry-After)
+holds every connection of the host until then.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +42,41 @@ PARAMS_PER_MESSAGE = 200
 MESSAGE_SPACING_S = 0.25  # Binance: at most 5 incoming messages a second per connection
 SILENCE_S = 30.0  # no message for this long: the connection is dead
 RECONNECT = Backoff(attempts=1_000_000, base_s=0.5, cap_s=30.0)
+#: new connections per host we allow ourselves per window (Binance: 300 per 300 s)
+CONNECT_LIMIT, CONNECT_WINDOW_S = 250, 300.0
+REFUSED_WAIT_S = 60.0  # a 429/418 without Retry-After: wait this long
+
+
+class ConnectBudget:
+    """Connection attempts to one host: at most ``limit`` in any ``window_s``, none while the
+    host said to wait. Shared by the host's connections (one event loop)."""
+
+    def __init__(self, limit: int = CONNECT_LIMIT, window_s: float = CONNECT_WINDOW_S) -> None:
+        self.limit, self.window_s = limit, window_s
+        self.attempts: deque[float] = deque()
+        self.paused_until = 0.0
+        self.waited = 0  # attempts that had to wait for a slot
+
+    async def take(self) -> None:
+        """Wait for a slot, then count the attempt."""
+        waited = False
+        while True:
+            now = time.monotonic()
+            while self.attempts and self.attempts[0] <= now - self.window_s:
+                self.attempts.popleft()
+            wait = self.paused_until - now
+            if wait <= 0 and len(self.attempts) < self.limit:
+                self.attempts.append(now)
+                self.waited += waited
+                return
+            if wait <= 0:
+                wait = self.attempts[0] + self.window_s - now
+            waited = True
+            await asyncio.sleep(wait + 0.01)
+
+    def pause(self, seconds: float) -> None:
+        """No attempt for ``seconds`` (the host refused with a Retry-After)."""
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
 
 @dataclass(frozen=True)
@@ -76,8 +119,10 @@ class StreamConnection:
         log: Log,
         silence_s: float = SILENCE_S,
         backoff: Backoff = RECONNECT,
+        budget: ConnectBudget | None = None,
     ) -> None:
         self.url, self.session = url, session
+        self.budget = budget or ConnectBudget()
         self.on_kline, self.on_open, self.log = on_kline, on_open, log
         self.silence_s, self.backoff = silence_s, backoff
         self.wanted: set[str] = set()
@@ -102,6 +147,7 @@ class StreamConnection:
                 self._changed.clear()
                 await self._changed.wait()
             got_messages = False
+            await self.budget.take()
             try:
                 async with self.session.ws_connect(self.url, autoping=True) as ws:
                     self.connected, self.subscribed = True, set()
@@ -112,6 +158,13 @@ class StreamConnection:
                         reader.cancel()
                         with contextlib.suppress(asyncio.CancelledError, Exception):
                             await reader
+            except aiohttp.WSServerHandshakeError as e:
+                self.last_error = f"handshake refused: HTTP {e.status} {e.message}"[:500]
+                if e.status in (418, 429):  # the host's limit: every connection holds
+                    wait = _retry_after(e.headers) or REFUSED_WAIT_S
+                    self.budget.pause(wait)
+                    self.log(f"stream host refused a connection (HTTP {e.status}): "
+                             f"no new connection for {wait:.0f}s")  # fmt: skip
             except (aiohttp.ClientError, OSError, TimeoutError, ConnectionError) as e:
                 self.last_error = f"{type(e).__name__}: {e}"[:500]
             finally:
@@ -181,6 +234,13 @@ class StreamConnection:
             future = self._replies.pop(body.get("id"), None) if isinstance(body, dict) else None
             if future is not None and not future.done():
                 future.set_result(body)
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        return float(headers["Retry-After"]) if headers and "Retry-After" in headers else None
+    except ValueError:
+        return None
 
 
 class StreamPool:

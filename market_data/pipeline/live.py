@@ -43,7 +43,7 @@ from market_data.domain.catalog import Instrument, build_catalog
 from market_data.domain.watchlist import Market, Watchlist, WatchlistError
 from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.errors import ExchangeDataError as ExchangeError
-from market_data.exchanges.streams import Kline, StreamConnection, StreamPool
+from market_data.exchanges.streams import ConnectBudget, Kline, StreamConnection, StreamPool
 from market_data.exchanges.venues import VENUES, Streams, ccxt_market_type, venue
 from market_data.pipeline.ingest import FetchOptions, fetch_markets
 from market_data.pipeline.orderbooks import book_symbols, snapshot
@@ -175,8 +175,13 @@ class ExchangeLive:
             async def on_open(names: frozenset[str]) -> None:
                 await self.on_open(frozenset(f"{kind}/{n}" for n in names))
 
+            live = self.watchlist.live
+            budget = ConnectBudget(live.connect_limit, live.connect_window_s)  # one per host
+
             def make() -> StreamConnection:
-                return StreamConnection(url, self.session, on_kline, on_open, self.log)
+                return StreamConnection(
+                    url, self.session, on_kline, on_open, self.log, budget=budget
+                )
 
             self.pools[kind] = StreamPool(make, self.streams_venue.max_streams[kind])
         return self.pools[kind]

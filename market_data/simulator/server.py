@@ -23,7 +23,12 @@ Admin endpoints (JSON), at the root for Binance and under /<name>/admin/... for 
                                time, wall time
   POST /admin/ws/drop          cut every stream connection (as a network failure does)
   POST /admin/ws/settings      {"update_ms": n}: updates of candles in progress every n ms;
-                               {"ping_s": s}: the server's ping interval
+                               {"ping_s": s}: the server's ping interval;
+                               {"connect_limit": n, "connect_window_s": s}: connection
+                               attempts per address and host (Binance: 300 per 300 s);
+                               {"ban_after": n, "ban_s": s}: refusals past it before a ban,
+                               and its length; {"down_s": s}: an incident, every handshake
+                               refused (503) for s seconds; {"forgive": true}: bans lifted
 
 Binance's public data archive (simulator/archive.py) at /binance-archive: monthly and daily
 kline zips with their .CHECKSUM files, as data.binance.vision lays them out.
@@ -380,14 +385,8 @@ class Simulator:
         return web.json_response({"dropped": await self.streams.drop_all()})
 
     async def admin_ws_settings(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        if "update_ms" in body:
-            self.streams.update_ms = None if body["update_ms"] is None else int(body["update_ms"])
-        if "ping_s" in body:
-            self.streams.ping_s = None if body["ping_s"] is None else float(body["ping_s"])
-        return web.json_response(
-            {"update_ms": self.streams.update_ms, "ping_s": self.streams.ping_s}
-        )
+        self.streams.configure(await request.json())
+        return web.json_response(self.streams.settings())
 
     async def _drop_streams(self, _: web.Application) -> None:
         await self.streams.drop_all()

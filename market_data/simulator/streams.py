@@ -15,7 +15,12 @@ Rules, as Binance documents them: at most 1024 streams per connection on spot an
 futures (a URL asking for more is refused with HTTP 400, a SUBSCRIBE past it gets an
 error); at most 5 incoming messages per second (past it the connection is closed); the
 server pings every 20 s (futures: 3 min) and closes a connection that does not answer;
-every connection is closed after 24 hours (of the exchange's clock).
+every connection is closed after 24 hours (of the exchange's clock); at most 300
+connection attempts per 5 minutes per address and host (spot, futures): an attempt past
+it is refused with HTTP 429 and a Retry-After, and an address that goes on past
+``ban_after`` refusals is banned for ``ban_s`` (HTTP 418 to every attempt, as Binance's
+REST does). An incident (``down_s``) refuses every handshake with HTTP 503 for a while;
+those attempts count too.
 
 Events: an update of the candle in progress every ``update_ms`` (Binance: 2000 ms spot,
 250 ms futures) and, at the candle's close, its final values with ``k.x = true``, exactly
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -46,6 +52,8 @@ UPDATE_MS = {False: 2000, True: 250}
 PING_S = {False: 20.0, True: 180.0}
 LIFETIME_MS = 24 * 3600 * 1000
 MESSAGES_PER_S = 5
+CONNECT_LIMIT, CONNECT_WINDOW_S = 300, 300.0  # attempts per address and host, per window
+BAN_AFTER, BAN_S = 10, 600.0  # refusals past the limit before a ban, and its length
 FIXED_CLOCK_POLL_S = 0.02  # with a frozen clock, how often a moved clock is noticed
 
 
@@ -66,6 +74,12 @@ class StreamStats:
     closes_sent: int = 0
     dropped: int = 0
     expired: int = 0
+    #: handshakes refused: past the attempt limit (429), banned (418), an incident (503)
+    limited: int = 0
+    banned: int = 0
+    down: int = 0
+    #: bans given
+    bans: int = 0
     #: (is futures, stream, candle open time, wall time sent) of every close, newest last
     closes: deque[tuple[bool, str, int, float]] = field(
         default_factory=lambda: deque(maxlen=200_000)
@@ -80,6 +94,10 @@ class StreamStats:
             "closes_sent": self.closes_sent,
             "dropped": self.dropped,
             "expired": self.expired,
+            "limited": self.limited,
+            "banned": self.banned,
+            "down": self.down,
+            "bans": self.bans,
         }
 
 
@@ -112,6 +130,13 @@ class KlineStreams:
         self.update_ms: int | None = None
         #: None = Binance's ping interval per family
         self.ping_s: float | None = None
+        self.connect_limit, self.connect_window_s = CONNECT_LIMIT, CONNECT_WINDOW_S
+        self.ban_after, self.ban_s = BAN_AFTER, BAN_S
+        self.down_until = 0.0  # monotonic: an incident refuses handshakes until then
+        #: (is futures, address) -> its attempts' times, refusals in a row, banned until
+        self.attempts: dict[tuple[bool, str], deque[float]] = {}
+        self.refusals: dict[tuple[bool, str], int] = {}
+        self.banned_until: dict[tuple[bool, str], float] = {}
 
     # -- subscriptions ------------------------------------------------------------------
     def stream(self, name: str, futures: bool) -> Stream:
@@ -133,7 +158,50 @@ class KlineStreams:
         conn.wake.set()
 
     # -- the connection -----------------------------------------------------------------
+    def admit(self, futures: bool, address: str) -> web.Response | None:
+        """The attempt counted against its address and host: None if it may connect, else
+        the refusal (429 past the limit, 418 banned, 503 during an incident)."""
+        key, now = (futures, address), time.monotonic()
+        if self.banned_until.get(key, 0.0) > now:
+            self.stats.banned += 1
+            wait = self.banned_until[key] - now
+            return _refusal(
+                418, -1003, f"Way too many connection attempts; banned for {wait:.0f}s", wait
+            )
+        attempts = self.attempts.setdefault(key, deque())
+        attempts.append(now)
+        while attempts and attempts[0] <= now - self.connect_window_s:
+            attempts.popleft()
+        if len(attempts) > self.connect_limit:
+            self.refusals[key] = self.refusals.get(key, 0) + 1
+            if self.refusals[key] > self.ban_after:
+                self.banned_until[key], self.refusals[key] = now + self.ban_s, 0
+                self.stats.bans += 1
+                self.stats.banned += 1
+                return _refusal(
+                    418,
+                    -1003,
+                    f"Way too many connection attempts; banned for {self.ban_s:.0f}s",
+                    self.ban_s,
+                )
+            self.stats.limited += 1
+            wait = attempts[0] + self.connect_window_s - now
+            return _refusal(
+                429,
+                -1003,
+                f"Too many connection attempts: {self.connect_limit} per {self.connect_window_s:.0f}s",
+                wait,
+            )
+        self.refusals[key] = 0
+        if now < self.down_until:
+            self.stats.down += 1
+            return _refusal(503, -1001, "Service unavailable", None)
+        return None
+
     async def serve(self, request: web.Request, futures: bool, combined: bool) -> Any:
+        refused = self.admit(futures, request.remote or "")
+        if refused is not None:
+            return refused
         names = (
             [n for n in request.query.get("streams", "").split("/") if n]
             if combined
@@ -297,6 +365,36 @@ class KlineStreams:
         self.stats.dropped += len(conns)
         return len(conns)
 
+    def settings(self) -> dict[str, Any]:
+        return {
+            "update_ms": self.update_ms,
+            "ping_s": self.ping_s,
+            "connect_limit": self.connect_limit,
+            "connect_window_s": self.connect_window_s,
+            "ban_after": self.ban_after,
+            "ban_s": self.ban_s,
+            "down_s": round(max(0.0, self.down_until - time.monotonic()), 3),
+        }
+
+    def configure(self, body: dict[str, Any]) -> None:
+        """The admin endpoint's settings (missing keys left as they are)."""
+        if "update_ms" in body:
+            self.update_ms = None if body["update_ms"] is None else int(body["update_ms"])
+        if "ping_s" in body:
+            self.ping_s = None if body["ping_s"] is None else float(body["ping_s"])
+        for key in ("connect_limit", "ban_after"):
+            if key in body:
+                setattr(self, key, int(body[key]))
+        for key in ("connect_window_s", "ban_s"):
+            if key in body:
+                setattr(self, key, float(body[key]))
+        if "down_s" in body:
+            self.down_until = time.monotonic() + float(body["down_s"])
+        if body.get("forgive"):  # attempts, refusals and bans forgotten
+            self.attempts.clear()
+            self.refusals.clear()
+            self.banned_until.clear()
+
     def describe(self) -> list[dict[str, Any]]:
         return [
             {
@@ -307,6 +405,13 @@ class KlineStreams:
             }
             for c in self.connections
         ]
+
+
+def _refusal(status: int, code: int, msg: str, retry_after_s: float | None) -> web.Response:
+    headers = (
+        {} if retry_after_s is None else {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+    )
+    return web.json_response({"code": code, "msg": msg}, status=status, headers=headers)
 
 
 def _interval(tf_ms: int) -> str:
