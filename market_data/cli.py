@@ -540,6 +540,7 @@ def status(as_json: bool) -> None:
                 f"live on {exchange}: {live['state']}, {live['connections']} connection(s), "
                 f"{live['markets']} market(s), heartbeat {live['heartbeat_age_s']}s ago, "
                 f"p99 {live['latency_p99_ms']} ms, {live['reconnects']} reconnect(s)"
+                + (f", {live['streams_down']} market(s) down" if live["streams_down"] else "")
                 + (f", last error: {live['last_error']}" if live["last_error"] else "")
             )
         if report.workers:

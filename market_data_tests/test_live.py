@@ -30,10 +30,12 @@ from market_data.domain.watchlist import Watchlist
 from market_data.exchanges.client import ExchangeClient
 from market_data.exchanges.streams import Kline
 from market_data.pipeline.live import ExchangeLive, LiveService
+from market_data.pipeline.status import live_state
 from market_data.simulator.book import Clock
 from market_data.simulator.faults import Faults
 from market_data.simulator.server import RunningSimulator, Simulator
 from market_data.store.candles import CandleStore
+from market_data.store.live import live_health
 from market_data.store.series import Series
 from market_data.store.tables import fetch_coverage
 from market_data_tests.conftest import NOW_MS
@@ -349,6 +351,12 @@ async def _restart(
             await client.close()
 
 
+def down(store: CandleStore) -> list[str]:
+    """The markets `market-data status` shows live "down" (their connection not open)."""
+    health = live_health(store.live, "binance", 5)
+    return [k for k in health.streams if live_state(health, k, MINUTE) == "down"]
+
+
 def test_an_incident_that_refuses_connections_ends_without_a_ban_nor_a_gap(
     running_sim: RunningSimulator, pg_database: str, tmp_path: Path
 ) -> None:
@@ -374,9 +382,10 @@ def test_an_incident_that_refuses_connections_ends_without_a_ban_nor_a_gap(
         limits = {"connect_limit": 4, "connect_window_s": 20, "ban_after": 1, "ban_s": 600}
         admin(sim.url, "ws/settings", limits | {"down_s": 12})
         assert admin(sim.url, "ws/drop", {})["dropped"] == 2
+        wait_for(lambda: len(down(store)) == 4, 10, "the status to say which markets are down")
         time.sleep(12)
         wait_for(lambda: len(admin(sim.url, "ws")["connections"]) == 2, 40, "both hosts back")
-        wait_for(lambda: streaming(store, 4), 30, "the service to say so")
+        wait_for(lambda: streaming(store, 4) and not down(store), 30, "the service to say so")
         time.sleep(3 * CLOSE_S)
         frozen = freeze(sim)
         stats = admin(sim.url, "ws")

@@ -343,14 +343,27 @@ class ExchangeLive:
             ),
         }
 
+    def connected(self) -> set[str]:
+        """Markets ("<type>/<stream>") whose connection is open with their stream subscribed."""
+        return {
+            f"{kind}/{name}"
+            for kind, pool in self.pools.items()
+            for conn, _ in pool.connections
+            if conn.connected
+            for name in conn.subscribed
+        }
+
     async def beat(self) -> None:
         rows = []
+        up = self.connected()
         for name, s in self.markets.items():
             last = self.last_close.get(name)
             lag = None
             if last is not None and self.exchange_now is not None:
                 lag = self.exchange_now - (last + s.tf_ms)
-            rows.append((s.series, s.subscribed_at, last, self.stored_at.get(name), lag))
+            rows.append(
+                (s.series, s.subscribed_at, last, self.stored_at.get(name), lag, name in up)
+            )
         state = self.state()
         await asyncio.to_thread(self.store.live.beat, state, rows)
         if self.exchange_now is not None:

@@ -210,9 +210,13 @@ def collect_status(store: CandleStore, activity: Activity, watchlist: Watchlist)
 
 
 def live_state(live: LiveHealth, key: str, tf_ms: int) -> str | None:
-    if key not in live.streams:
+    """ "streaming", "behind", or "down": the service not beating, or the market's connection
+    not open (a service with one connection down says which markets it carries); a row
+    written before sql/016 says nothing of its connection: down when any is."""
+    s = live.streams.get(key)
+    if s is None:
         return None
-    if not live.healthy:
+    if not live.beating or s.connected is False or (s.connected is None and not live.healthy):
         return "down"
     return "streaming" if live.current(key, tf_ms) else "behind"
 
@@ -222,6 +226,7 @@ def live_summary(live: LiveHealth) -> dict[str, Any]:
     assert s is not None
     return {
         "state": "streaming" if live.healthy else "down",
+        "streams_down": len(live.down()),
         "connections": f"{s.connected}/{s.connections}",
         "markets": s.streams,
         "heartbeat_age_s": round(time.time() - s.heartbeat_at / 1000, 1),

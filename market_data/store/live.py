@@ -48,6 +48,8 @@ class StreamState:
     last_close_ts: int | None
     stored_at: int | None
     lag_ms: int | None
+    #: the connection carrying it open with it subscribed (None: not said)
+    connected: bool | None = None
 
     @property
     def key(self) -> str:
@@ -61,19 +63,19 @@ class LiveStore:
     def beat(
         self,
         state: Mapping[str, Any],
-        streams: Iterable[tuple[Series, int, int | None, int | None, int | None]],
+        streams: Iterable[tuple[Series, int, int | None, int | None, int | None, bool]],
     ) -> None:
         """The service's heartbeat for one exchange (``state``: live_service's columns) and
-        its markets (series, subscribed_at, last_close_ts, stored_at, lag_ms); markets no
-        longer streamed are removed."""
+        its markets (series, subscribed_at, last_close_ts, stored_at, lag_ms, connected);
+        markets no longer streamed are removed."""
         insert = self._dialect.insert(live_service).values(**state)
         service = insert.on_conflict_do_update(
             index_elements=["exchange"],
             set_={k: insert.excluded[k] for k in state if k != "exchange"},
         )
         rows = [
-            s.params(subscribed_at=sub, last_close_ts=last, stored_at=at, lag_ms=lag)
-            for s, sub, last, at, lag in streams
+            s.params(subscribed_at=sub, last_close_ts=last, stored_at=at, lag_ms=lag, connected=up)
+            for s, sub, last, at, lag, up in streams
         ]
         exchange = state["exchange"]
         with self.engine.begin() as conn:
@@ -93,7 +95,13 @@ class LiveStore:
         """The streamed markets of ``exchange`` by partition key (SYMBOL:TIMEFRAME)."""
         c = live_streams.c
         query = sa.select(
-            c.symbol, c.timeframe, c.subscribed_at, c.last_close_ts, c.stored_at, c.lag_ms
+            c.symbol,
+            c.timeframe,
+            c.subscribed_at,
+            c.last_close_ts,
+            c.stored_at,
+            c.lag_ms,
+            c.connected,
         ).where(c.exchange == exchange)
         with self.engine.connect() as conn:
             states = [StreamState(*row) for row in conn.execute(query)]
@@ -125,6 +133,19 @@ class LiveHealth:
     @property
     def healthy(self) -> bool:
         return self.service is not None and self.service.healthy(self.stale_after_s)
+
+    @property
+    def beating(self) -> bool:
+        """The service is running (its heartbeat is recent), whatever its connections."""
+        s = self.service
+        return s is not None and time.time() * 1000 - s.heartbeat_at <= self.stale_after_s * 1000
+
+    def down(self) -> list[str]:
+        """Keys of the streamed markets whose connection is not open (all, if the service is
+        not beating)."""
+        return sorted(
+            k for k, s in self.streams.items() if not self.beating or s.connected is False
+        )
 
     def current(self, key: str, tf_ms: int) -> bool:
         """The market is streamed and its newest closed candle is stored."""

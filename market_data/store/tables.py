@@ -147,6 +147,8 @@ live_streams = sa.Table(
     sa.Column("last_close_ts", sa.BigInteger),
     sa.Column("stored_at", sa.BigInteger),
     sa.Column("lag_ms", sa.BigInteger),
+    #: its connection open and the stream subscribed (NULL: written before sql/016)
+    sa.Column("connected", sa.Boolean),
 )
 
 
