@@ -373,7 +373,7 @@ def main() -> None:
             loaded = target
             sizes_now = vacuum(store)
             n = stored(store)
-            figures: dict[str, Any] = {"candles": n, "series": loaded, **sizes_now}
+            figures: dict[str, Any] = {"candles": n, "n_series": loaded, **sizes_now}
             figures["copy"] = copy_rate(store, str(size))
             print(f"\n## {n:,} candles ({loaded} series of 1m + SYM0000 on bybit and at 1h)")
             print(
@@ -411,7 +411,7 @@ def main() -> None:
                 ratio = (fa[label] / fb[label]) if label == "copy" else fb[label] / fa[label]
                 print(f"- {label}: {ratio:.2f}")
             for label in sweeps_labels():  # per series swept
-                ratio = (fb[label] / fb["series"]) / (fa[label] / fa["series"])
+                ratio = (fb[label] / fb["n_series"]) / (fa[label] / fa["n_series"])
                 print(f"- {label}, per series: {ratio:.2f}")
         plans.store.dispose()
         store.dispose()

@@ -106,8 +106,10 @@ class GapStore:
             gaps = [(int(a), int(b)) for a, b in conn.execute(query.limit(_SETTLED_MAX + 1))]
             if not gaps or len(gaps) > _SETTLED_MAX:
                 return []
-            inside = sa.or_(*(sa.and_(c.ts >= a, c.ts < b) for a, b in gaps))
-            found = conn.execute(sa.select(c.ts).where(series.where(candles), inside)).scalars()
+            # the series in each branch: a range of the primary key each (SQLite cannot use
+            # the key for an OR of ts ranges alone, and read the whole series)
+            ranges = (sa.and_(series.where(candles), c.ts >= a, c.ts < b) for a, b in gaps)
+            found = conn.execute(sa.select(c.ts).where(sa.or_(*ranges))).scalars()
             taken = sorted(int(t) for t in found)
         return [
             (a, b) for a, b in gaps if bisect.bisect_left(taken, a) == bisect.bisect_left(taken, b)

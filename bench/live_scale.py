@@ -1,0 +1,210 @@
+"""The live service at a whole exchange's size (issue 25): ~2,500 markets (spot and USD-M)
+x 6 timeframes, about 15,000 streams, against the simulator with Binance's limits (1024
+streams per spot connection, 200 per futures one, 5 messages a second, 300 connection
+attempts per 5 minutes per address and host, 6,000 / 2,400 REST weight a minute).
+
+The simulator (a process of its own, BASES extra bases: every one a spot pair, every second
+one a perpetual too) runs its clock RATE times faster than real time; `market-data live` (a
+process of its own) streams every market trading at START at 1m, 5m, 15m, 1h, 4h and 1d
+into a fresh PostgreSQL database. Updates of candles in progress come once a minute of the
+exchange's clock per stream instead of Binance's every 2 s (15,000 streams x one every 2 s
+is 7,500 messages a second that a Python stand-in on the same 2 cores cannot send; the
+service only reads the clock from them): the CPU figure leaves that parsing out.
+
+1. Start-up: until every connection is open and every market's REST fill is done.
+2. CLOSES closes of 1m measured: close->stored of every candle the stream stored (its
+   one-candle coverage row's write time minus the wall time the clock reached its close),
+   CPU (user + system, share of one core) and RSS of the live process.
+3. Every connection dropped at once: the time until all are back, the connection attempts
+   it took (per host, against the limit), refusals and bans (none expected).
+4. The clock frozen after more closes; once the fills are done, every series must hold
+   every candle from the start of phase 2 to the last one closed, once each (the primary
+   key): missing candles are counted per timeframe.
+
+    python bench/live_scale.py [BASES]   # default 1667 (~2,500 markets); PostgreSQL: DATABASE_URL
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+from common import admin, scratch_database, simulator  # bench/, on sys.path as a script
+from live import cpu_seconds
+
+from market_data.simulator.markets import Kind, extra_symbols
+from market_data.store.candles import CandleStore
+from market_data.store.tables import fetch_coverage
+
+BASES = int(sys.argv[1]) if len(sys.argv) > 1 else 1667
+RATE = 10.0
+CLOSES = 10
+MINUTE = 60_000
+TIMEFRAMES = {"1m": MINUTE, "5m": 5 * MINUTE, "15m": 15 * MINUTE, "1h": 60 * MINUTE,
+              "4h": 240 * MINUTE, "1d": 1440 * MINUTE}  # fmt: skip
+START = "2026-11-20T00:20:00+00:00"
+START_MS = int(datetime.fromisoformat(START).timestamp() * 1000)
+DAY_START = START_MS - START_MS % (1440 * MINUTE)  # the watchlist's start
+EXE = str(Path(sys.executable).with_name("market-data"))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait(what: str, predicate: Any, timeout_s: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(1.0)
+    raise RuntimeError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def newest(store: CandleStore, markets: int) -> dict[str, int]:
+    """Per timeframe, the oldest of the series' newest candles (candle_series; a timeframe
+    only once every series of it has one)."""
+    query = sa.text("SELECT timeframe, min(last_ts), count(*) FROM candle_series GROUP BY 1")
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return {tf: int(ts) for tf, ts, n in rows if n == markets}
+
+
+def missing(store: CandleStore, since: int, until: int, markets: int) -> dict[str, int]:
+    """Per timeframe: candles opening in [since, until) and closed by then that no series
+    holds (expected = the grid points per series x series)."""
+    out = {}
+    with store.engine.connect() as conn:
+        for tf, ms in TIMEFRAMES.items():
+            lo = -(-since // ms) * ms
+            hi = until - until % ms - ms  # the last candle closed by ``until`` opens here
+            if hi < lo:
+                out[tf] = 0
+                continue
+            per_series = (hi - lo) // ms + 1
+            stored = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM candles WHERE exchange = 'binance' AND timeframe = :tf "
+                    "AND ts >= :lo AND ts <= :hi"
+                ),
+                {"tf": tf, "lo": lo, "hi": hi},
+            ).scalar()
+            out[tf] = per_series * markets - int(stored or 0)
+    return out
+
+
+def main() -> None:
+    spot = extra_symbols(BASES, START_MS, Kind.SPOT)
+    perps = extra_symbols(BASES, START_MS, Kind.PERP)
+    markets = len(spot) + len(perps)
+    streams = markets * len(TIMEFRAMES)
+    print(f"{len(spot)} spot + {len(perps)} USD-M markets x {len(TIMEFRAMES)} timeframes = "
+          f"{streams:,} streams; clock x{RATE:.0f}", flush=True)  # fmt: skip
+    with (
+        simulator(START, "--extra-pairs", str(BASES)) as url,
+        scratch_database("md_bench_live_scale") as db,
+        tempfile.TemporaryDirectory() as folder,
+    ):
+        admin(url, "ws/settings", {"update_ms": MINUTE})
+        admin(url, "clock", {"run_from_ms": START_MS, "rate": RATE})
+        config = Path(folder) / "watchlist.yaml"
+        entries = [{"symbol": s, "timeframes": list(TIMEFRAMES)} for s in spot + perps]
+        config.write_text(yaml.safe_dump({
+            "start": START[:10],
+            "exchanges": {"binance": {"base_url": url, "markets": entries}},
+            "live": {"refresh_s": 60, "heartbeat_s": 5, "stale_after_s": 30},
+        }))  # fmt: skip
+        env = {**os.environ, "DATABASE_URL": db, "MARKET_DATA_CONFIG": str(config)}
+        log = Path(folder) / "live.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen([EXE, "live"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        store = CandleStore(db)
+        try:
+            report = run(url, store, proc.pid, streams, markets)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(120)
+            store.dispose()
+        lines = log.read_text().splitlines()
+        print(f"live log: {len(lines)} lines, e.g. " + "; ".join(
+            ln for ln in lines if "REST fill" in ln or "refused" in ln)[:600])  # fmt: skip
+    for key, value in report.items():
+        print(f"{key}: {value}")
+
+
+def run(url: str, store: CandleStore, pid: int, streams: int, markets: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+
+    def service_up() -> bool:
+        s = store.live.service("binance")
+        return s is not None and s.streams == streams and s.connected == s.connections > 0
+
+    def filled() -> bool:
+        """Every timeframe's series hold the candle closed last (or the one before: the
+        next may be on its way), where one closed since the watchlist's start."""
+        now = admin(url, "clock")["now_ms"]
+        edges = newest(store, markets)
+        due = {tf: now - now % ms - ms for tf, ms in TIMEFRAMES.items()}
+        return (
+            all(edges.get(tf, -1) >= due[tf] - TIMEFRAMES[tf] for tf in due if due[tf] >= DAY_START)
+            and len(store.live.streams("binance")) == streams
+        )
+
+    out["start-up: connections open, s"] = round(wait("the connections", service_up, 900), 1)
+    out["start-up: REST fill done, s"] = round(wait("the start-up fill", filled, 1800), 1)
+    service = store.live.service("binance")
+    assert service is not None
+    out["connections"] = service.connections
+    since = admin(url, "clock")["now_ms"]
+    since -= since % MINUTE
+    t0, cpu0 = time.time(), cpu_seconds(pid)
+    time.sleep(CLOSES * MINUTE / RATE / 1000)
+    t1, cpu1 = time.time(), cpu_seconds(pid)
+    out["CPU of one core, streaming"] = f"{100 * (cpu1 - cpu0) / (t1 - t0):.0f} %"
+    out["RSS of the live process, MB"] = round(rss_mb(pid))
+    clock = admin(url, "clock")
+    c = fetch_coverage.c
+    query = sa.select(c.start_ts, c.fetched_at).where(
+        c.timeframe == "1m", c.end_ts - c.start_ts == MINUTE, c.candles == 1,
+        c.fetched_at >= t0 * 1000, c.fetched_at <= t1 * 1000,
+    )  # fmt: skip
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    lat = sorted(f - (ts + MINUTE - clock["offset_ms"]) / clock["rate"] for ts, f in rows)
+    out["1m closes stored by the stream in the window"] = len(lat)
+    out["close->stored p50 / p99 / max, ms"] = (
+        f"{statistics.median(lat):.0f} / {lat[int(0.99 * (len(lat) - 1))]:.0f} / {lat[-1]:.0f}"
+    )
+    before = admin(url, "ws")
+    dropped = admin(url, "ws/drop", {})["dropped"]
+    started = time.monotonic()
+    wait("every connection back", lambda: len(admin(url, "ws")["connections"]) >= dropped, 600)
+    out["dropped connections"] = dropped
+    out["all back after, s"] = round(time.monotonic() - started, 1)
+    after = admin(url, "ws")
+    out["connection attempts it took"] = after["connections_opened"] - before["connections_opened"]
+    out["refused (limit) / banned / bans"] = (after["limited"], after["banned"], after["bans"])
+    time.sleep(3 * MINUTE / RATE / 1000)
+    frozen = admin(url, "clock")["now_ms"]
+    admin(url, "clock", {"fixed_ms": frozen})
+    wait("the fills after the drop", filled, 900)
+    time.sleep(10)  # the last writes
+    out["missing candles per timeframe after the drop"] = missing(store, since, frozen, markets)
+    return out
+
+
+if __name__ == "__main__":
+    main()
