@@ -21,7 +21,7 @@ service only reads the clock from them): the CPU figure leaves that parsing out.
    every candle from the start of phase 2 to the last one closed, once each (the primary
    key): missing candles are counted per timeframe.
 
-    python bench/live_scale.py [BASES]   # default 1667 (~2,500 markets); PostgreSQL: DATABASE_URL
+    python bench/live_scale.py [BASES]   # default 1790 (2,505 markets, 15,030 streams); PostgreSQL: DATABASE_URL
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from market_data.simulator.markets import Kind, extra_symbols
 from market_data.store.candles import CandleStore
 from market_data.store.tables import fetch_coverage
 
-BASES = int(sys.argv[1]) if len(sys.argv) > 1 else 1667
+BASES = int(sys.argv[1]) if len(sys.argv) > 1 else 1790
 RATE = 10.0
 CLOSES = 10
 MINUTE = 60_000

@@ -410,6 +410,8 @@ class LiveService:
         self.exchanges: dict[str, ExchangeLive] = {}
         self.clients: dict[str, ExchangeClient] = {}
         self.loaded_at: dict[str, float] = {}
+        self.heartbeat_s: float = 5.0  # the watchlist's live.heartbeat_s and refresh_s
+        self.refresh_s: float = 10.0
 
     def markets(
         self, watchlist: Watchlist, loaded: dict[str, dict[str, Instrument]]
@@ -443,6 +445,19 @@ class LiveService:
             out[name] = build_catalog(name, markets.values())
         return out
 
+    async def _refresher(self, session: aiohttp.ClientSession, tasks: list[asyncio.Task]) -> None:
+        """The watchlist and the exchanges' market lists read again every refresh_s."""
+        while True:
+            try:
+                watchlist = await self.refresh(session, tasks)
+                self.heartbeat_s, self.refresh_s = (
+                    watchlist.live.heartbeat_s,
+                    watchlist.live.refresh_s,
+                )
+            except (WatchlistError, ExchangeError, OSError) as e:
+                self.log(f"watchlist not (re)loaded: {one_line(e)}; trying again")
+            await asyncio.sleep(self.refresh_s)
+
     async def refresh(self, session: aiohttp.ClientSession, tasks: list[asyncio.Task]) -> Watchlist:
         watchlist = self.load()
         loaded = await self.catalogs(watchlist)
@@ -467,21 +482,18 @@ class LiveService:
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: the watchlist read every refresh_s (an exchange that cannot be
         reached yet, or a broken edit of the file, is logged and tried again; the markets
-        streamed stay), the heartbeat written every heartbeat_s."""
+        streamed stay), the heartbeat written every heartbeat_s. The two are separate
+        tasks: a refresh that waits on a slow exchange (its market lists) holds neither the
+        heartbeat nor a stop."""
         tasks: list[asyncio.Task] = []
         watchlist = self.load()  # a watchlist broken from the start: the command fails
+        self.heartbeat_s, self.refresh_s = watchlist.live.heartbeat_s, watchlist.live.refresh_s
         if not streaming_exchanges(watchlist):
             self.log("no exchange of the watchlist streams; nothing to do")
         async with aiohttp.ClientSession() as session:
-            last_refresh = -float("inf")
+            refresher = asyncio.create_task(self._refresher(session, tasks))
             try:
                 while not stop.is_set():
-                    if time.monotonic() - last_refresh >= watchlist.live.refresh_s:
-                        last_refresh = time.monotonic()
-                        try:
-                            watchlist = await self.refresh(session, tasks)
-                        except (WatchlistError, ExchangeError, OSError) as e:
-                            self.log(f"watchlist not (re)loaded: {one_line(e)}; trying again")
                     for live in list(self.exchanges.values()):
                         try:
                             await live.beat()
@@ -489,8 +501,11 @@ class LiveService:
                             live.last_error = f"heartbeat not written: {one_line(e)}"[:500]
                             self.log(f"{live.name}: {live.last_error}")
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), watchlist.live.heartbeat_s)
+                        await asyncio.wait_for(stop.wait(), self.heartbeat_s)
             finally:
+                refresher.cancel()  # first: it adds tasks
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await refresher
                 for task in tasks:
                     task.cancel()
                 for task in tasks:
