@@ -36,6 +36,7 @@ from market_data.store.tables import (
 
 _MONTH_MS = 32 * 86_400_000  # more than a month: the months around a range
 _SETTLED_MAX = 256  # settled holes a gap check looks at (one statement of ranges)
+_MONTH_MIN_MS = 28 * 86_400_000  # shorter ranges hold no whole month
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,14 @@ class GapStore:
 
     def find(self, series: Series, tf_ms: int, lo: int, hi: int) -> list[Hole]:
         """Holes of the series in [lo, hi) (a window where candles are expected), classified
-        by fetch coverage. Months whose candles are all stored but those of its settled
-        holes (candle_months, kept by the database; candle_gaps' exchange_empty rows with no
-        candle in them) are not read: their holes are the settled ones. The cost follows
-        the months that changed, not the history's length."""
-        if lo >= hi:
-            return []
+        by fetch coverage. In a range of a month or more, months whose candles are all
+        stored but those of its settled holes (candle_months, kept by the database;
+        candle_gaps' exchange_empty rows with no candle in them) are not read: their holes
+        are the settled ones. The cost follows the months that changed, not the history's
+        length; a shorter range (a freshness run's tail) is read as it is, without the two
+        lookups."""
+        if hi - lo < _MONTH_MIN_MS:  # no month to skip (a freshness run's tail, a repair)
+            return self._find(series, tf_ms, lo, hi) if lo < hi else []
         m = candle_months.c
         counted = sa.select(m.month_ts, m.candles).where(
             series.where(candle_months), m.month_ts > lo - _MONTH_MS, m.month_ts < hi
