@@ -85,7 +85,8 @@ def header(headers: Mapping[str, Any] | None, name: str) -> str | None:
     return None
 
 
-def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
+def retry_after(headers: Mapping[str, Any] | None) -> float | None:
+    """Seconds of a response's Retry-After header, if it has a number there."""
     raw = header(headers, "Retry-After")
     try:
         return float(raw) if raw is not None else None
@@ -124,22 +125,22 @@ def classify(
 ) -> ExchangeDataError:
     """The project error for a ccxt error raised by ``exchange_id``."""
     message = _describe(exchange_id, error, http_status)
-    retry_after = _retry_after(headers)
+    wait = retry_after(headers)
     status = _STATUS.search(f" {error} ")
     if http_status is not None and http_status >= 400:
         status = _STATUS.search(f" {http_status} ")
     code = _body_code(str(error))
     if (status and status.group(1) == "418") or "banned until" in str(error):
-        return ExchangeBannedError(message, retry_after)
+        return ExchangeBannedError(message, wait)
     kind = _BODY_CODES.get(exchange_id, {}).get(code) if code is not None else None
     if kind is not None:
         if issubclass(kind, TemporaryExchangeError):
-            return kind(message, retry_after)
+            return kind(message, wait)
         return kind(message)
     if isinstance(error, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
-        return RateLimitedError(message, retry_after)
+        return RateLimitedError(message, wait)
     if isinstance(error, ccxt.NetworkError | ccxt.BadResponse):
-        return ExchangeUnavailableError(message, retry_after)
+        return ExchangeUnavailableError(message, wait)
     if isinstance(error, ccxt.BadSymbol):
         return BadSymbolError(message)
     if isinstance(error, ccxt.BadRequest | ccxt.ArgumentsRequired | ccxt.NotSupported):
@@ -147,5 +148,5 @@ def classify(
     if isinstance(error, ValueError):  # a body that is not the JSON it should be
         return ExchangeUnavailableError(message)
     if status and status.group(1).startswith("5"):
-        return ExchangeUnavailableError(message, retry_after)
+        return ExchangeUnavailableError(message, wait)
     return PermanentExchangeError(message)

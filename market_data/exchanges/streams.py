@@ -36,6 +36,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from market_data.exchanges.errors import retry_after
 from market_data.exchanges.retry import Backoff
 
 PARAMS_PER_MESSAGE = 200
@@ -55,11 +56,9 @@ class ConnectBudget:
         self.limit, self.window_s = limit, window_s
         self.attempts: deque[float] = deque()
         self.paused_until = 0.0
-        self.waited = 0  # attempts that had to wait for a slot
 
     async def take(self) -> None:
         """Wait for a slot, then count the attempt."""
-        waited = False
         while True:
             now = time.monotonic()
             while self.attempts and self.attempts[0] <= now - self.window_s:
@@ -67,11 +66,9 @@ class ConnectBudget:
             wait = self.paused_until - now
             if wait <= 0 and len(self.attempts) < self.limit:
                 self.attempts.append(now)
-                self.waited += waited
                 return
             if wait <= 0:
                 wait = self.attempts[0] + self.window_s - now
-            waited = True
             await asyncio.sleep(wait + 0.01)
 
     def pause(self, seconds: float) -> None:
@@ -161,7 +158,7 @@ class StreamConnection:
             except aiohttp.WSServerHandshakeError as e:
                 self.last_error = f"handshake refused: HTTP {e.status} {e.message}"[:500]
                 if e.status in (418, 429):  # the host's limit: every connection holds
-                    wait = _retry_after(e.headers) or REFUSED_WAIT_S
+                    wait = retry_after(e.headers) or REFUSED_WAIT_S
                     self.budget.pause(wait)
                     self.log(f"stream host refused a connection (HTTP {e.status}): "
                              f"no new connection for {wait:.0f}s")  # fmt: skip
@@ -234,13 +231,6 @@ class StreamConnection:
             future = self._replies.pop(body.get("id"), None) if isinstance(body, dict) else None
             if future is not None and not future.done():
                 future.set_result(body)
-
-
-def _retry_after(headers: Any) -> float | None:
-    try:
-        return float(headers["Retry-After"]) if headers and "Retry-After" in headers else None
-    except ValueError:
-        return None
 
 
 class StreamPool:
