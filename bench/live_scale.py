@@ -14,12 +14,17 @@ service only reads the clock from them): the CPU figure leaves that parsing out.
 1. Start-up: until every connection is open and every market's REST fill is done.
 2. CLOSES closes of 1m measured: close->stored of every candle the stream stored (its
    one-candle coverage row's write time minus the wall time the clock reached its close),
-   CPU (user + system, share of one core) and RSS of the live process.
+   split into close->sent (the simulator's lateness: its record of each close's send time)
+   and sent->stored (the live service's part); CPU (user + system, share of one core) and
+   RSS of the live process, CPU of the simulator.
 3. Every connection dropped at once: the time until all are back, the connection attempts
    it took (per host, against the limit), refusals and bans (none expected).
-4. The clock frozen after more closes; once the fills are done, every series must hold
-   every candle from the start of phase 2 to the last one closed, once each (the primary
-   key): missing candles are counted per timeframe.
+4. The clock frozen after more closes; once every series holds the last candle closed
+   (or 10 minutes passed), every series must hold every candle from the start of phase 2
+   to the last one closed, once each (the primary key), once the REST fills of what the
+   drop missed are done: missing candles are counted per timeframe (taken when none is
+   missing, or when the count has not fallen for a minute), and the first few named.
+5. SIGTERM to the live process: the seconds until it has exited.
 
     python bench/live_scale.py [BASES]   # default 1790 (2,505 markets, 15,030 streams); PostgreSQL: DATABASE_URL
 """
@@ -33,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +61,18 @@ START = "2026-11-20T00:20:00+00:00"
 START_MS = int(datetime.fromisoformat(START).timestamp() * 1000)
 DAY_START = START_MS - START_MS % (1440 * MINUTE)  # the watchlist's start
 EXE = str(Path(sys.executable).with_name("market-data"))
+
+
+def process_of(port: int) -> int:
+    """The PID of the simulator serving ``port``."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"simulate" in cmd and str(port).encode() in cmd:
+            return int(proc.name)
+    raise RuntimeError(f"no simulator process on port {port}")
 
 
 def rss_mb(pid: int) -> float:
@@ -83,10 +100,12 @@ def newest(store: CandleStore, markets: int) -> dict[str, int]:
     return {tf: int(ts) for tf, ts, n in rows if n == markets}
 
 
-def missing(store: CandleStore, since: int, until: int, markets: int) -> dict[str, int]:
+def missing(
+    store: CandleStore, since: int, until: int, markets: int
+) -> tuple[dict[str, int], list[str]]:
     """Per timeframe: candles opening in [since, until) and closed by then that no series
-    holds (expected = the grid points per series x series)."""
-    out = {}
+    holds (expected = the grid points per series x series); and the first few named."""
+    out, named = {}, []
     with store.engine.connect() as conn:
         for tf, ms in TIMEFRAMES.items():
             lo = -(-since // ms) * ms
@@ -95,15 +114,25 @@ def missing(store: CandleStore, since: int, until: int, markets: int) -> dict[st
                 out[tf] = 0
                 continue
             per_series = (hi - lo) // ms + 1
-            stored = conn.execute(
+            rows = conn.execute(
                 sa.text(
-                    "SELECT count(*) FROM candles WHERE exchange = 'binance' AND timeframe = :tf "
-                    "AND ts >= :lo AND ts <= :hi"
+                    "SELECT symbol, count(*), min(ts), max(ts) FROM candles "
+                    "WHERE exchange = 'binance' AND timeframe = :tf AND ts >= :lo AND ts <= :hi "
+                    "GROUP BY symbol"
                 ),
                 {"tf": tf, "lo": lo, "hi": hi},
-            ).scalar()
-            out[tf] = per_series * markets - int(stored or 0)
-    return out
+            ).all()
+            out[tf] = per_series * markets - sum(int(n) for _, n, _, _ in rows)
+            named += [
+                f"{sym} {tf}: {per_series - n} of {per_series} (stored {utc(a)}..{utc(b)})"
+                for sym, n, a, b in rows
+                if n < per_series
+            ][:5]
+    return out, named
+
+
+def utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%m-%d %H:%M")
 
 
 def main() -> None:
@@ -132,34 +161,55 @@ def main() -> None:
         with log.open("w") as out:
             proc = subprocess.Popen([EXE, "live"], env=env, stdout=out, stderr=subprocess.STDOUT)
         store = CandleStore(db)
+        sim_pid = process_of(int(url.rsplit(":", 1)[1]))
         try:
-            report = run(url, store, proc.pid, streams, markets)
+            report = run(url, store, proc.pid, sim_pid, streams, markets)
         finally:
+            stopping = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            proc.wait(120)
+            try:
+                proc.wait(300)
+                report_stop = f"{time.monotonic() - stopping:.1f}"
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                report_stop = "not within 300 s (killed)"
             store.dispose()
         lines = log.read_text().splitlines()
         print(f"live log: {len(lines)} lines, e.g. " + "; ".join(
             ln for ln in lines if "REST fill" in ln or "refused" in ln)[:600])  # fmt: skip
+    report["SIGTERM -> exited, s"] = report_stop
     for key, value in report.items():
         print(f"{key}: {value}")
 
 
-def run(url: str, store: CandleStore, pid: int, streams: int, markets: int) -> dict[str, Any]:
+def pct(values: list[float]) -> str:
+    """p50 / p99 / max of ``values``, in ms."""
+    v = sorted(values)
+    return f"{statistics.median(v):.0f} / {v[int(0.99 * (len(v) - 1))]:.0f} / {v[-1]:.0f}"
+
+
+def run(
+    url: str, store: CandleStore, pid: int, sim_pid: int, streams: int, markets: int
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def service_up() -> bool:
         s = store.live.service("binance")
         return s is not None and s.streams == streams and s.connected == s.connections > 0
 
-    def filled() -> bool:
-        """Every timeframe's series hold the candle closed last (or the one before: the
-        next may be on its way), where one closed since the watchlist's start."""
+    def filled(slack: int = 1) -> bool:
+        """Every timeframe's series hold the candle closed last (or, with ``slack`` 1, the
+        one before: the next may be on its way), where one closed since the watchlist's
+        start."""
         now = admin(url, "clock")["now_ms"]
         edges = newest(store, markets)
         due = {tf: now - now % ms - ms for tf, ms in TIMEFRAMES.items()}
         return (
-            all(edges.get(tf, -1) >= due[tf] - TIMEFRAMES[tf] for tf in due if due[tf] >= DAY_START)
+            all(
+                edges.get(tf, -1) >= due[tf] - slack * TIMEFRAMES[tf]
+                for tf in due
+                if due[tf] >= DAY_START
+            )
             and len(store.live.streams("binance")) == streams
         )
 
@@ -170,24 +220,40 @@ def run(url: str, store: CandleStore, pid: int, streams: int, markets: int) -> d
     out["connections"] = service.connections
     since = admin(url, "clock")["now_ms"]
     since -= since % MINUTE
-    t0, cpu0 = time.time(), cpu_seconds(pid)
+    t0, cpu0, sim0 = time.time(), cpu_seconds(pid), cpu_seconds(sim_pid)
     time.sleep(CLOSES * MINUTE / RATE / 1000)
-    t1, cpu1 = time.time(), cpu_seconds(pid)
-    out["CPU of one core, streaming"] = f"{100 * (cpu1 - cpu0) / (t1 - t0):.0f} %"
+    t1, cpu1, sim1 = time.time(), cpu_seconds(pid), cpu_seconds(sim_pid)
+    out["CPU of one core, streaming: live / simulator"] = (
+        f"{100 * (cpu1 - cpu0) / (t1 - t0):.0f} % / {100 * (sim1 - sim0) / (t1 - t0):.0f} %"
+    )
     out["RSS of the live process, MB"] = round(rss_mb(pid))
     clock = admin(url, "clock")
+    sent = {
+        (r["futures"], r["stream"].split("@")[0], r["t"]): r["sent"]
+        for r in admin(url, "ws/closes")
+        if r["stream"].endswith("@kline_1m")
+    }
     c = fetch_coverage.c
-    query = sa.select(c.start_ts, c.fetched_at).where(
+    query = sa.select(c.symbol, c.start_ts, c.fetched_at).where(
         c.timeframe == "1m", c.end_ts - c.start_ts == MINUTE, c.candles == 1,
         c.fetched_at >= t0 * 1000, c.fetched_at <= t1 * 1000,
     )  # fmt: skip
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
-    lat = sorted(f - (ts + MINUTE - clock["offset_ms"]) / clock["rate"] for ts, f in rows)
-    out["1m closes stored by the stream in the window"] = len(lat)
-    out["close->stored p50 / p99 / max, ms"] = (
-        f"{statistics.median(lat):.0f} / {lat[int(0.99 * (len(lat) - 1))]:.0f} / {lat[-1]:.0f}"
-    )
+    closed_at = {ts: (ts + MINUTE - clock["offset_ms"]) / clock["rate"] / 1000 for _, ts, _ in rows}
+    late, own, total = [], [], []
+    for symbol, ts, fetched in rows:
+        base, quote, kind = symbol.split("-")
+        at = sent.get((kind == "PERP", f"{base}{quote}".lower(), ts))
+        total.append(fetched - closed_at[ts] * 1000)
+        if at is not None:
+            late.append((at - closed_at[ts]) * 1000)
+            own.append(fetched - at * 1000)
+    window = [t for (_, _, t), w in sent.items() if t0 <= w <= t1]
+    out["1m closes sent / stored by the stream in the window"] = f"{len(window)} / {len(rows)}"
+    out["close->stored p50 / p99 / max, ms"] = pct(total)
+    out["  close->sent (simulator), ms"] = pct(late) if late else "-"
+    out["  sent->stored (live service), ms"] = pct(own) if own else "-"
     before = admin(url, "ws")
     dropped = admin(url, "ws/drop", {})["dropped"]
     started = time.monotonic()
@@ -200,9 +266,27 @@ def run(url: str, store: CandleStore, pid: int, streams: int, markets: int) -> d
     time.sleep(3 * MINUTE / RATE / 1000)
     frozen = admin(url, "clock")["now_ms"]
     admin(url, "clock", {"fixed_ms": frozen})
-    wait("the fills after the drop", filled, 900)
-    time.sleep(10)  # the last writes
-    out["missing candles per timeframe after the drop"] = missing(store, since, frozen, markets)
+    try:
+        out["every series at the frozen clock after, s"] = round(
+            wait("the newest candles after the drop", lambda: filled(slack=0), 600), 1
+        )
+    except RuntimeError as e:
+        out["every series at the frozen clock after, s"] = str(e)
+    # the REST fills of what the drop missed run on (every stream asks for one): the count
+    # of missing candles is taken once it is zero, or has not fallen for a minute
+    counts, named = missing(store, since, frozen, markets)
+    best, still = sum(counts.values()), time.monotonic()
+    while sum(counts.values()) and time.monotonic() - still < 60:
+        time.sleep(2)
+        counts, named = missing(store, since, frozen, markets)
+        if sum(counts.values()) < best:
+            best, still = sum(counts.values()), time.monotonic()
+    out["every candle stored after the drop, s"] = (
+        round(time.monotonic() - started, 1) if not sum(counts.values()) else "not yet"
+    )
+    out["missing candles per timeframe after the drop"] = counts
+    if named:
+        out["e.g."] = "; ".join(named)
     return out
 
 

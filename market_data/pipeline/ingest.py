@@ -33,7 +33,7 @@ from market_data.domain.calendar import (
     utc_text,
 )
 from market_data.domain.candles import CandlePage, page_from_table, validate_pages
-from market_data.domain.catalog import instrument_from_ccxt
+from market_data.domain.catalog import Instrument, instrument_from_ccxt
 from market_data.domain.expected import (
     Listing,
     clip,
@@ -60,6 +60,7 @@ from market_data.pipeline.gaps import plan_repair
 from market_data.pipeline.stop import Stopped, Stopper
 from market_data.pipeline.watched import plausible_markets
 from market_data.store.candles import CandleStore
+from market_data.store.instruments import StoredInstrument
 from market_data.store.series import Series
 
 Log = Callable[[str], None]
@@ -212,14 +213,12 @@ async def unlisted(
 
 
 async def discover_listing(
-    client: ExchangeClient, store: CandleStore, market: Market, ccxt_market: dict[str, Any]
+    client: ExchangeClient, store: CandleStore, inst: Instrument, stored: StoredInstrument | None
 ) -> Listing:
     """The market's first candle and, if it no longer trades, the end of its last one: each
     discovered once (a request from time 0, one for the newest candle) and kept in the
-    catalog. A market without any candle yet is looked at again next time."""
-    inst = instrument_from_ccxt(market.exchange, ccxt_market)
-    assert inst is not None, f"{market.symbol.ccxt} is not a spot, perpetual or dated future market"
-    stored = store.instruments.get(market.exchange, inst.symbol)
+    catalog. A market without any candle yet is looked at again next time. ``stored``: the
+    catalog's row of ``inst`` (None: it has none yet)."""
     listed = stored.listed_at if stored else None
     by_candles = venue(client.id).first_candle != "none"  # Kraken's OHLC is too short
     findable = by_candles or client.trades  # its first trade is not
@@ -228,7 +227,7 @@ async def discover_listing(
             listed = await first_candle(client, inst.ccxt_symbol)
         else:
             listed = await first_trade(client, inst.ccxt_symbol)
-        store.instruments.save_listing(inst, listed)
+        await asyncio.to_thread(store.instruments.save_listing, inst, listed)
     delisted = stored.delisted_at if stored else None
     if delisted is None and inst.expiry is not None:
         delisted = inst.expiry
@@ -236,7 +235,9 @@ async def discover_listing(
         last = await client.fetch_ohlcv(inst.ccxt_symbol, "1m", None, 1)
         if last:
             delisted = int(last[-1][0]) + MINUTE_MS
-            store.instruments.save_delisting(market.exchange, inst.symbol, delisted)
+            await asyncio.to_thread(
+                store.instruments.save_delisting, inst.exchange, inst.symbol, delisted
+            )
     return Listing(listed, delisted, checked=findable, history_candles=client.history_depth)
 
 
@@ -300,36 +301,63 @@ async def ingest(
     reports = {m.key: MarketReport(key=m.key) for m in ranges}
     tallies = {m.key: Tally() for m in ranges}
 
+    # the catalog's rows in one query; a symbol's listing discovered once for all of its
+    # timeframes (15,000 series are 2,500 symbols)
+    exchanges = {m.exchange for m in ranges}
+    catalog = {
+        (ex, sym): row
+        for ex in exchanges
+        for sym, row in (await asyncio.to_thread(store.instruments.stored, ex)).items()
+    }
+    shared: dict[tuple[str, str], asyncio.Task[Listing]] = {}
+
     async def listing(market: Market) -> Listing | None:
         try:
             with counting(tallies[market.key]):
-                return await discover_listing(
-                    client, store, market, instrument(client, ccxt_markets, market)
+                inst = instrument_from_ccxt(
+                    market.exchange, instrument(client, ccxt_markets, market)
                 )
+                assert inst is not None, (
+                    f"{market.symbol.ccxt} is not a spot, perpetual or dated future market"
+                )
+                key = (market.exchange, inst.symbol)
+                if key not in shared:
+                    shared[key] = asyncio.ensure_future(
+                        discover_listing(client, store, inst, catalog.get(key))
+                    )
+                return await shared[key]
         except PermanentExchangeError as e:  # this market only: the others go on
             reports[market.key].refused(e)
             return None
 
     listings = await asyncio.gather(*(listing(m) for m in ranges))
-    todo: dict[Market, list[tuple[int, int]]] = {}
-    for (market, wanted), known in zip(ranges.items(), listings, strict=True):
-        series = Series.of(market)
-        report = reports[market.key]
-        for lo, hi in wanted:  # every month asked for has figures, if only zeros
-            for key in month_keys_between(lo, hi):
-                report.month(key)
-        if known is None:
-            continue
-        _bound(report, market, wanted, known, now_ms)
-        todo[market] = [
-            part
-            for start, end in report.bounds
-            for part in (
-                [(start, end)]
-                if refetch
-                else subtract_intervals(start, end, store.covered(series, start, end))
-            )
-        ]
+
+    def plan() -> dict[Market, list[tuple[int, int]]]:
+        """What is left to fetch of each market (its coverage read: a thread's work, so a
+        plan of 15,000 series does not hold the event loop, and the live service's streams
+        with it)."""
+        todo: dict[Market, list[tuple[int, int]]] = {}
+        for (market, wanted), known in zip(ranges.items(), listings, strict=True):
+            series = Series.of(market)
+            report = reports[market.key]
+            for lo, hi in wanted:  # every month asked for has figures, if only zeros
+                for key in month_keys_between(lo, hi):
+                    report.month(key)
+            if known is None:
+                continue
+            _bound(report, market, wanted, known, now_ms)
+            todo[market] = [
+                part
+                for start, end in report.bounds
+                for part in (
+                    [(start, end)]
+                    if refetch
+                    else subtract_intervals(start, end, store.covered(series, start, end))
+                )
+            ]
+        return todo
+
+    todo = await asyncio.to_thread(plan)
     run = _Run(client, store, reports, tallies, now_ms, dry_run, refetch, log, stop)
     if client.archive_url and not refetch:
         await _from_archive(run, todo, ccxt_markets)
@@ -359,9 +387,13 @@ async def ingest(
             listing = store.instruments.listing(market.exchange, market.symbol.standard)
             listing = replace(listing, history_candles=client.history_depth)
             _bound(reports[market.key], market, wanted, listing, now_ms)
-    for market in ranges:
-        _finish(store, market, reports[market.key], now_ms)
-        reports[market.key].requests = tallies[market.key].requests
+
+    def finish() -> None:
+        for market in ranges:
+            _finish(store, market, reports[market.key], now_ms)
+            reports[market.key].requests = tallies[market.key].requests
+
+    await asyncio.to_thread(finish)  # the figures' queries: off the event loop, as plan's
     return reports
 
 
@@ -716,21 +748,27 @@ async def fetch_markets(
     options = options or FetchOptions()
     ccxt_markets = await load_listed(client, store, wanted)
     now = await exchange_now(client)
-    if not options.dry_run:  # a dry run leaves no trace, not even the clock reading
-        store.gaps.save_clock(client.id, now)
     lo, hi = options.not_before_ms, options.not_after_ms
-    ranges: dict[Market, list[tuple[int, int]]] = {}
-    for market, bounds in wanted.items():
-        clipped = [(max(s, lo), min(e, hi)) for s, e in bounds if max(s, lo) < min(e, hi)]
-        if options.tail:
-            last = store.last_ts(Series.of(market))
-            after = month_bounds(month_key_of(now))[0] if last is None else last
-            clipped = [(max(s, after), e) for s, e in clipped if max(s, after) < e]
-        if options.repair:
-            span = client.page_limit * market.timeframe.ms
-            clipped = plan_repair(store, market, clipped, options.gaps, span, options.max_gaps)
-            log(f"{market.key}: repairing {len(clipped)} range(s)")
-        ranges[market] = clipped
+
+    def clip_ranges() -> dict[Market, list[tuple[int, int]]]:
+        """The ranges asked for, cut to the options (store reads: run in a thread)."""
+        if not options.dry_run:  # a dry run leaves no trace, not even the clock reading
+            store.gaps.save_clock(client.id, now)
+        ranges: dict[Market, list[tuple[int, int]]] = {}
+        for market, bounds in wanted.items():
+            clipped = [(max(s, lo), min(e, hi)) for s, e in bounds if max(s, lo) < min(e, hi)]
+            if options.tail:
+                last = store.last_ts(Series.of(market))
+                after = month_bounds(month_key_of(now))[0] if last is None else last
+                clipped = [(max(s, after), e) for s, e in clipped if max(s, after) < e]
+            if options.repair:
+                span = client.page_limit * market.timeframe.ms
+                clipped = plan_repair(store, market, clipped, options.gaps, span, options.max_gaps)
+                log(f"{market.key}: repairing {len(clipped)} range(s)")
+            ranges[market] = clipped
+        return ranges
+
+    ranges = await asyncio.to_thread(clip_ranges)
     reports = await ingest(
         client,
         store,

@@ -285,19 +285,21 @@ class ExchangeLive:
         exchange's last closed candle."""
         wanted: dict[Market, list[tuple[int, int]]] = {}
         now = self.exchange_now or await self.client.fetch_time()  # the exchange's clock
+        newest = await asyncio.to_thread(
+            self.store.last_ts_of, [self.markets[n].series for n, s in todo.items() if s is None]
+        )
         for name, start in todo.items():
             streamed = self.markets[name]
             if start is None:
-                last = await asyncio.to_thread(self.store.last_ts, streamed.series)
+                last = newest.get(streamed.series)
                 start = last + streamed.tf_ms if last is not None else now - now % DAY_MS
             wanted[streamed.market] = [(max(start, streamed.market.start_ms), now + DAY_MS)]
         fetched = await fetch_markets(self.client, self.store, wanted, FetchOptions())
         written = sum(r.rows_written for r in fetched.markets.values())
-        for name in todo:
-            streamed = self.markets.get(name)
-            if streamed is None:
-                continue
-            last = await asyncio.to_thread(self.store.last_ts, streamed.series)
+        filled = {n: s for n in todo if (s := self.markets.get(n)) is not None}
+        newest = await asyncio.to_thread(self.store.last_ts_of, [s.series for s in filled.values()])
+        for name, streamed in filled.items():
+            last = newest.get(streamed.series)
             if last is not None:
                 self.last_close[name] = max(self.last_close.get(name, last), last)
         self.log(
