@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import time
@@ -85,8 +86,8 @@ class Streamed:
     kind: str  # ccxt market type: spot, linear
     subscribed_at: int
 
-    @property
-    def series(self) -> Series:
+    @functools.cached_property
+    def series(self) -> Series:  # read for every stream at every heartbeat
         return Series.of(self.market)
 
     @property
@@ -199,7 +200,7 @@ class ExchangeLive:
 
     async def on_open(self, names: frozenset[str]) -> None:
         for name in names:
-            self.fills.setdefault(name, None)
+            self.want_fill(name, None)
         self.fill_wanted.set()
 
     # -- writing -------------------------------------------------------------------------
@@ -244,7 +245,7 @@ class ExchangeLive:
             self.last_error = f"write failed: {one_line(e)}"[:500]
             self.log(f"{self.name}: {self.last_error}")
             for k, _ in klines:
-                self.fills.setdefault(k.stream, k.ts)
+                self.want_fill(k.stream, k.ts)
             self.fill_wanted.set()
             return
         stored = time.time()
@@ -254,9 +255,7 @@ class ExchangeLive:
             previous = self.last_close.get(k.stream, newest.get(streamed.series))
             if previous is not None and k.ts > previous + streamed.tf_ms:
                 # the stream skipped candles (a moved clock, a lost event): fetch them
-                self.fills[k.stream] = min(
-                    self.fills.get(k.stream) or k.ts, previous + streamed.tf_ms
-                )
+                self.want_fill(k.stream, previous + streamed.tf_ms)
                 self.fill_wanted.set()
             self.last_close[k.stream] = max(previous or k.ts, k.ts)
             self.stored_at[k.stream] = int(stored * 1000)
@@ -271,13 +270,25 @@ class ExchangeLive:
             if todo:
                 try:
                     await self.fill(todo)
-                except (ExchangeError, OSError) as e:
-                    self.last_error = f"fill failed: {one_line(e)}"[:500]
+                except Exception as e:  # any failure: the fill is retried and the filler goes
+                    # on (a filler that died would leave every later miss unfilled, silently)
+                    kind = "" if isinstance(e, ExchangeError | OSError) else f"{type(e).__name__}: "
+                    self.last_error = f"fill failed: {kind}{one_line(e)}"[:500]
                     self.log(f"{self.name}: {self.last_error}; retrying in 5s")
                     for name, start in todo.items():
-                        self.fills.setdefault(name, start)
+                        self.want_fill(name, start)
                     await asyncio.sleep(5)
                     self.fill_wanted.set()
+
+    def want_fill(self, name: str, start: int | None) -> None:
+        """Ask for a fill of stream ``name`` from ``start`` (None: after its newest stored
+        candle). Asked twice, the earlier start wins, and an explicit start wins over None:
+        None would skip a candle missed before a newer one was stored."""
+        known = self.fills.get(name)
+        if start is None:
+            self.fills.setdefault(name, None)
+        else:
+            self.fills[name] = start if known is None else min(known, start)
 
     async def fill(self, todo: dict[str, int | None]) -> None:
         """Fetch over REST, for each stream, from ``start`` (None: after its newest stored
@@ -461,7 +472,9 @@ class LiveService:
             await asyncio.sleep(self.refresh_s)
 
     async def refresh(self, session: aiohttp.ClientSession, tasks: list[asyncio.Task]) -> Watchlist:
-        watchlist = self.load()
+        # a watchlist of 2,500 markets is a second of YAML: read in a thread, as the
+        # catalog's resolution below (the event loop carries every stream meanwhile)
+        watchlist = await asyncio.to_thread(self.load)
         loaded = await self.catalogs(watchlist)
         wanted = await asyncio.to_thread(self.markets, watchlist, loaded)
         for name, markets in wanted.items():

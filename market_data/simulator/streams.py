@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ MESSAGES_PER_S = 5
 CONNECT_LIMIT, CONNECT_WINDOW_S = 300, 300.0  # attempts per address and host, per window
 BAN_AFTER, BAN_S = 10, 600.0  # refusals past the limit before a ban, and its length
 FIXED_CLOCK_POLL_S = 0.02  # with a frozen clock, how often a moved clock is noticed
-PREPARE_BATCH = 64  # closes computed ahead between two yields to the event loop
+PREPARE_BATCH = 64  # candles computed between two yields to the event loop
 PREPARE_IDLE_S = 0.2  # with nothing to compute ahead, how long before looking again
 
 
@@ -71,10 +72,13 @@ class Stream:
     tf_ms: int
     #: open time of the candle in progress as last sent (None: nothing sent yet)
     current: int | None = None
-    #: wall time (monotonic) of the last update sent
+    #: wall time (monotonic) of the last update sent (at subscription: a random moment of
+    #: the last update interval, so a connection's streams are not all due at once)
     updated_at: float = -math.inf
-    #: the next close computed ahead: (open time, the faults it was computed under, event)
-    ready: tuple[int, object, dict[str, Any] | None] | None = None
+
+    @property
+    def key(self) -> tuple[bool, str]:
+        return self.market.futures, self.name
 
 
 @dataclass
@@ -149,6 +153,9 @@ class KlineStreams:
         self.refusals: dict[tuple[bool, str], int] = {}
         self.banned_until: dict[tuple[bool, str], float] = {}
         self._preparer: asyncio.Task[None] | None = None
+        #: each stream's next close computed ahead, by (is futures, stream name): (open time,
+        #: the faults it was computed under, the event); kept across reconnections
+        self.ready: dict[tuple[bool, str], tuple[int, object, dict[str, Any] | None]] = {}
 
     # -- subscriptions ------------------------------------------------------------------
     def stream(self, name: str, futures: bool) -> Stream:
@@ -166,6 +173,9 @@ class KlineStreams:
             raise StreamError(
                 2, f"Invalid request: too many streams (max {MAX_STREAMS[conn.futures]})"
             )
+        phase = time.monotonic() - self._update_s(conn) * random.random()
+        for stream in added.values():
+            stream.updated_at = phase
         conn.streams |= added
         conn.wake.set()
 
@@ -287,27 +297,43 @@ class KlineStreams:
         """Each close as the exchange's clock passes it, and updates every update_ms."""
         try:
             while not conn.ws.closed:
+                # cleared before the streams are read: a SUBSCRIBE while this round yields
+                # wakes the next one (cleared after, its streams would wait for the next
+                # close, and miss the one in progress)
+                conn.wake.clear()
                 now = self.clock.now_ms()
                 if now - conn.opened_ms >= LIFETIME_MS:
                     self.stats.expired += 1
                     await conn.ws.close(code=1000, message=b"24h connection limit")
                     return
                 streams = list(conn.streams.values())
-                # the closes first, all of them, then the updates of the candles in progress
-                closes = [e for s in streams for e in self._closes(s, now)]
+                # the closes first, all of them, then the updates of the candles in progress;
+                # a close not computed ahead, and each update, cost a candle computation: the
+                # loop is yielded every PREPARE_BATCH streams (a connection of 1024 streams
+                # would hold it for a second, and every other connection's pings with it)
+                closes = []
+                for i, s in enumerate(streams):
+                    closes += self._closes(s, now)
+                    if i % PREPARE_BATCH == PREPARE_BATCH - 1:
+                        await asyncio.sleep(0)
                 delay = self.injector.faults.latency_ms / 1000
                 if delay:  # the exchange is this far away
                     await asyncio.sleep(delay)
                 await self._send(conn, closes, closed=True)
                 wall, update_s = time.monotonic(), self._update_s(conn)
                 due = [s for s in streams if wall - s.updated_at >= update_s]
-                updates = [e for s in due if (e := self._update(s, now)) is not None]
-                for s in due:
+                updates = []
+                for i, s in enumerate(due):
                     s.updated_at = wall
+                    if (e := self._update(s, now)) is not None:
+                        updates.append(e)
+                    if i % PREPARE_BATCH == PREPARE_BATCH - 1:
+                        await asyncio.sleep(0)
                 await self._send(conn, updates, closed=False)
-                conn.wake.clear()
+                # from the clock as it is now: this round's sends may have taken a while
+                sleep_s = self._sleep_s(conn, self.clock.now_ms(), time.monotonic())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(conn.wake.wait(), self._sleep_s(conn, now, wall))
+                    await asyncio.wait_for(conn.wake.wait(), sleep_s)
         except (ConnectionResetError, RuntimeError):
             return  # the client went away mid-send
 
@@ -331,24 +357,30 @@ class KlineStreams:
         are open (yielding to the sends every PREPARE_BATCH closes)."""
         while self.connections:
             faults = self.injector.faults
+            streams = {
+                s.key: s
+                for conn in list(self.connections)
+                for s in list(conn.streams.values())
+                if s.current is not None
+            }
             todo = sorted(
                 (
-                    (s.current + s.tf_ms, id(s), s)
-                    for conn in list(self.connections)
-                    for s in list(conn.streams.values())
-                    if s.current is not None
-                    and (s.ready is None or s.ready[0] != s.current or s.ready[1] is not faults)
+                    (s.current + s.tf_ms, key, s)
+                    for key, s in streams.items()
+                    if (ready := self.ready.get(key)) is None
+                    or ready[0] != s.current
+                    or ready[1] is not faults
                 ),
                 key=lambda item: item[0],
             )
             if not todo:
                 await asyncio.sleep(PREPARE_IDLE_S)
                 continue
-            for i, (_, _, stream) in enumerate(todo):
+            for i, (_, key, stream) in enumerate(todo):
                 t = stream.current
                 if t is not None and faults is self.injector.faults:
                     event = self._event(stream, t, t + stream.tf_ms, closed=True)
-                    stream.ready = (t, faults, event)
+                    self.ready[key] = (t, faults, event)
                 if i % PREPARE_BATCH == PREPARE_BATCH - 1:
                     await asyncio.sleep(0)
             await asyncio.sleep(0)
@@ -373,7 +405,7 @@ class KlineStreams:
         out = []
         if stream.current is not None and stream.current < current:
             for t in range(stream.current, current, tf):
-                ready = stream.ready
+                ready = self.ready.get(stream.key)
                 if ready is not None and ready[0] == t and ready[1] is self.injector.faults:
                     event = None if ready[2] is None else {**ready[2], "E": now}
                 else:
