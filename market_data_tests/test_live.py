@@ -38,6 +38,7 @@ from market_data.store.candles import CandleStore
 from market_data.store.live import live_health
 from market_data.store.series import Series
 from market_data.store.tables import fetch_coverage
+from market_data_tests.candle_harness import clear
 from market_data_tests.conftest import NOW_MS
 from market_data_tests.helpers import add_markets, admin, cli, cli_env, cli_process, http_get
 
@@ -63,6 +64,15 @@ def running_sim() -> Iterator[RunningSimulator]:
         start = NOW_MS - NOW_MS % MINUTE + 40_000
         admin(running.url, "clock", {"run_from_ms": start, "rate": RATE})
         yield running
+
+
+@pytest.fixture
+def pg_store(pg_database: str) -> str:
+    """This run's PostgreSQL database, emptied first: the session's database is shared, and
+    another test's candles of the same clock (every simulator starts at NOW_MS) would be
+    counted as this one's."""
+    clear(pg_database)
+    return pg_database
 
 
 def live_env(
@@ -212,13 +222,13 @@ def test_closed_candles_stored_once_soon_and_seen_by_dagster(
 
 
 def test_dropped_connections_leave_no_gap_nor_duplicate(
-    running_sim: RunningSimulator, pg_database: str, tmp_path: Path
+    running_sim: RunningSimulator, pg_store: str, tmp_path: Path
 ) -> None:
     """Every connection cut twice: mid-minute, and just before a close (the reconnect comes
     after it: the missed candle is fetched over REST before the stream resumes)."""
     sim = running_sim
-    store = CandleStore(pg_database)
-    proc = start_live(live_env(tmp_path, sim, pg_database))
+    store = CandleStore(pg_store)
+    proc = start_live(live_env(tmp_path, sim, pg_store))
     try:
         wait_for(lambda: streaming(store, 4), 60, "the live service to stream")
         since = admin(sim.url, "clock")["now_ms"]
@@ -358,7 +368,7 @@ def down(store: CandleStore) -> list[str]:
 
 
 def test_an_incident_that_refuses_connections_ends_without_a_ban_nor_a_gap(
-    running_sim: RunningSimulator, pg_database: str, tmp_path: Path
+    running_sim: RunningSimulator, pg_store: str, tmp_path: Path
 ) -> None:
     """Every connection cut, then every handshake refused for 12 s (each attempt counts
     against the address), with the host allowing 4 attempts per 20 s and banning after one
@@ -368,8 +378,8 @@ def test_an_incident_that_refuses_connections_ends_without_a_ban_nor_a_gap(
     (live.connect_limit): no attempt is refused for the limit, nobody is banned, both hosts
     come back, and no candle is missing."""
     sim = running_sim
-    store = CandleStore(pg_database)
-    env = live_env(tmp_path, sim, pg_database)
+    store = CandleStore(pg_store)
+    env = live_env(tmp_path, sim, pg_store)
     config = Path(env["MARKET_DATA_CONFIG"])
     data = yaml.safe_load(config.read_text())
     data["live"] |= {"connect_limit": 3, "connect_window_s": 20}

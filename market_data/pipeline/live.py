@@ -252,8 +252,14 @@ class ExchangeLive:
         for k, streamed in klines:
             self.latencies.append((stored - k.received) * 1000)
             self.closes_stored += 1
-            previous = self.last_close.get(k.stream, newest.get(streamed.series))
-            if previous is not None and k.ts > previous + streamed.tf_ms:
+            # a stream's first close: the newest candle stored before it (read with it)
+            previous = self.last_close.get(k.stream) or newest.get(streamed.series)
+            if previous is None:  # nothing was stored before this first close: today's
+                # candles before it are the fill's (which, reading the store after this
+                # write, would start after it)
+                self.want_fill(k.stream, k.ts - k.ts % DAY_MS)
+                self.fill_wanted.set()
+            elif k.ts > previous + streamed.tf_ms:
                 # the stream skipped candles (a moved clock, a lost event): fetch them
                 self.want_fill(k.stream, previous + streamed.tf_ms)
                 self.fill_wanted.set()

@@ -12,7 +12,7 @@ import numpy as np
 from market_data.domain.timeframes import SUPPORTED_TIMEFRAMES, Timeframe
 from market_data.domain.weights import DEFAULT_LIMITS, binance_weight, interval_of
 from market_data.simulator.book import CandleBook
-from market_data.simulator.encode import Column, encode_rows, rescale
+from market_data.simulator.encode import Column, encode_rows, rescale, row_values
 from market_data.simulator.faults import Faults
 from market_data.simulator.generator import Bars, uniform
 from market_data.simulator.markets import Kind, SimMarket
@@ -228,6 +228,17 @@ def format_klines(bars: Bars, market: SimMarket, tf_ms: int, time_scale: int = 1
     """Kline rows as Binance sends them: spot with 8 decimals, futures with the market's;
     ``time_scale`` 1000: open and close times in microseconds (the archive's spot files
     from 2025)."""
+    return encode_rows(_kline_columns(bars, market, tf_ms, time_scale))
+
+
+def kline_row(bars: Bars, market: SimMarket, tf_ms: int, i: int = 0) -> list[Any]:
+    """Row ``i`` of ``format_klines`` as JSON parses it back (the streams' one candle)."""
+    return row_values(_kline_columns(bars.select(slice(i, i + 1)), market, tf_ms, 1), 0)
+
+
+def _kline_columns(
+    bars: Bars, market: SimMarket, tf_ms: int, time_scale: int
+) -> list[Column | bytes]:
     pd, ld = market.price_decimals, market.lot_decimals
     places = pd if market.futures else 8
     vplaces = ld if market.futures else 8
@@ -235,19 +246,17 @@ def format_klines(bars: Bars, market: SimMarket, tf_ms: int, time_scale: int = 1
         Column(rescale(col, pd, places), places)
         for col in (bars.open, bars.high, bars.low, bars.close)
     ]
-    return encode_rows(
-        [
-            Column(bars.ts * time_scale),
-            *price,
-            Column(rescale(bars.volume, ld, vplaces), vplaces),
-            Column((bars.ts + tf_ms) * time_scale - 1),
-            Column(rescale(bars.quote_volume, pd + ld, 8), 8),
-            Column(bars.trades),
-            Column(rescale(bars.taker_buy, ld, vplaces), vplaces),
-            Column(rescale(bars.taker_buy * bars.close, pd + ld, 8), 8),
-            b'"0"',
-        ]
-    )
+    return [
+        Column(bars.ts * time_scale),
+        *price,
+        Column(rescale(bars.volume, ld, vplaces), vplaces),
+        Column((bars.ts + tf_ms) * time_scale - 1),
+        Column(rescale(bars.quote_volume, pd + ld, 8), 8),
+        Column(bars.trades),
+        Column(rescale(bars.taker_buy, ld, vplaces), vplaces),
+        Column(rescale(bars.taker_buy * bars.close, pd + ld, 8), 8),
+        b'"0"',
+    ]
 
 
 def _filters(m: SimMarket) -> list[dict[str, Any]]:

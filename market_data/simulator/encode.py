@@ -5,8 +5,10 @@ formats. The output is what Binance sends: no leading zeros, a fixed number of d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import orjson
 
 # "0000" .. "9999" as one uint32 each (4 ASCII bytes), gathered with np.take.
 _TABLE = np.frombuffer(b"".join(f"{i:04d}".encode() for i in range(10_000)), dtype=np.uint32)
@@ -86,6 +88,26 @@ def encode_rows(columns: list[Column | bytes]) -> bytes:
         at += w
     keep[-1, -1] = False  # no comma after the last row
     return b"[" + np.compress(keep.ravel(), out.ravel()).tobytes() + b"]"
+
+
+def row_values(columns: list[Column | bytes], i: int) -> list[Any]:
+    """Row ``i`` of what ``encode_rows`` encodes, as the values JSON parses it back to
+    (decimals as strings, integers as ints): one row without the array machinery, which
+    costs ~0.2 ms whatever the row count (the streams send one candle per event)."""
+    out: list[Any] = []
+    for col in columns:
+        if isinstance(col, bytes):
+            out.append(orjson.loads(col))
+            continue
+        v = int(col.values[i])
+        if col.decimals is None:
+            out.append(v)
+        elif col.decimals == 0:
+            out.append(str(v))
+        else:
+            whole, frac = divmod(v, 10**col.decimals)
+            out.append(f"{whole}.{frac:0{col.decimals}d}")
+    return out
 
 
 def rescale(values: np.ndarray, from_decimals: int, to_decimals: int) -> np.ndarray:

@@ -21,8 +21,30 @@ _LAYERS = ((15, 0.0015), (240, 0.006), (4320, 0.03), (43200, 0.1), (525600, 0.3)
 _VOLUME_NOTIONAL = 20_000.0  # mean traded value per minute, in quote units
 
 
+_MASK = 0xFFFFFFFFFFFFFFFF
+_SMALL = 8  # up to this many keys, Python integers beat numpy's per-call overhead
+
+
 def uniform(keys: np.ndarray, salt: int) -> np.ndarray:
-    """splitmix64 of int64 keys: uniform floats in [0, 1)."""
+    """splitmix64 of int64 keys: uniform floats in [0, 1). A few keys (one candle of the
+    streams: ~14 calls of one or two keys) take the same arithmetic on Python integers,
+    bit for bit the same numbers, at a tenth of the cost."""
+    if keys.size <= _SMALL:
+        return np.array([_splitmix(int(k), salt) for k in keys.ravel()], dtype=np.float64).reshape(
+            keys.shape
+        )
+    return _uniform_array(keys, salt)
+
+
+def _splitmix(key: int, salt: int) -> float:
+    z = (key * 0x9E3779B97F4A7C15 + salt) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    z ^= z >> 31
+    return (z >> 11) * (1.0 / (1 << 53))
+
+
+def _uniform_array(keys: np.ndarray, salt: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         z = keys.astype(_U64) * _GOLD + _U64(salt & 0xFFFFFFFFFFFFFFFF)
         z = (z ^ (z >> _U64(30))) * _M1

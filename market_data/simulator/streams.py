@@ -48,7 +48,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from market_data.simulator.binance import INTERVALS, format_klines
+from market_data.simulator.binance import INTERVALS, kline_row
 from market_data.simulator.book import CandleBook, Clock
 from market_data.simulator.faults import Injector
 from market_data.simulator.markets import SimMarket
@@ -427,8 +427,7 @@ class KlineStreams:
         bars = self.book.klines(market, tf, t, t, 1, now, self.injector.faults)
         if not len(bars) or int(bars.ts[0]) != t:
             return None
-        (row,) = orjson.loads(format_klines(bars, market, tf))
-        ts, o, h, low, c, v, close_time, q, n, taker_v, taker_q, _ = row
+        ts, o, h, low, c, v, close_time, q, n, taker_v, taker_q, _ = kline_row(bars, market, tf)
         return {
             "e": "kline",
             "E": now,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,7 @@ class CandleStore:
                 for c in ("end_ts", "candles", "fetched_at", "source", "checksum")
             },
         )
+        self._has_series_table = False
         self.instruments = InstrumentStore(self.engine, self._dialect)
         self.gaps = GapStore(self.engine, self._dialect)
         self.composite = CompositeStore(self.engine)
@@ -159,8 +160,7 @@ class CandleStore:
             by_series[series].append(page)
         written: dict[Series, np.ndarray] = {}
         with self.engine.begin() as conn:
-            # in key order: the triggers of sql/011 lock each series' candle_series row till
-            # the commit, and concurrent writers that take them in one order cannot deadlock
+            self._lock_series(conn, by_series)
             for series in sorted(by_series, key=_head):
                 written[series] = self._upsert(conn, series, by_series[series], new)
             conn.execute(self._cover, _coverage(pages))
@@ -174,13 +174,42 @@ class CandleStore:
             series.params(
                 ts=int(t), **{c: float(v) for c, v in zip(VALUE_COLUMNS, values, strict=True)}
             )
-            for series, page in pages
+            for series, page in sorted(pages, key=lambda sp: _head(sp[0]))
             for t, values in zip(page.ts.tolist(), page.values.tolist(), strict=True)
         ]
         with self.engine.begin() as conn:
+            self._lock_series(conn, [series for series, _ in pages])
             if rows:
                 conn.execute(self._upsert_many, rows)
             conn.execute(self._cover, _coverage(pages))
+
+    def _lock_series(self, conn: sa.Connection, many: Iterable[Series]) -> None:
+        """PostgreSQL: the series' candle_series rows locked in key order, first thing in a
+        write's transaction. The triggers of sql/011 and sql/014 lock them only after each
+        statement, so a transaction of one statement for many series (the live writer)
+        took every candle first and the series rows after, while one of a statement per
+        series (a fill) alternated the two: writing the same newest candle, each waited for
+        the other (a deadlock, seen at 15,000 streams). Taken first, in one order, a second
+        writer of a series waits before it writes anything. (A series without a row yet is
+        not locked: its first write creates it.)"""
+        if self.dialect != "postgresql" or not self._series_table(conn):
+            return
+        keys = sorted({_head(s) for s in many})
+        c = candle_series.c
+        for i in range(0, len(keys), 1000):
+            conn.execute(
+                sa.select(c.exchange)
+                .where(sa.tuple_(c.exchange, c.symbol, c.timeframe).in_(keys[i : i + 1000]))
+                .order_by(c.exchange, c.symbol, c.timeframe)
+                .with_for_update()
+            )
+
+    def _series_table(self, conn: sa.Connection) -> bool:
+        """candle_series exists (a store from before sql/010 writes until it is migrated;
+        once seen, it is not looked for again)."""
+        if not self._has_series_table:
+            self._has_series_table = sa.inspect(conn).has_table("candle_series")
+        return self._has_series_table
 
     def write_page(self, series: Series, page: CandlePage) -> int:
         """One page with its coverage (see write_pages); the rows inserted or changed."""

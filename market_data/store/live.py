@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from market_data.domain.timeframes import Timeframe
 from market_data.store.series import Series
 from market_data.store.tables import live_service, live_streams
 
@@ -56,9 +57,19 @@ class StreamState:
         return f"{self.symbol}:{self.timeframe}"
 
 
+_STREAM_COLUMNS = ("subscribed_at", "last_close_ts", "stored_at", "lag_ms", "connected")
+
+
+def _row_changed(before: tuple[Any, ...] | None, after: tuple[Any, ...]) -> bool:
+    """A stream's row differs in more than its lag (which ``streams`` reads afresh)."""
+    return before is None or before[:3] != after[:3] or before[4] != after[4]
+
+
 class LiveStore:
     def __init__(self, engine: sa.Engine, dialect: Any) -> None:
         self.engine, self._dialect = engine, dialect
+        #: per exchange, the stream rows this process' last heartbeat wrote
+        self._written: dict[str, dict[Series, tuple[Any, ...]]] = {}
 
     def beat(
         self,
@@ -67,22 +78,46 @@ class LiveStore:
     ) -> None:
         """The service's heartbeat for one exchange (``state``: live_service's columns) and
         its markets (series, subscribed_at, last_close_ts, stored_at, lag_ms, connected);
-        markets no longer streamed are removed."""
+        markets no longer streamed are removed.
+
+        Only what changed since this process' last beat is written (the first beat replaces
+        the exchange's rows: a previous process may have left others): at 15,000 streams
+        rewriting every row each beat was most of the service's database work, while a
+        beat changes the rows of the candles closed since the last one. A row's lag is
+        as of its writing; ``streams`` reads it as of the newest heartbeat."""
         insert = self._dialect.insert(live_service).values(**state)
         service = insert.on_conflict_do_update(
             index_elements=["exchange"],
             set_={k: insert.excluded[k] for k in state if k != "exchange"},
         )
-        rows = [
-            s.params(subscribed_at=sub, last_close_ts=last, stored_at=at, lag_ms=lag, connected=up)
-            for s, sub, last, at, lag, up in streams
-        ]
         exchange = state["exchange"]
+        written = self._written.get(exchange)
+        now = {s: (sub, last, at, lag, up) for s, sub, last, at, lag, up in streams}
+        changed = [
+            s.params(subscribed_at=sub, last_close_ts=last, stored_at=at, lag_ms=lag, connected=up)
+            for s, (sub, last, at, lag, up) in now.items()
+            if written is None or _row_changed(written.get(s), (sub, last, at, lag, up))
+        ]
+        c = live_streams.c
         with self.engine.begin() as conn:
             conn.execute(service)
-            conn.execute(sa.delete(live_streams).where(live_streams.c.exchange == exchange))
-            if rows:
-                conn.execute(sa.insert(live_streams), rows)
+            if written is None:
+                conn.execute(sa.delete(live_streams).where(c.exchange == exchange))
+                if changed:
+                    conn.execute(sa.insert(live_streams), changed)
+            else:
+                for gone in [s for s in written if s not in now]:
+                    conn.execute(sa.delete(live_streams).where(gone.where(live_streams)))
+                if changed:
+                    upsert = self._dialect.insert(live_streams)
+                    conn.execute(
+                        upsert.on_conflict_do_update(
+                            index_elements=["exchange", "symbol", "timeframe"],
+                            set_={k: upsert.excluded[k] for k in _STREAM_COLUMNS},
+                        ),
+                        changed,
+                    )
+        self._written[exchange] = now
 
     def service(self, exchange: str) -> ServiceState | None:
         with self.engine.connect() as conn:
@@ -104,11 +139,20 @@ class LiveStore:
             c.connected,
         ).where(c.exchange == exchange)
         with self.engine.connect() as conn:
-            states = [StreamState(*row) for row in conn.execute(query)]
+            rows = conn.execute(query).all()
+            clock = conn.execute(
+                sa.select(live_service.c.exchange_now).where(live_service.c.exchange == exchange)
+            ).scalar()
+        states = []
+        for symbol, timeframe, sub, last, at, lag, up in rows:
+            if clock is not None and last is not None:  # the lag as of the newest heartbeat
+                lag = clock - (last + Timeframe.parse(timeframe).ms)
+            states.append(StreamState(symbol, timeframe, sub, last, at, lag, up))
         return {s.key: s for s in states}
 
     def stop(self, exchange: str) -> None:
         """The service stopped: nothing is connected any more (its rows stay, for history)."""
+        self._written.pop(exchange, None)  # a start again rewrites them all
         with self.engine.begin() as conn:
             conn.execute(
                 sa.update(live_service)
