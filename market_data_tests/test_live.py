@@ -337,6 +337,29 @@ def test_a_close_written_before_the_restart_fill_reads_the_store_leaves_no_gap(
     assert np.array_equal(stored[["open", "high", "low", "close", "volume"]].to_numpy(), rest)
 
 
+def test_a_first_close_written_before_the_start_fill_reads_the_store_leaves_no_gap(
+    sim: RunningSimulator, tmp_path: Path
+) -> None:
+    """A new market (nothing stored): its first close can be written before the start's
+    fill looks for the newest stored candle (at 15,030 streams most were). Today's candles
+    before it are fetched all the same; the fill does not start after the close."""
+    store = CandleStore(f"sqlite:///{tmp_path / 'candles.sqlite'}")
+    env = cli_env(tmp_path, sim.url, str(store.engine.url), [{"symbol": "BTC/USDT",
+                  "timeframes": ["1m"]}], start="2026-11-01")  # fmt: skip
+    watchlist = load_watchlist(Path(env["MARKET_DATA_CONFIG"]))
+    series = Series("binance", "BTC-USDT-SPOT", "1m")
+    last_closed = NOW_MS - NOW_MS % MINUTE - MINUTE
+    day = NOW_MS - NOW_MS % (1440 * MINUTE)
+    _, _, rows = http_get(sim.url, "/api/v3/klines", symbol="BTCUSDT", interval="1m",
+                          startTime=day, limit=1000)  # fmt: skip
+    row = next(r for r in rows if r[0] == last_closed)
+    asyncio.run(_restart(store, watchlist, close_at=(last_closed, row)))
+    stored = store.read_candles(series, 0, 2**62)
+    assert stored["ts"].tolist() == list(range(day, last_closed + 1, MINUTE))
+    rest = np.asarray([r[1:6] for r in rows if r[0] <= last_closed], dtype=np.float64)
+    assert np.array_equal(stored[["open", "high", "low", "close", "volume"]].to_numpy(), rest)
+
+
 async def _restart(
     store: CandleStore, watchlist: Watchlist, close_at: tuple[int, list[Any]] | None
 ) -> None:
