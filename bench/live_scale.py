@@ -12,7 +12,9 @@ wall time per stream instead of Binance's every 2 s (15,000 streams x one every 
 service only reads the exchange's clock from them, and a 1m close comes every 6 s on every
 connection anyway): the live service's CPU figure leaves that parsing out.
 
-1. Start-up: until every connection is open and every market's REST fill is done.
+1. Start-up: until every connection is open, every stream's newest candle is stored, every
+   candle since the day's start is stored (the REST fill), and it is quiet (no REST request
+   and no fill ended for 20 s: the fills the first closes asked for are done).
 2. CLOSES closes of 1m measured: close->stored of every candle the stream stored (its
    one-candle coverage row's write time minus the wall time the clock reached its close),
    split into close->sent (the simulator's lateness: its record of each close's send time)
@@ -184,7 +186,7 @@ def main() -> None:
         store = CandleStore(db)
         sim_pid = process_of(int(url.rsplit(":", 1)[1]))
         try:
-            report = run(url, store, proc.pid, sim_pid, streams, markets)
+            report = run(url, store, proc.pid, sim_pid, streams, markets, log)
         finally:
             stopping = time.monotonic()
             proc.send_signal(signal.SIGTERM)
@@ -196,7 +198,9 @@ def main() -> None:
                 report_stop = "not within 300 s (killed)"
             store.dispose()
         lines = log.read_text().splitlines()
-        Path("/tmp/live_scale_live.log").write_text(log.read_text())  # for a look after
+        kept = Path(tempfile.gettempdir()) / "live_scale_live.log"  # for a look after
+        kept.write_text(log.read_text())
+        print(f"live log kept at {kept}")
         print(f"live log: {len(lines)} lines, e.g. " + "; ".join(
             ln for ln in lines if "REST fill" in ln or "refused" in ln)[:600])  # fmt: skip
     report["SIGTERM -> exited, s"] = report_stop
@@ -211,7 +215,7 @@ def pct(values: list[float]) -> str:
 
 
 def run(
-    url: str, store: CandleStore, pid: int, sim_pid: int, streams: int, markets: int
+    url: str, store: CandleStore, pid: int, sim_pid: int, streams: int, markets: int, log: Path
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
@@ -249,6 +253,24 @@ def run(
     klines = {p: sum(n.values()) for p, n in stats["requests"].items() if "klines" in p}
     out["REST requests by then: all / klines by path / refused (429)"] = (
         f"{stats['total_requests']} / {klines} / {stats['rate_limited']}"
+    )
+
+    def quiet() -> bool:
+        """No fill running (the service logs each one's start and end), and no REST request
+        nor fill for 20 s: the fills the first closes asked for are done (each stream's first close asks for today's candles before it; most are
+        covered, so asked without a request)."""
+        text = log.read_text()
+        if text.count("market(s) started") != text.count("candle(s) written"):
+            return False  # a fill is running
+        before = admin(url, "stats")["total_requests"], text.count("REST fill of")
+        time.sleep(20)
+        return (
+            admin(url, "stats")["total_requests"],
+            log.read_text().count("REST fill of"),
+        ) == before
+
+    out["start-up: quiet (the fills settled), s"] = round(
+        time.monotonic() - started + wait("the fills to settle", quiet, 600), 1
     )
     service = store.live.service("binance")
     assert service is not None

@@ -338,6 +338,7 @@ async def ingest(
         with it)."""
         todo: dict[Market, list[tuple[int, int]]] = {}
         for (market, wanted), known in zip(ranges.items(), listings, strict=True):
+            stop.check()  # a thread is not cancelled with its caller: it asks
             series = Series.of(market)
             report = reports[market.key]
             for lo, hi in wanted:  # every month asked for has figures, if only zeros
@@ -390,6 +391,7 @@ async def ingest(
 
     def finish() -> None:
         for market in ranges:
+            stop.check()
             _finish(store, market, reports[market.key], now_ms)
             reports[market.key].requests = tallies[market.key].requests
 

@@ -49,6 +49,7 @@ from market_data.exchanges.venues import VENUES, Streams, ccxt_market_type, venu
 from market_data.pipeline.ingest import FetchOptions, fetch_markets
 from market_data.pipeline.orderbooks import book_symbols, snapshot
 from market_data.pipeline.status import one_line
+from market_data.pipeline.stop import Stopper
 from market_data.pipeline.watched import plausible_markets, watched_markets
 from market_data.store.candles import CandleStore
 from market_data.store.series import Series
@@ -129,6 +130,9 @@ class ExchangeLive:
         self.fill_wanted = asyncio.Event()
         self.pools: dict[str, StreamPool] = {}
         self.problems: set[str] = set()
+        #: the service is stopping: a fill's store reads (threads, which a task's
+        #: cancellation does not stop) end at their next series
+        self.closing = False
 
     # -- subscriptions -------------------------------------------------------------------
     async def update(self, watchlist: Watchlist, markets: list[Market]) -> None:
@@ -278,6 +282,8 @@ class ExchangeLive:
                     await self.fill(todo)
                 except Exception as e:  # any failure: the fill is retried and the filler goes
                     # on (a filler that died would leave every later miss unfilled, silently)
+                    if self.closing:  # stopped: the next start fills what this one lacks
+                        return
                     kind = "" if isinstance(e, ExchangeError | OSError) else f"{type(e).__name__}: "
                     self.last_error = f"fill failed: {kind}{one_line(e)}"[:500]
                     self.log(f"{self.name}: {self.last_error}; retrying in 5s")
@@ -311,7 +317,9 @@ class ExchangeLive:
                 last = newest.get(streamed.series)
                 start = last + streamed.tf_ms if last is not None else now - now % DAY_MS
             wanted[streamed.market] = [(max(start, streamed.market.start_ms), now + DAY_MS)]
-        fetched = await fetch_markets(self.client, self.store, wanted, FetchOptions())
+        self.log(f"{self.name}: REST fill of {len(todo)} market(s) started")
+        stop = Stopper(requested=lambda: self.closing, every_s=0.0)
+        fetched = await fetch_markets(self.client, self.store, wanted, FetchOptions(), stop=stop)
         written = sum(r.rows_written for r in fetched.markets.values())
         filled = {n: s for n in todo if (s := self.markets.get(n)) is not None}
         newest = await asyncio.to_thread(self.store.last_ts_of, [s.series for s in filled.values()])
@@ -524,6 +532,8 @@ class LiveService:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.heartbeat_s)
             finally:
+                for live in self.exchanges.values():
+                    live.closing = True
                 refresher.cancel()  # first: it adds tasks
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await refresher
