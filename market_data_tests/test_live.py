@@ -316,11 +316,7 @@ def test_a_close_written_before_the_restart_fill_reads_the_store_leaves_no_gap(
     """A restart subscribes while its reader already runs, so a close can be written before
     the fill of the candles missed while down looks for the newest stored one. The candles
     in between are fetched all the same (the race a kill -9 and restart can hit)."""
-    store = CandleStore(f"sqlite:///{tmp_path / 'candles.sqlite'}")
-    env = cli_env(tmp_path, sim.url, str(store.engine.url), [{"symbol": "BTC/USDT",
-                  "timeframes": ["1m"]}], start="2026-11-01")  # fmt: skip
-    watchlist = load_watchlist(Path(env["MARKET_DATA_CONFIG"]))
-    series = Series("binance", "BTC-USDT-SPOT", "1m")
+    store, watchlist, series = _btc_1m(sim, tmp_path)
     last_closed = NOW_MS - NOW_MS % MINUTE - MINUTE
     down_at = last_closed - 5 * MINUTE  # the service stopped with this candle stored
     admin(sim.url, "clock", {"fixed_ms": down_at + MINUTE + 1})
@@ -331,10 +327,7 @@ def test_a_close_written_before_the_restart_fill_reads_the_store_leaves_no_gap(
                           startTime=down_at, limit=10)  # fmt: skip
     row = next(r for r in rows if r[0] == last_closed)
     asyncio.run(_restart(store, watchlist, close_at=(last_closed, row)))
-    stored = store.read_candles(series, down_at, 2**62)
-    assert stored["ts"].tolist() == list(range(down_at, last_closed + 1, MINUTE))
-    rest = np.asarray([r[1:6] for r in rows if r[0] <= last_closed], dtype=np.float64)
-    assert np.array_equal(stored[["open", "high", "low", "close", "volume"]].to_numpy(), rest)
+    assert_stored_as_rest(store, series, down_at, down_at, last_closed, rows)
 
 
 def test_a_first_close_written_before_the_start_fill_reads_the_store_leaves_no_gap(
@@ -343,20 +336,33 @@ def test_a_first_close_written_before_the_start_fill_reads_the_store_leaves_no_g
     """A new market (nothing stored): its first close can be written before the start's
     fill looks for the newest stored candle (at 15,030 streams most were). Today's candles
     before it are fetched all the same; the fill does not start after the close."""
-    store = CandleStore(f"sqlite:///{tmp_path / 'candles.sqlite'}")
-    env = cli_env(tmp_path, sim.url, str(store.engine.url), [{"symbol": "BTC/USDT",
-                  "timeframes": ["1m"]}], start="2026-11-01")  # fmt: skip
-    watchlist = load_watchlist(Path(env["MARKET_DATA_CONFIG"]))
-    series = Series("binance", "BTC-USDT-SPOT", "1m")
+    store, watchlist, series = _btc_1m(sim, tmp_path)
     last_closed = NOW_MS - NOW_MS % MINUTE - MINUTE
     day = NOW_MS - NOW_MS % (1440 * MINUTE)
     _, _, rows = http_get(sim.url, "/api/v3/klines", symbol="BTCUSDT", interval="1m",
                           startTime=day, limit=1000)  # fmt: skip
     row = next(r for r in rows if r[0] == last_closed)
     asyncio.run(_restart(store, watchlist, close_at=(last_closed, row)))
-    stored = store.read_candles(series, 0, 2**62)
-    assert stored["ts"].tolist() == list(range(day, last_closed + 1, MINUTE))
-    rest = np.asarray([r[1:6] for r in rows if r[0] <= last_closed], dtype=np.float64)
+    assert_stored_as_rest(store, series, 0, day, last_closed, rows)
+
+
+def _btc_1m(sim: RunningSimulator, tmp_path: Path) -> tuple[CandleStore, Watchlist, Series]:
+    """A SQLite store and a watchlist of BTC/USDT 1m on the simulator."""
+    store = CandleStore(f"sqlite:///{tmp_path / 'candles.sqlite'}")
+    env = cli_env(tmp_path, sim.url, str(store.engine.url), [{"symbol": "BTC/USDT",
+                  "timeframes": ["1m"]}], start="2026-11-01")  # fmt: skip
+    watchlist = load_watchlist(Path(env["MARKET_DATA_CONFIG"]))
+    return store, watchlist, Series("binance", "BTC-USDT-SPOT", "1m")
+
+
+def assert_stored_as_rest(
+    store: CandleStore, series: Series, read_from: int, first: int, last: int, rows: list[Any]
+) -> None:
+    """Read from ``read_from``, the store holds every candle from ``first`` to ``last`` and
+    nothing else, each with the values of REST's ``rows``."""
+    stored = store.read_candles(series, read_from, 2**62)
+    assert stored["ts"].tolist() == list(range(first, last + 1, MINUTE))
+    rest = np.asarray([r[1:6] for r in rows if first <= r[0] <= last], dtype=np.float64)
     assert np.array_equal(stored[["open", "high", "low", "close", "volume"]].to_numpy(), rest)
 
 
