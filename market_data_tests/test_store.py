@@ -285,6 +285,23 @@ def test_a_batch_of_pages_of_several_series_is_one_transaction(store: CandleStor
     assert store.covered(eth, 0, 2**62) == [(0, 180_000)]
 
 
+def test_live_closes_of_many_series_are_stored_once_a_close_given_twice_as_last_given(
+    store: CandleStore,
+) -> None:
+    # the live writer's batch: one closed candle each of many series; the same close twice
+    # in one batch (a stream that sent it again) must not fail the batch (one statement may
+    # not change a row twice on PostgreSQL) and keeps the values received last
+    many = [replace(SERIES, symbol=f"X{i:04d}-USDT-SPOT") for i in range(1500)]
+    store.write_closed([(s, page(1, start=MIN)) for s in many])  # the series exist now
+    again = [(s, page(1, start=2 * MIN)) for s in many]
+    store.write_closed([*again, (many[7], page(1, start=2 * MIN, price=105.0))])
+    counts = series_stats(store, "binance")
+    assert len(counts) == 1500 and set(counts.values()) == {(2, MIN, 2 * MIN)}
+    assert store.read_candles(many[7], 0, 2**62)["close"].tolist() == [100.0, 105.0]
+    assert store.read_candles(many[8], 0, 2**62)["close"].tolist() == [100.0, 100.0]
+    assert store.covered(many[7], 0, 2**62) == [(MIN, 3 * MIN)]
+
+
 @pytest.mark.parametrize("new", [True, False])
 def test_new_windows_are_appended_and_stored_ones_merged(store: CandleStore, new: bool) -> None:
     # "new" (never fetched) lets PostgreSQL COPY straight into candles; a candle that is there

@@ -103,6 +103,59 @@ def _candle_upsert(dialect: Any, source: sa.Select | None = None) -> sa.Insert:
     ).execution_options(preserve_rowcount=True)
 
 
+_COVER = [c.name for c in fetch_coverage.c]
+
+
+def _cover_upsert(dialect: Any, source: sa.Select | None = None) -> sa.Insert:
+    """INSERT .. ON CONFLICT DO UPDATE of fetch_coverage rows: a window fetched again
+    takes its new count, time and source."""
+    stmt = dialect.insert(fetch_coverage)
+    if source is not None:
+        stmt = stmt.from_select(_COVER, source)
+    return stmt.on_conflict_do_update(
+        index_elements=["exchange", "symbol", "timeframe", "start_ts"],
+        set_={
+            c: stmt.excluded[c] for c in ("end_ts", "candles", "fetched_at", "source", "checksum")
+        },
+    )
+
+
+def _unnest(table: sa.Table, names: Sequence[str]) -> sa.Select:
+    """PostgreSQL: SELECT * FROM unnest(:a::T[], :b::U[], ..) AS rows(a, b, ..), rows of
+    ``table``'s columns ``names`` bound as one array per column (_arrays): many rows in one
+    statement, where an executemany runs one per row (the live writer's 5,010 closes of a
+    5-minute boundary: the candles ~0.23 s -> ~0.1 s, their coverage ~0.1 s -> ~0.04 s)."""
+    rows = sa.func.unnest(
+        *(sa.bindparam(n, type_=postgresql.ARRAY(table.c[n].type)) for n in names)
+    )
+    derived = rows.table_valued(*names).render_derived()
+    return sa.select(*(derived.c[n] for n in names))
+
+
+def _lock_series_statement() -> sa.Select:
+    """SELECT .. FROM candle_series JOIN unnest(the keys) .. ORDER BY the key FOR UPDATE:
+    the rows of the series given, locked in key order, in one statement (an IN list of key
+    tuples, a statement per 1,000, took ~0.4 s for 5,010 series; this ~12 ms)."""
+    c = candle_series.c
+    keys = _unnest(candle_series, ["exchange", "symbol", "timeframe"]).subquery()
+    on = sa.and_(*(c[n] == keys.c[n] for n in ("exchange", "symbol", "timeframe")))
+    return (
+        sa.select(c.exchange)
+        .join_from(candle_series, keys, on)
+        .order_by(c.exchange, c.symbol, c.timeframe)
+        .with_for_update(of=candle_series)
+    )
+
+
+def _arrays(rows: Sequence[dict[str, object]]) -> dict[str, list[object]]:
+    """The parameters of an _unnest statement: ``rows`` (dicts of the same keys) as one list
+    per key."""
+    return {k: [r[k] for r in rows] for k in rows[0]}
+
+
+_LOCK_SERIES = _lock_series_statement()
+
+
 class CandleStore:
     def __init__(self, url: str, *, create: bool = True) -> None:
         url = normalise_url(url)
@@ -119,15 +172,13 @@ class CandleStore:
         else:  # compiled once, executed with the driver's own executemany
             upsert = _candle_upsert(sqlite).returning(candles.c.ts)
             self._upsert_sql = str(upsert.compile(dialect=self.engine.dialect, column_keys=_ALL))
-        self._upsert_many = _candle_upsert(self._dialect)
-        cover = self._dialect.insert(fetch_coverage)
-        self._cover = cover.on_conflict_do_update(
-            index_elements=["exchange", "symbol", "timeframe", "start_ts"],
-            set_={
-                c: cover.excluded[c]
-                for c in ("end_ts", "candles", "fetched_at", "source", "checksum")
-            },
-        )
+        self._unnests = self.dialect == "postgresql"
+        if self._unnests:  # many rows as one array per column (_unnest)
+            self._upsert_many = _candle_upsert(postgresql, _unnest(candles, _ALL))
+            self._cover = _cover_upsert(postgresql, _unnest(fetch_coverage, _COVER))
+        else:  # executemany
+            self._upsert_many = _candle_upsert(sqlite)
+            self._cover = _cover_upsert(sqlite)
         self._has_series_table = False
         self.instruments = InstrumentStore(self.engine, self._dialect)
         self.gaps = GapStore(self.engine, self._dialect)
@@ -163,25 +214,34 @@ class CandleStore:
             self._lock_series(conn, by_series)
             for series in sorted(by_series, key=_head):
                 written[series] = self._upsert(conn, series, by_series[series], new)
-            conn.execute(self._cover, _coverage(pages))
+            self._write_coverage(conn, pages)
         return written
 
     def write_closed(self, pages: Sequence[tuple[Series, CandlePage]]) -> None:
         """Small pages of many series (the live service: one closed candle each) with their
         coverage, in one transaction of two multi-row statements (write_pages' per-series
-        COPY would cost a round trip per series)."""
-        rows = [
-            series.params(
-                ts=int(t), **{c: float(v) for c, v in zip(VALUE_COLUMNS, values, strict=True)}
-            )
-            for series, page in sorted(pages, key=lambda sp: _head(sp[0]))
+        COPY would cost a round trip per series). A candle given twice (a close received
+        twice) is written once, the last given: one statement may not change a row twice."""
+        latest = {
+            (_head(series), t): dict(zip(VALUE_COLUMNS, values, strict=True))
+            for series, page in pages
             for t, values in zip(page.ts.tolist(), page.values.tolist(), strict=True)
+        }
+        rows = [
+            dict(zip(KEY_COLUMNS, (*head, t), strict=True), **values)
+            for (head, t), values in sorted(latest.items(), key=lambda kv: kv[0])
         ]
         with self.engine.begin() as conn:
             self._lock_series(conn, [series for series, _ in pages])
             if rows:
-                conn.execute(self._upsert_many, rows)
-            conn.execute(self._cover, _coverage(pages))
+                conn.execute(self._upsert_many, _arrays(rows) if self._unnests else rows)
+            self._write_coverage(conn, pages)
+
+    def _write_coverage(
+        self, conn: sa.Connection, pages: Sequence[tuple[Series, CandlePage]]
+    ) -> None:
+        rows = _coverage(pages)
+        conn.execute(self._cover, _arrays(rows) if self._unnests else rows)
 
     def _lock_series(self, conn: sa.Connection, many: Iterable[Series]) -> None:
         """PostgreSQL: the series' candle_series rows locked in key order, first thing in a
@@ -194,15 +254,10 @@ class CandleStore:
         not locked: its first write creates it.)"""
         if self.dialect != "postgresql" or not self._series_table(conn):
             return
-        keys = sorted({_head(s) for s in many})
-        c = candle_series.c
-        for i in range(0, len(keys), 1000):
-            conn.execute(
-                sa.select(c.exchange)
-                .where(sa.tuple_(c.exchange, c.symbol, c.timeframe).in_(keys[i : i + 1000]))
-                .order_by(c.exchange, c.symbol, c.timeframe)
-                .with_for_update()
-            )
+        names = ("exchange", "symbol", "timeframe")
+        keys = [dict(zip(names, head, strict=True)) for head in {_head(s) for s in many}]
+        if keys:
+            conn.execute(_LOCK_SERIES, _arrays(keys))
 
     def _series_table(self, conn: sa.Connection) -> bool:
         """candle_series exists (a store from before sql/010 writes until it is migrated;
@@ -392,12 +447,12 @@ def _coverage(pages: Sequence[tuple[Series, CandlePage]]) -> list[dict[str, obje
     """fetch_coverage rows of ``pages``: each page's window, its candles, fetched now, and
     where from."""
     now = int(time.time() * 1000)
-    rows = []
+    rows = {}  # a window given twice: the last (one statement may not change a row twice)
     for series, p in pages:
         window = {"start_ts": p.start_ms, "end_ts": p.end_ms, "candles": len(p)}
         source = {"source": p.source, "checksum": p.checksum}
-        rows.append(series.params(**window, fetched_at=now, **source))
-    return rows
+        rows[(series, p.start_ms)] = series.params(**window, fetched_at=now, **source)
+    return list(rows.values())
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _: object) -> None:
