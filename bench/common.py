@@ -89,3 +89,38 @@ def simulator(fixed_clock: str, *options: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+class StoredCloses:
+    """When the live service stored each closed candle: (symbol, timeframe, open time) ->
+    the wall time (ms) its coverage was written. A stream's close extends its series'
+    coverage row (its end moves to the close's end, its fetched_at to the write's time), so
+    the rows changed since the last look, read every ``every_s``, name each close once
+    while a series closes at most once between two looks (a 1m close comes every 6 s at a
+    clock 10x). A REST fill's window ending within the look counts as its last candle."""
+
+    def __init__(self, store: Any, exchange: str, timeframes: dict[str, int], since_ms: float):
+        from market_data.store.tables import fetch_coverage
+
+        c = fetch_coverage.c
+        self.store, self.timeframes, self.since = store, timeframes, int(since_ms)
+        self.query = sa.select(c.symbol, c.timeframe, c.end_ts, c.fetched_at).where(
+            c.exchange == exchange, c.fetched_at >= sa.bindparam("since")
+        )
+        self.at: dict[tuple[str, str, int], int] = {}
+
+    def look(self) -> None:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(self.query, {"since": self.since}).all()
+        for symbol, tf, end, fetched in rows:
+            self.at.setdefault((symbol, tf, int(end) - self.timeframes[tf]), int(fetched))
+        if rows:  # read again from 10 s before the newest: a transaction that began
+            # earlier (its fetched_at older) may commit after a newer one
+            self.since = max(int(f) for *_, f in rows) - 10_000
+
+    def until(self, wall_s: float, every_s: float = 1.0) -> None:
+        """Look every ``every_s`` until wall time ``wall_s``."""
+        while time.time() < wall_s:
+            self.look()
+            time.sleep(max(0.0, min(every_s, wall_s - time.time())))
+        self.look()

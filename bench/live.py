@@ -3,8 +3,8 @@
 The simulator (a process of its own, 200 of its extra spot pairs X<i>/USDT) runs its clock
 RATE times faster than real time, so a 1m candle of every market closes every 60/RATE s;
 `market-data live` (a process of its own) streams all 200 into a fresh PostgreSQL database.
-For every candle the stream stored, close-to-stored is the wall time its fetch coverage row
-was written minus the wall time the simulator's clock reached the candle's close (the clock
+For every candle the stream stored, close-to-stored is the wall time its fetch coverage was
+written (read every second: common.StoredCloses) minus the wall time the simulator's clock reached the candle's close (the clock
 runs on a known line: wall = (exchange ms - offset) / rate); sent->stored starts when the
 simulator sent the close event (it builds the 200 events from its generator first, a cost a
 real exchange does not have in the same way). CPU: the live process's user +
@@ -30,13 +30,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import sqlalchemy as sa
 import yaml
-from common import admin, scratch_database, simulator  # bench/, on sys.path as a script
+from common import StoredCloses, admin, scratch_database, simulator  # bench/ (sys.path)
 
 from market_data.simulator.markets import extra_symbols
 from market_data.store.candles import CandleStore
-from market_data.store.tables import fetch_coverage
 
 MARKETS = 200
 RATE = 10.0  # a 1m close every 6 s
@@ -85,23 +83,22 @@ def run(url: str, db: str, latency_ms: int, folder: Path) -> dict[str, float]:
         else:
             raise RuntimeError("the live service did not start streaming")
         t0, cpu0 = time.time(), cpu_seconds(proc.pid)
-        time.sleep(CLOSES * MINUTE / RATE / 1000)
+        stored = StoredCloses(store, "binance", {"1m": MINUTE}, t0 * 1000)
+        stored.until(t0 + CLOSES * MINUTE / RATE / 1000)
         t1, cpu1 = time.time(), cpu_seconds(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
     clock = admin(url, "clock")
-    c = fetch_coverage.c
     sent = {
         (r["stream"].split("@")[0].upper().removesuffix("USDT"), r["t"]): r["sent"] * 1000
         for r in admin(url, "ws/closes")
     }
-    query = sa.select(c.symbol, c.start_ts, c.fetched_at).where(
-        c.end_ts - c.start_ts == MINUTE, c.candles == 1,
-        c.fetched_at >= t0 * 1000, c.fetched_at <= t1 * 1000,
-    )  # fmt: skip
-    with store.engine.connect() as conn:
-        rows = conn.execute(query).all()
+    rows = [  # the stream's closes (a REST fill's window is not one the simulator sent)
+        (sym, ts, at)
+        for (sym, _, ts), at in stored.at.items()
+        if at <= t1 * 1000 and (sym.split("-")[0], ts) in sent
+    ]
     latencies = sorted(
         fetched - (ts + MINUTE - clock["offset_ms"]) / clock["rate"] for _, ts, fetched in rows
     )

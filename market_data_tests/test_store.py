@@ -19,7 +19,7 @@ from market_data.pipeline.status import collect_status
 from market_data.store.candles import SQLITE_MAX_CANDLES, CandleStore, series_stats
 from market_data.store.schema import apply_schema, drop_all, migration_files, statements
 from market_data.store.series import Series
-from market_data.store.tables import candle_months, metadata
+from market_data.store.tables import candle_months, fetch_coverage, metadata
 from market_data_tests.conftest import throwaway_cluster
 
 SERIES = Series("binance", "BTC-USDT-SPOT", "1m")
@@ -300,6 +300,43 @@ def test_live_closes_of_many_series_are_stored_once_a_close_given_twice_as_last_
     assert store.read_candles(many[7], 0, 2**62)["close"].tolist() == [100.0, 105.0]
     assert store.read_candles(many[8], 0, 2**62)["close"].tolist() == [100.0, 100.0]
     assert store.covered(many[7], 0, 2**62) == [(MIN, 3 * MIN)]
+
+
+def test_a_live_series_keeps_one_coverage_row_per_unbroken_run_of_closes(
+    store: CandleStore,
+) -> None:
+    # a coverage row per close would make fetch_coverage as large as the candles of every
+    # series kept live: consecutive closes extend one row; a missed close, a REST page and
+    # an archive file (its checksum names one file) each keep their own
+    def rows(series: Series) -> list[tuple[int, int, int, str]]:
+        c = fetch_coverage.c
+        query = sa.select(c.start_ts, c.end_ts, c.candles, c.source)
+        with store.engine.connect() as conn:
+            found = conn.execute(query.where(series.where(fetch_coverage))).all()
+        return sorted((int(a), int(b), int(n), str(src)) for a, b, n, src in found)
+
+    def close(minute: int, price: float = 100.0) -> CandlePage:
+        return replace(page(1, start=minute * MIN, price=price), source="stream")
+
+    eth = replace(SERIES, symbol="ETH-USDT-SPOT")
+    store.write_page(SERIES, page(3))  # a REST page: 00:00-00:03
+    for minute in (3, 4, 5, 7, 8):  # closes; 00:06 missed
+        store.write_closed([(SERIES, close(minute)), (eth, close(minute))])
+    store.write_closed([(SERIES, close(8, 101.0)), (SERIES, close(9))])  # 00:08 given again
+    assert rows(SERIES) == [
+        (0, 3 * MIN, 3, "rest"), (3 * MIN, 6 * MIN, 3, "stream"), (7 * MIN, 10 * MIN, 3, "stream")
+    ]  # fmt: skip
+    assert rows(eth) == [(3 * MIN, 6 * MIN, 3, "stream"), (7 * MIN, 9 * MIN, 2, "stream")]
+    assert store.covered(SERIES, 0, 2**62) == [(0, 6 * MIN), (7 * MIN, 10 * MIN)]
+    archived = replace(page(2, start=10 * MIN), source="archive", checksum="ab" * 32)
+    store.write_pages([(SERIES, archived)])
+    store.write_closed([(SERIES, replace(close(12), source="archive", checksum="cd" * 32))])
+    assert rows(SERIES)[3:] == [
+        (10 * MIN, 12 * MIN, 2, "archive"),
+        (12 * MIN, 13 * MIN, 1, "archive"),
+    ]
+    stored = store.read_candles(SERIES, 0, 2**62)
+    assert len(stored) == 12 and stored["close"].iloc[7] == 101.0  # all but 00:06
 
 
 @pytest.mark.parametrize("new", [True, False])

@@ -42,8 +42,9 @@ class CandlePage:
     end_ms: int
     ts: np.ndarray  # int64, candle open times (UTC epoch ms)
     values: np.ndarray  # float64, shape (n, 5): open, high, low, close, volume
-    #: where they came from: "rest" (the candle endpoint) or "archive" (a file of the
-    #: exchange's public data archive, ``checksum`` its SHA-256)
+    #: where they came from: "rest" (the candle endpoint), "archive" (a file of the
+    #: exchange's public data archive, ``checksum`` its SHA-256), "trades" (built from the
+    #: exchange's trades) or "stream" (closes of the live service's streams)
     source: str = "rest"
     checksum: str | None = None
 

@@ -225,7 +225,13 @@ class ExchangeLive:
             values = np.asarray([k.values], dtype=np.float64)
             ts = np.asarray([k.ts], dtype=np.int64)
             page = CandlePage(
-                streamed.market.key, streamed.tf_ms, k.ts, k.ts + streamed.tf_ms, ts, values
+                streamed.market.key,
+                streamed.tf_ms,
+                k.ts,
+                k.ts + streamed.tf_ms,
+                ts,
+                values,
+                source="stream",
             )
             pages.append((streamed.series, page))
             klines.append((k, streamed))

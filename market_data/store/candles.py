@@ -155,6 +155,61 @@ def _arrays(rows: Sequence[dict[str, object]]) -> dict[str, list[object]]:
 
 _LOCK_SERIES = _lock_series_statement()
 
+# PostgreSQL: each window (bound arrays, as _unnest) extends the coverage row of its series
+# that ends where it starts (the row at or before its start: one index lookup each), is left
+# out when that row covers it already (a close given again), or else is inserted
+_EXTEND_COVERAGE = sa.text("""
+WITH k AS (
+    SELECT * FROM unnest(
+        CAST(:exchange AS text[]), CAST(:symbol AS text[]), CAST(:timeframe AS text[]),
+        CAST(:start_ts AS bigint[]), CAST(:end_ts AS bigint[]), CAST(:candles AS integer[]),
+        CAST(:fetched_at AS bigint[]), CAST(:source AS text[]), CAST(:checksum AS text[])
+    ) AS k(exchange, symbol, timeframe, start_ts, end_ts, candles, fetched_at, source, checksum)
+), prev AS (
+    SELECT k.*, f.start_ts AS row_start, f.end_ts >= k.end_ts AS inside,
+        f.end_ts = k.start_ts AND f.source IS NOT DISTINCT FROM k.source
+        AND f.checksum IS NULL AND k.checksum IS NULL
+        -- a row the insert below rewrites stays put: one statement may not change a row twice
+        AND again.start_ts IS NULL AS extends
+    FROM k CROSS JOIN LATERAL (
+        SELECT f.start_ts, f.end_ts, f.source, f.checksum FROM fetch_coverage f
+        WHERE f.exchange = k.exchange AND f.symbol = k.symbol AND f.timeframe = k.timeframe
+            AND f.start_ts <= k.start_ts
+        ORDER BY f.start_ts DESC LIMIT 1
+    ) f
+    LEFT JOIN k AS again ON again.exchange = k.exchange AND again.symbol = k.symbol
+        AND again.timeframe = k.timeframe AND again.start_ts = f.start_ts
+), extended AS (
+    UPDATE fetch_coverage f SET
+        end_ts = p.end_ts, candles = f.candles + p.candles, fetched_at = p.fetched_at
+    FROM prev p
+    WHERE p.extends AND f.exchange = p.exchange AND f.symbol = p.symbol
+        AND f.timeframe = p.timeframe AND f.start_ts = p.row_start
+)
+INSERT INTO fetch_coverage
+    (exchange, symbol, timeframe, start_ts, end_ts, candles, fetched_at, source, checksum)
+SELECT k.* FROM k WHERE NOT EXISTS (
+    SELECT 1 FROM prev p WHERE p.exchange = k.exchange AND p.symbol = k.symbol
+        AND p.timeframe = k.timeframe AND p.start_ts = k.start_ts AND (p.extends OR p.inside)
+)
+ON CONFLICT (exchange, symbol, timeframe, start_ts) DO UPDATE SET
+    end_ts = EXCLUDED.end_ts, candles = EXCLUDED.candles, fetched_at = EXCLUDED.fetched_at,
+    source = EXCLUDED.source, checksum = EXCLUDED.checksum
+""")
+
+# SQLite (a window at a time, in _extend_coverage): the row of the window's series at or
+# before its start; extended by _EXTEND_ROW when it ends where the window starts
+_ROW_BEFORE = sa.text("""
+SELECT start_ts, end_ts, source, checksum FROM fetch_coverage
+WHERE exchange = :exchange AND symbol = :symbol AND timeframe = :timeframe
+    AND start_ts <= :start_ts
+ORDER BY start_ts DESC LIMIT 1
+""")
+_EXTEND_ROW = sa.text("""
+UPDATE fetch_coverage SET end_ts = :end_ts, candles = candles + :candles, fetched_at = :fetched_at
+WHERE exchange = :exchange AND symbol = :symbol AND timeframe = :timeframe AND start_ts = :row
+""")
+
 
 class CandleStore:
     def __init__(self, url: str, *, create: bool = True) -> None:
@@ -235,7 +290,29 @@ class CandleStore:
             self._lock_series(conn, [series for series, _ in pages])
             if rows:
                 conn.execute(self._upsert_many, _arrays(rows) if self._unnests else rows)
-            self._write_coverage(conn, pages)
+            self._extend_coverage(conn, pages)
+
+    def _extend_coverage(
+        self, conn: sa.Connection, pages: Sequence[tuple[Series, CandlePage]]
+    ) -> None:
+        """write_closed's coverage: a window that begins where its series' newest coverage
+        row ends (the stream's next close; same source, neither an archive file) extends
+        that row; others get a row of their own. One row per close would make
+        fetch_coverage as large as the candles of every series kept live (~190 bytes each,
+        table and key, as a candle) and the gap check read a row per candle."""
+        rows = _coverage(pages)
+        if self._unnests:
+            conn.execute(_EXTEND_COVERAGE, _arrays(rows))
+            return
+        for row in rows:  # SQLite (small watchlists): a statement or two per window
+            before = conn.execute(_ROW_BEFORE, row).one_or_none()
+            if before is not None and before.end_ts >= row["end_ts"]:
+                continue  # covered already (a close given again)
+            same = before is not None and (before.source, before.checksum) == (row["source"], None)
+            if same and before.end_ts == row["start_ts"] and row["checksum"] is None:
+                conn.execute(_EXTEND_ROW, {**row, "row": before.start_ts})
+            else:
+                conn.execute(self._cover, row)
 
     def _write_coverage(
         self, conn: sa.Connection, pages: Sequence[tuple[Series, CandlePage]]

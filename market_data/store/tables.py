@@ -58,7 +58,8 @@ fetch_coverage = sa.Table(
     sa.Column("end_ts", sa.BigInteger, nullable=False),
     sa.Column("candles", sa.Integer, nullable=False),
     sa.Column("fetched_at", sa.BigInteger, nullable=False),
-    #: "rest", "archive" or "trades" (NULL: rest, written before sql/009)
+    #: "rest", "archive", "trades" or "stream" (the live service's closes; NULL: rest,
+    #: written before sql/009)
     sa.Column("source", sa.String(16)),
     #: the archive file's SHA-256 (source "archive")
     sa.Column("checksum", sa.String(64)),
