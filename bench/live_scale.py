@@ -53,7 +53,7 @@ from common import StoredCloses, admin, scratch_database, simulator  # bench/ (s
 from live import cpu_seconds
 
 from market_data.simulator.markets import Kind, extra_symbols
-from market_data.store.candles import CandleStore
+from market_data.store.candles import CandleStore, series_stats
 from market_data.store.tables import candles, fetch_coverage
 
 BASES = int(sys.argv[1]) if len(sys.argv) > 1 else 1790
@@ -361,6 +361,10 @@ def run(
         round(time.monotonic() - started, 1) if not sum(counts.values()) else "not yet"
     )
     out["missing candles per timeframe after the drop"] = counts
+    with store.engine.connect() as conn:  # a close extends its series' row: a few each
+        rows = conn.execute(sa.select(sa.func.count()).select_from(fetch_coverage)).scalar()
+    candles_stored = sum(n for n, _, _ in series_stats(store, "binance").values())
+    out["fetch_coverage rows / candles stored"] = f"{rows:,} / {candles_stored:,}"
     if named:
         out["e.g."] = "; ".join(named)
     return out

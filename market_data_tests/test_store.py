@@ -265,6 +265,59 @@ def test_a_store_made_before_the_series_counts_gets_them_from_its_candles(
     old.dispose()
 
 
+def test_a_store_with_a_coverage_row_per_close_gets_them_merged_once(
+    store_url: str, tmp_path: Path
+) -> None:
+    """sql/017 on a store the live service wrote a coverage row per close into: each
+    unbroken run of one source becomes one row; what is covered and how many candles each
+    source gave stay the same; archive files and breaks keep their rows."""
+    files = tmp_path / "sql"
+    files.mkdir()
+    for path in migration_files("sqlite") + migration_files("postgresql"):
+        if not path.name.startswith("017"):
+            (files / path.name).write_text(path.read_text())
+    old = CandleStore(store_url, create=False)
+    drop_all(old.engine)
+    apply_schema(old.engine, files)  # the schema as it was before sql/017
+    eth = replace(SERIES, symbol="ETH-USDT-SPOT")
+    rows = [  # (series, start minute, end minute, candles, source, checksum)
+        (SERIES, 0, 1000, 1000, None, None),  # a REST page written before sql/009
+        (SERIES, 1000, 1003, 3, "rest", None),
+        *((SERIES, m, m + 1, 1, "rest", None) for m in range(1003, 1010)),  # live, one each
+        (SERIES, 1011, 1012, 1, "rest", None),  # after a missed close
+        (SERIES, 1012, 1013, 1, "rest", None),
+        (SERIES, 1013, 2013, 1000, "archive", "ab" * 32),  # a file: kept as it is
+        (SERIES, 2013, 2014, 1, "rest", None),
+        (eth, 0, 1, 1, "trades", None),
+        (eth, 1, 2, 0, "trades", None),
+        (eth, 2, 3, 1, "rest", None),  # another source
+    ]
+    written = [
+        s.params(
+            start_ts=a * MIN, end_ts=b * MIN, candles=n, fetched_at=a, source=src, checksum=sha
+        )
+        for s, a, b, n, src, sha in rows
+    ]
+    with old.engine.begin() as conn:
+        conn.execute(sa.insert(fetch_coverage), written)
+    covered = {s: old.covered(s, 0, 2**62) for s in (SERIES, eth)}
+    assert apply_schema(old.engine) == ["017_coverage_runs_merged.sql"]
+    c = fetch_coverage.c
+    query = sa.select(c.symbol, c.start_ts, c.end_ts, c.candles, c.fetched_at, c.source)
+    with old.engine.connect() as conn:
+        after = sorted(tuple(r) for r in conn.execute(query.order_by(c.symbol, c.start_ts)))
+    assert after == [
+        ("BTC-USDT-SPOT", 0, 1010 * MIN, 1010, 1009, "rest"),
+        ("BTC-USDT-SPOT", 1011 * MIN, 1013 * MIN, 2, 1012, "rest"),
+        ("BTC-USDT-SPOT", 1013 * MIN, 2013 * MIN, 1000, 1013, "archive"),
+        ("BTC-USDT-SPOT", 2013 * MIN, 2014 * MIN, 1, 2013, "rest"),
+        ("ETH-USDT-SPOT", 0, 2 * MIN, 1, 1, "trades"),
+        ("ETH-USDT-SPOT", 2 * MIN, 3 * MIN, 1, 2, "rest"),
+    ]
+    assert {s: old.covered(s, 0, 2**62) for s in (SERIES, eth)} == covered
+    old.dispose()
+
+
 def test_a_throwaway_cluster_serves_the_store() -> None:
     """The path taken on a machine without a PostgreSQL server: initdb + pg_ctl."""
     with throwaway_cluster() as cluster:
