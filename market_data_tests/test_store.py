@@ -392,6 +392,30 @@ def test_a_live_series_keeps_one_coverage_row_per_unbroken_run_of_closes(
     assert len(stored) == 12 and stored["close"].iloc[7] == 101.0  # all but 00:06
 
 
+def test_the_heartbeat_keeps_one_row_per_streamed_market_and_drops_the_unstreamed(
+    store: CandleStore,
+) -> None:
+    # beats after the first write only what changed (thousands of rows at a whole
+    # exchange, in one statement on PostgreSQL); a market no longer streamed loses its row
+    many = [replace(SERIES, symbol=f"X{i:04d}-USDT-SPOT") for i in range(1200)]
+    state = {"exchange": "binance", "host": "h", "pid": 1, "started_at": 0, "heartbeat_at": 0,
+             "connections": 2, "connected": 2, "streams": 1200, "exchange_now": 10 * MIN,
+             "reconnects": 0, "closes_stored": 0, "latency_p50_ms": None,
+             "latency_p99_ms": None, "last_error": None}  # fmt: skip
+
+    def beat(streams: list[Series], last: int, down: tuple[Series, ...] = ()) -> None:
+        store.live.beat(state, [(s, 0, last, last + MIN, None, s not in down) for s in streams])
+
+    beat(many, 5 * MIN)
+    beat(many[:1000], 5 * MIN)  # 200 unsubscribed
+    beat([*many[:999], many[1100]], 6 * MIN, down=(many[3],))  # closes; one back; one down
+    rows = store.live.streams("binance")
+    assert set(rows) == {f"{s.symbol}:1m" for s in [*many[:999], many[1100]]}
+    assert {r.last_close_ts for r in rows.values()} == {6 * MIN}
+    assert [k for k, r in rows.items() if not r.connected] == [f"{many[3].symbol}:1m"]
+    assert rows[f"{many[0].symbol}:1m"].lag_ms == 10 * MIN - 7 * MIN  # as of the clock
+
+
 @pytest.mark.parametrize("new", [True, False])
 def test_new_windows_are_appended_and_stored_ones_merged(store: CandleStore, new: bool) -> None:
     # "new" (never fetched) lets PostgreSQL COPY straight into candles; a candle that is there

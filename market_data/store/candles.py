@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from market_data.domain.candles import CandlePage
 from market_data.domain.intervals import merge_intervals
 from market_data.store.alerts import AlertStore
+from market_data.store.bulk import column_arrays, unnest_rows
 from market_data.store.composite import CompositeStore
 from market_data.store.gaps import GapStore
 from market_data.store.instruments import InstrumentStore
@@ -120,24 +121,12 @@ def _cover_upsert(dialect: Any, source: sa.Select | None = None) -> sa.Insert:
     )
 
 
-def _unnest(table: sa.Table, names: Sequence[str]) -> sa.Select:
-    """PostgreSQL: SELECT * FROM unnest(:a::T[], :b::U[], ..) AS rows(a, b, ..), rows of
-    ``table``'s columns ``names`` bound as one array per column (_arrays): many rows in one
-    statement, where an executemany runs one per row (the live writer's 5,010 closes of a
-    5-minute boundary: the candles ~0.23 s -> ~0.1 s, their coverage ~0.1 s -> ~0.04 s)."""
-    rows = sa.func.unnest(
-        *(sa.bindparam(n, type_=postgresql.ARRAY(table.c[n].type)) for n in names)
-    )
-    derived = rows.table_valued(*names).render_derived()
-    return sa.select(*(derived.c[n] for n in names))
-
-
 def _lock_series_statement() -> sa.Select:
     """SELECT .. FROM candle_series JOIN unnest(the keys) .. ORDER BY the key FOR UPDATE:
     the rows of the series given, locked in key order, in one statement (an IN list of key
     tuples, a statement per 1,000, took ~0.4 s for 5,010 series; this ~12 ms)."""
     c = candle_series.c
-    keys = _unnest(candle_series, ["exchange", "symbol", "timeframe"]).subquery()
+    keys = unnest_rows(candle_series, ["exchange", "symbol", "timeframe"]).subquery()
     on = sa.and_(*(c[n] == keys.c[n] for n in ("exchange", "symbol", "timeframe")))
     return (
         sa.select(c.exchange)
@@ -147,15 +136,9 @@ def _lock_series_statement() -> sa.Select:
     )
 
 
-def _arrays(rows: Sequence[dict[str, object]]) -> dict[str, list[object]]:
-    """The parameters of an _unnest statement: ``rows`` (dicts of the same keys) as one list
-    per key."""
-    return {k: [r[k] for r in rows] for k in rows[0]}
-
-
 _LOCK_SERIES = _lock_series_statement()
 
-# PostgreSQL: each window (bound arrays, as _unnest) extends the coverage row of its series
+# PostgreSQL: each window (bound arrays, as store.bulk) extends the coverage row of its series
 # that ends where it starts (the row at or before its start: one index lookup each), is left
 # out when that row covers it already (a close given again), or else is inserted
 _EXTEND_COVERAGE = sa.text("""
@@ -228,9 +211,9 @@ class CandleStore:
             upsert = _candle_upsert(sqlite).returning(candles.c.ts)
             self._upsert_sql = str(upsert.compile(dialect=self.engine.dialect, column_keys=_ALL))
         self._unnests = self.dialect == "postgresql"
-        if self._unnests:  # many rows as one array per column (_unnest)
-            self._upsert_many = _candle_upsert(postgresql, _unnest(candles, _ALL))
-            self._cover = _cover_upsert(postgresql, _unnest(fetch_coverage, _COVER))
+        if self._unnests:  # many rows as one array per column (store.bulk)
+            self._upsert_many = _candle_upsert(postgresql, unnest_rows(candles, _ALL))
+            self._cover = _cover_upsert(postgresql, unnest_rows(fetch_coverage, _COVER))
         else:  # executemany
             self._upsert_many = _candle_upsert(sqlite)
             self._cover = _cover_upsert(sqlite)
@@ -289,7 +272,7 @@ class CandleStore:
         with self.engine.begin() as conn:
             self._lock_series(conn, [series for series, _ in pages])
             if rows:
-                conn.execute(self._upsert_many, _arrays(rows) if self._unnests else rows)
+                conn.execute(self._upsert_many, column_arrays(rows) if self._unnests else rows)
             self._extend_coverage(conn, pages)
 
     def _extend_coverage(
@@ -302,7 +285,7 @@ class CandleStore:
         table and key, as a candle) and the gap check read a row per candle."""
         rows = _coverage(pages)
         if self._unnests:
-            conn.execute(_EXTEND_COVERAGE, _arrays(rows))
+            conn.execute(_EXTEND_COVERAGE, column_arrays(rows))
             return
         for row in rows:  # SQLite (small watchlists): a statement or two per window
             before = conn.execute(_ROW_BEFORE, row).one_or_none()
@@ -318,7 +301,7 @@ class CandleStore:
         self, conn: sa.Connection, pages: Sequence[tuple[Series, CandlePage]]
     ) -> None:
         rows = _coverage(pages)
-        conn.execute(self._cover, _arrays(rows) if self._unnests else rows)
+        conn.execute(self._cover, column_arrays(rows) if self._unnests else rows)
 
     def _lock_series(self, conn: sa.Connection, many: Iterable[Series]) -> None:
         """PostgreSQL: the series' candle_series rows locked in key order, first thing in a
@@ -334,7 +317,7 @@ class CandleStore:
         names = ("exchange", "symbol", "timeframe")
         keys = [dict(zip(names, head, strict=True)) for head in {_head(s) for s in many}]
         if keys:
-            conn.execute(_LOCK_SERIES, _arrays(keys))
+            conn.execute(_LOCK_SERIES, column_arrays(keys))
 
     def _series_table(self, conn: sa.Connection) -> bool:
         """candle_series exists (a store from before sql/010 writes until it is migrated;

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from market_data.domain.timeframes import Timeframe
+from market_data.store.bulk import column_arrays, unnest_rows
 from market_data.store.series import Series
 from market_data.store.tables import live_service, live_streams
 
@@ -65,11 +67,37 @@ def _row_changed(before: tuple[Any, ...] | None, after: tuple[Any, ...]) -> bool
     return before is None or before[:3] != after[:3] or before[4] != after[4]
 
 
+_KEY = ("exchange", "symbol", "timeframe")
+
+
 class LiveStore:
     def __init__(self, engine: sa.Engine, dialect: Any) -> None:
         self.engine, self._dialect = engine, dialect
         #: per exchange, the stream rows this process' last heartbeat wrote
         self._written: dict[str, dict[Series, tuple[Any, ...]]] = {}
+        #: PostgreSQL: a beat's changed and gone rows in one statement each (store.bulk)
+        self._bulk = dialect is postgresql
+        names = [*_KEY, *_STREAM_COLUMNS]
+        insert = dialect.insert(live_streams)
+        if self._bulk:
+            insert = insert.from_select(names, unnest_rows(live_streams, names))
+        self._upsert = insert.on_conflict_do_update(
+            index_elements=list(_KEY), set_={k: insert.excluded[k] for k in _STREAM_COLUMNS}
+        )
+        c = live_streams.c
+        if self._bulk:
+            gone = unnest_rows(live_streams, _KEY).subquery()
+            self._delete = sa.delete(live_streams).where(
+                sa.tuple_(c.exchange, c.symbol, c.timeframe).in_(
+                    sa.select(gone.c.exchange, gone.c.symbol, gone.c.timeframe)
+                )
+            )
+        else:
+            self._delete = sa.delete(live_streams).where(*(c[k] == sa.bindparam(k) for k in _KEY))
+
+    def _rows(self, rows: list[dict[str, Any]]) -> Any:
+        """``rows`` as the parameters of _upsert / _delete."""
+        return column_arrays(rows) if self._bulk else rows
 
     def beat(
         self,
@@ -98,25 +126,16 @@ class LiveStore:
             for s, (sub, last, at, lag, up) in now.items()
             if written is None or _row_changed(written.get(s), (sub, last, at, lag, up))
         ]
-        c = live_streams.c
+        gone = [s.params() for s in written or () if s not in now]
         with self.engine.begin() as conn:
             conn.execute(service)
             if written is None:
+                c = live_streams.c
                 conn.execute(sa.delete(live_streams).where(c.exchange == exchange))
-                if changed:
-                    conn.execute(sa.insert(live_streams), changed)
-            else:
-                for gone in [s for s in written if s not in now]:
-                    conn.execute(sa.delete(live_streams).where(gone.where(live_streams)))
-                if changed:
-                    upsert = self._dialect.insert(live_streams)
-                    conn.execute(
-                        upsert.on_conflict_do_update(
-                            index_elements=["exchange", "symbol", "timeframe"],
-                            set_={k: upsert.excluded[k] for k in _STREAM_COLUMNS},
-                        ),
-                        changed,
-                    )
+            elif gone:
+                conn.execute(self._delete, self._rows(gone))
+            if changed:
+                conn.execute(self._upsert, self._rows(changed))
         self._written[exchange] = now
 
     def service(self, exchange: str) -> ServiceState | None:
