@@ -210,8 +210,8 @@ class CandleStore:
         else:  # compiled once, executed with the driver's own executemany
             upsert = _candle_upsert(sqlite).returning(candles.c.ts)
             self._upsert_sql = str(upsert.compile(dialect=self.engine.dialect, column_keys=_ALL))
-        self._unnests = self.dialect == "postgresql"
-        if self._unnests:  # many rows as one array per column (store.bulk)
+        self._bulk = self.dialect == "postgresql"
+        if self._bulk:  # many rows as one array per column (store.bulk)
             self._upsert_many = _candle_upsert(postgresql, unnest_rows(candles, _ALL))
             self._cover = _cover_upsert(postgresql, unnest_rows(fetch_coverage, _COVER))
         else:  # executemany
@@ -272,7 +272,7 @@ class CandleStore:
         with self.engine.begin() as conn:
             self._lock_series(conn, [series for series, _ in pages])
             if rows:
-                conn.execute(self._upsert_many, column_arrays(rows) if self._unnests else rows)
+                conn.execute(self._upsert_many, self._rows(rows))
             self._extend_coverage(conn, pages)
 
     def _extend_coverage(
@@ -284,7 +284,7 @@ class CandleStore:
         fetch_coverage as large as the candles of every series kept live (~190 bytes each,
         table and key, as a candle) and the gap check read a row per candle."""
         rows = _coverage(pages)
-        if self._unnests:
+        if self._bulk:
             conn.execute(_EXTEND_COVERAGE, column_arrays(rows))
             return
         for row in rows:  # SQLite (small watchlists): a statement or two per window
@@ -301,7 +301,11 @@ class CandleStore:
         self, conn: sa.Connection, pages: Sequence[tuple[Series, CandlePage]]
     ) -> None:
         rows = _coverage(pages)
-        conn.execute(self._cover, column_arrays(rows) if self._unnests else rows)
+        conn.execute(self._cover, self._rows(rows))
+
+    def _rows(self, rows: list[dict[str, object]]) -> Any:
+        """``rows`` as the parameters of _upsert_many / _cover."""
+        return column_arrays(rows) if self._bulk else rows
 
     def _lock_series(self, conn: sa.Connection, many: Iterable[Series]) -> None:
         """PostgreSQL: the series' candle_series rows locked in key order, first thing in a
