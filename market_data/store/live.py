@@ -77,23 +77,21 @@ class LiveStore:
         self._written: dict[str, dict[Series, tuple[Any, ...]]] = {}
         #: PostgreSQL: a beat's changed and gone rows in one statement each (store.bulk)
         self._bulk = dialect is postgresql
-        names = [*_KEY, *_STREAM_COLUMNS]
+        c = live_streams.c
         insert = dialect.insert(live_streams)
         if self._bulk:
+            names = [*_KEY, *_STREAM_COLUMNS]
             insert = insert.from_select(names, unnest_rows(live_streams, names))
-        self._upsert = insert.on_conflict_do_update(
-            index_elements=list(_KEY), set_={k: insert.excluded[k] for k in _STREAM_COLUMNS}
-        )
-        c = live_streams.c
-        if self._bulk:
             gone = unnest_rows(live_streams, _KEY).subquery()
+            key = sa.tuple_(*(c[k] for k in _KEY))
             self._delete = sa.delete(live_streams).where(
-                sa.tuple_(c.exchange, c.symbol, c.timeframe).in_(
-                    sa.select(gone.c.exchange, gone.c.symbol, gone.c.timeframe)
-                )
+                key.in_(sa.select(*(gone.c[k] for k in _KEY)))
             )
         else:
             self._delete = sa.delete(live_streams).where(*(c[k] == sa.bindparam(k) for k in _KEY))
+        self._upsert = insert.on_conflict_do_update(
+            index_elements=list(_KEY), set_={k: insert.excluded[k] for k in _STREAM_COLUMNS}
+        )
 
     def _rows(self, rows: list[dict[str, Any]]) -> Any:
         """``rows`` as the parameters of _upsert / _delete."""
