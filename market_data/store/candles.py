@@ -138,6 +138,22 @@ def _lock_series_statement() -> sa.Select:
 
 _LOCK_SERIES = _lock_series_statement()
 
+
+def _new_series_statement() -> sa.Insert:
+    """INSERT .. SELECT FROM unnest(the keys) ORDER BY the key ON CONFLICT DO NOTHING: a row
+    of no candles for each series given that has none yet, so that _LOCK_SERIES has a row
+    to lock (a second writer of the same new series waits here for the first to end)."""
+    names = ["exchange", "symbol", "timeframe"]
+    keys = unnest_rows(candle_series, names).subquery()
+    rows = sa.select(*(keys.c[n] for n in names), sa.literal(0)).order_by(
+        *(keys.c[n] for n in names)
+    )
+    insert = postgresql.insert(candle_series).from_select([*names, "candles"], rows)
+    return insert.on_conflict_do_nothing()
+
+
+_NEW_SERIES = _new_series_statement()
+
 # PostgreSQL: each window (bound arrays, as store.bulk) extends the coverage row of its series
 # that ends where it starts (the row at or before its start: one index lookup each), is left
 # out when that row covers it already (a close given again), or else is inserted
@@ -314,13 +330,16 @@ class CandleStore:
         took every candle first and the series rows after, while one of a statement per
         series (a fill) alternated the two: writing the same newest candle, each waited for
         the other (a deadlock, seen at 15,000 streams). Taken first, in one order, a second
-        writer of a series waits before it writes anything. (A series without a row yet is
-        not locked: its first write creates it.)"""
+        writer of a series waits before it writes anything. A series without a row gets one
+        of no candles first (_NEW_SERIES): two writers of the same new series (an archive's
+        daily files written concurrently) deadlocked over the rows their triggers created
+        in candle_series and candle_months."""
         if self.dialect != "postgresql" or not self._series_table(conn):
             return
         names = ("exchange", "symbol", "timeframe")
         keys = [dict(zip(names, head, strict=True)) for head in {_head(s) for s in many}]
         if keys:
+            conn.execute(_NEW_SERIES, column_arrays(keys))
             conn.execute(_LOCK_SERIES, column_arrays(keys))
 
     def _series_table(self, conn: sa.Connection) -> bool:
