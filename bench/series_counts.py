@@ -35,7 +35,7 @@ REPEAT = 3
 YEAR, PAGE, BATCH = 525_600, 1_000, 16
 START = 1_735_689_600_000  # 2025-01-01
 MIN = 60_000
-TRIGGERS = ("candle_series_added",)
+TRIGGERS = ("candles_added",)  # sql/018: the series and month counts
 
 
 def pages(symbol: str) -> list[tuple[Series, CandlePage]]:
