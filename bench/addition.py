@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from common import admin  # bench/, on sys.path when run as a script
-from deployment import deployment, reload_location, runs
+from deployment import deployment, gql, reload_location, runs
 
 from market_data.defs.candles.partitions import BACKFILL_TAG, CONSISTENCY_TAG
 from market_data.simulator.faults import Faults
@@ -103,6 +103,35 @@ def worse(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
 def shown(worst: dict[str, float]) -> str:
     return ", ".join(f"{tf} {worst[tf]:.2f}" for tf in TIMEFRAMES if tf in worst)
+
+
+def backfill_runs(url: str, t0: float, t1: float) -> None:
+    """The watchlist's backfill runs that started in [t0, t1), per asset: how many, their
+    seconds from start to end (the least, the most, in all), and the span's seconds in no
+    backfill run (one runs at a time: launches, and the time between runs)."""
+    try:
+        data = gql(url, "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs "
+                   "{ results { startTime endTime assetSelection { path } } } } }",
+                   f={"tags": [{"key": BACKFILL_TAG, "value": "binance"}]})  # fmt: skip
+    except Exception as e:  # the figures above stand without these
+        print(f"backfill runs: not read ({e})")
+        return
+    per: dict[str, list[float]] = {}
+    spans = []
+    for r in data["runsOrError"]["results"]:
+        if r["startTime"] and r["endTime"] and t0 <= r["startTime"] < t1:
+            asset = "/".join(r["assetSelection"][0]["path"]) if r["assetSelection"] else "?"
+            per.setdefault(asset, []).append(r["endTime"] - r["startTime"])
+            spans.append((r["startTime"], min(r["endTime"], t1)))
+    for asset, secs in sorted(per.items()):
+        print(f"  {asset}: {len(secs)} runs, {min(secs):.0f}-{max(secs):.0f} s, "
+              f"{sum(secs):.0f} s in all")  # fmt: skip
+    busy, end = 0.0, t0
+    for lo, hi in sorted(spans):
+        busy += max(0.0, hi - max(lo, end))
+        end = max(end, hi)
+    print(f"  {t1 - t0 - busy:.0f} s of the {t1 - t0:.0f} s in no backfill run "
+          f"({(t1 - t0 - busy) / (t1 - t0):.0%})", flush=True)  # fmt: skip
 
 
 def until(what: str, done: Callable[[], bool], sample: Callable[[], None], limit_s: float) -> None:
@@ -190,6 +219,7 @@ def main(added_n: int, stored_n: int) -> None:
                              "x 1 year, from the reload")  # fmt: skip
             print(f"worst lag of the {stored_n} stored markets meanwhile, in timeframes: "
                   f"{shown(worst)} (target < 2)", flush=True)  # fmt: skip
+            backfill_runs(dep.url, t0, time.time())
 
             t0, worst = time.time(), {}
             everything = old + new
