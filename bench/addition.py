@@ -208,11 +208,20 @@ def main(added_n: int, stored_n: int) -> None:
             dep.watch(watchlist(stored + added, sim.url))
             reload_location(dep.url)
             worst: dict[str, float] = {}
+            shown_at = t0
 
             def sample() -> None:
-                nonlocal worst
+                nonlocal worst, shown_at
                 worst = worse(worst, lags(store, old))
                 requests.poll()
+                if time.time() - shown_at >= 600:  # progress, every ten minutes
+                    shown_at = time.time()
+                    served = [r for r in requests.between(t0, shown_at)
+                              if r["path"] == "/api/v3/klines" and r["status"] == 200]  # fmt: skip
+                    weight = sum(r["weight"] for r in served)
+                    print(f"  {shown_at - t0:.0f} s into phase 2: {len(served)} klines requests, "
+                          f"{weight / (SPOT_WEIGHT_PER_S * (shown_at - t0)):.0%} of the ceiling; "
+                          f"worst lag so far {shown(worst)}", flush=True)  # fmt: skip
 
             until("the added markets' year", lambda: current(new), sample, 4 * 3600)
             backfill_figures(t0, time.time(), f"phase 2, {added_n} markets added x 6 timeframes "
