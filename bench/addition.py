@@ -30,6 +30,7 @@ processes.
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -41,7 +42,7 @@ from typing import Any
 from common import admin  # bench/, on sys.path when run as a script
 from deployment import deployment, gql, reload_location, runs
 
-from market_data.defs.candles.partitions import BACKFILL_TAG, CONSISTENCY_TAG
+from market_data.defs.candles.partitions import BACKFILL_TAG, CONSISTENCY_TAG, FRESHNESS_TAG
 from market_data.simulator.faults import Faults
 from market_data.simulator.markets import MARKETS, Kind, SimMarket, extra_pairs
 from market_data.simulator.server import RunningSimulator, Simulator
@@ -132,6 +133,27 @@ def backfill_runs(url: str, t0: float, t1: float) -> None:
         end = max(end, hi)
     print(f"  {t1 - t0 - busy:.0f} s of the {t1 - t0:.0f} s in no backfill run "
           f"({(t1 - t0 - busy) / (t1 - t0):.0%})", flush=True)  # fmt: skip
+
+
+def freshness_runs(url: str, t0: float, t1: float) -> None:
+    """The freshness runs that started in [t0, t1): their seconds from start to end and
+    from creation to start (queued), median and most."""
+    try:
+        data = gql(url, "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs "
+                   "{ results { creationTime startTime endTime } } } }",
+                   f={"tags": [{"key": FRESHNESS_TAG, "value": "binance"}]})  # fmt: skip
+    except Exception as e:  # the figures above stand without these
+        print(f"freshness runs: not read ({e})")
+        return
+    ran = [r for r in data["runsOrError"]["results"]
+           if r["startTime"] and r["endTime"] and t0 <= r["startTime"] < t1]  # fmt: skip
+    if not ran:
+        return
+    took = sorted(r["endTime"] - r["startTime"] for r in ran)
+    queued = sorted(r["startTime"] - r["creationTime"] for r in ran)
+    print(f"  freshness runs: {len(ran)}, {statistics.median(took):.0f} s each (median), "
+          f"{took[-1]:.0f} s the longest; queued {statistics.median(queued):.0f} s (median), "
+          f"{queued[-1]:.0f} s the longest", flush=True)  # fmt: skip
 
 
 def until(what: str, done: Callable[[], bool], sample: Callable[[], None], limit_s: float) -> None:
@@ -229,6 +251,7 @@ def main(added_n: int, stored_n: int) -> None:
             print(f"worst lag of the {stored_n} stored markets meanwhile, in timeframes: "
                   f"{shown(worst)} (target < 2)", flush=True)  # fmt: skip
             backfill_runs(dep.url, t0, time.time())
+            freshness_runs(dep.url, t0, time.time())
 
             t0, worst = time.time(), {}
             everything = old + new
