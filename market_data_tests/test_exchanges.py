@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from market_data.domain.watchlist import ExchangeSettings
-from market_data.exchanges.budget import WeightBudget
 from market_data.exchanges.client import ExchangeClient, rewrite_urls
 from market_data.exchanges.errors import (
     BadSymbolError,
@@ -185,58 +184,6 @@ def test_requests_are_paced_by_the_weight_the_exchange_reports(sim: RunningSimul
     assert requests["/api/v3/exchangeInfo"] == {"200": 1}
     # 20 + 80 weight at 40 per window: at least two turns of the window
     assert budget is not None and budget.held > 0 and elapsed >= 2
-
-
-class _Held(Exception):
-    """A request the budget would have held back."""
-
-
-def _sent_before_held(budget: WeightBudget, url: str, most: int) -> int:
-    """How many requests to ``url`` the budget lets go, one after another, before it would
-    hold one back."""
-
-    async def held(seconds: float) -> None:
-        raise _Held
-
-    budget.sleep = held
-
-    async def send() -> int:
-        sent = 0
-        try:
-            for _ in range(most):
-                budget.release(await budget.acquire(url))
-                sent += 1
-        except _Held:
-            pass
-        return sent
-
-    return asyncio.run(send())
-
-
-def test_a_backfill_spending_all_it_may_leaves_a_freshness_run_room_at_once() -> None:
-    """Two processes on one address (each budget knows the other's spending only from the
-    exchange's count), half-way through Binance's minute (6,000 weight): a backfill has
-    spent all its even spread allows; a freshness run's requests still go at once, and the
-    backfill's next waits, the more so once the freshness run's weight is in the count."""
-    klines = "https://api.binance.com/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=1000"
-
-    def clock() -> float:
-        return 29_000_000 * 60 + 30.0  # 30 s into a minute
-
-    backfill = WeightBudget(asyncio.sleep, clock, history=True)
-    freshness = WeightBudget(asyncio.sleep, clock)
-    spent = 2 * _sent_before_held(backfill, klines, 6_000)
-    assert 0.5 * 6_000 <= spent < 6_000  # its share of the minute so far, and some at once
-    counted = {"x-mbx-used-weight-1m": str(spent)}
-    freshness.observe(klines, counted, None)
-    fresh = _sent_before_held(freshness, klines, 6_000)
-    assert fresh >= 100  # a freshness run of 100 markets' newest candles, at once
-    backfill.observe(klines, {"x-mbx-used-weight-1m": str(spent + 2 * fresh)}, None)
-    assert _sent_before_held(backfill, klines, 1) == 0
-    # before the lead, a second process found the first's even spread spent: held until later
-    alike = WeightBudget(asyncio.sleep, clock, history=True)
-    alike.observe(klines, counted, None)
-    assert _sent_before_held(alike, klines, 1) == 0
 
 
 def test_two_processes_on_one_address_share_its_budget(sim: RunningSimulator) -> None:

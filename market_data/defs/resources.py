@@ -73,16 +73,11 @@ class ExchangesResource(dg.ConfigurableResource):
         raise KeyError(f"exchange {name!r} is not configured")
 
     def client(
-        self,
-        name: str,
-        sleep: Sleep = asyncio.sleep,
-        on_retry: OnRetry | None = None,
-        history: bool = False,
+        self, name: str, sleep: Sleep = asyncio.sleep, on_retry: OnRetry | None = None
     ) -> ExchangeClient:
         """A client (async: one rate budget for every request of a run) whose every request
-        is retried as the exchange's settings say; ``history``: a backfill's, which gives
-        way to the others in the exchange's weight budget."""
-        return ExchangeClient.of(self.settings(name), sleep, on_retry, history)
+        is retried as the exchange's settings say."""
+        return ExchangeClient.of(self.settings(name), sleep, on_retry)
 
     def sync_client(self, name: str) -> SyncExchangeClient:
         """The same, for one call at a time from plain code."""

@@ -10,14 +10,6 @@ the window (a tenth of it at once), until there is room (windows start at whole 
 of their length, as Binance's minutes start at :00). So a limit lower than expected, or a
 second process on the same address, slows us down before a 429, not after.
 
-History (a backfill run: thousands of requests queued) keeps to that even spread; every
-other client (freshness and repair runs, the live service's fills, order books, the
-catalog) may run a further share of the window ahead of it (``FOREGROUND_LEAD``). A backfill
-spending all it may still leaves a freshness run that share at once, and then gives way by
-what the freshness run spent (it sees it in the exchange's count): the newest candles never
-queue behind history's (bench/addition.py: freshness runs of 20 markets took 20-35 s, one
-121 s, beside a 1m backfill, 4-9 s alone). Alone, either spends the whole budget.
-
 For such an exchange it replaces ccxt's throttle (client.build_exchange), which models
 Binance as one bucket for spot and futures at half the futures budget (a 1000-candle
 futures page costs 250 ms of it): a run of both families crawled at 13 % and 45 % of their
@@ -51,8 +43,6 @@ TURN_MARGIN_S = 0.05
 TURN_JITTER_S = 0.2
 #: the share of a window's budget that may be spent at once; the rest comes evenly over it
 EVEN_HEADSTART = 0.1
-#: the share of a window's budget a client that is not history may spend ahead of that
-FOREGROUND_LEAD = 0.1
 #: share of the limit left unused while another process spends weight on the address (its
 #: requests in flight are not in the count we last saw); alone, a client uses all of it
 SHARED_HEADROOM = 0.05
@@ -68,7 +58,6 @@ class Window:
     seen: int = 0  # the highest used weight the exchange reported in this window
     mine: int = 0  # the weight of our requests answered in this window
     reserved: int = 0  # the weight of our requests sent and not yet answered
-    headstart: float = EVEN_HEADSTART  # the share of the budget that may be spent at once
 
     def estimate(self) -> int:
         return max(self.seen, self.mine) + self.reserved
@@ -82,13 +71,13 @@ class Window:
         """What the count may be at ``now``: the cap spread over the window (plus a tenth of
         it at once), so the budget is spent evenly rather than in a burst at the turn."""
         elapsed = now - self.index * self.seconds
-        return min(self.cap(), self.cap() * (elapsed / self.seconds + self.headstart))
+        return min(self.cap(), self.cap() * (elapsed / self.seconds + EVEN_HEADSTART))
 
     def wait(self, weight: int, now: float) -> float:
         """Seconds until ``weight`` more fits: later in the window, or after the turn."""
         need = self.estimate() + weight
         if need <= self.cap():
-            at = (need / self.cap() - self.headstart) * self.seconds
+            at = (need / self.cap() - EVEN_HEADSTART) * self.seconds
             return max(0.01, at - (now - self.index * self.seconds))
         return (self.index + 1) * self.seconds - now
 
@@ -127,13 +116,10 @@ def request_of(url: str) -> Request:
 
 @dataclass
 class WeightBudget:
-    """Binance's used-weight budget as the client sees it (one per client: per address).
-    ``history``: the client of a backfill run, which keeps to the even spread and leaves
-    others their lead."""
+    """Binance's used-weight budget as the client sees it (one per client: per address)."""
 
     sleep: Callable[[float], Awaitable[None]]
     clock: Callable[[], float] = time.time
-    history: bool = False
     windows: dict[str, Window] = field(default_factory=dict)
     #: requests held back, and the seconds they waited, since the client was made
     held: int = 0
@@ -143,9 +129,7 @@ class WeightBudget:
     def window(self, request: Request) -> Window:
         window = self.windows.get(request.family)
         if window is None:
-            headstart = EVEN_HEADSTART + (0 if self.history else FOREGROUND_LEAD)
-            window = Window(DEFAULT_LIMITS[request.futures], headstart=headstart)
-            self.windows[request.family] = window
+            window = self.windows[request.family] = Window(DEFAULT_LIMITS[request.futures])
         return window.at(self.clock())
 
     async def acquire(self, url: str) -> tuple[Request, int]:

@@ -168,9 +168,6 @@ class ExchangeClient:
     archive_url: str | None = None
     #: history older than the candle endpoint serves is built from trades (venues.from_trades)
     trades: bool = False
-    #: a backfill's client: it leaves every other client its lead in the exchange's weight
-    #: budget (exchanges/budget.py)
-    history: bool = False
 
     @classmethod
     def of(
@@ -178,7 +175,6 @@ class ExchangeClient:
         settings: ExchangeSettings,
         sleep: Sleep = asyncio.sleep,
         on_retry: OnRetry | None = None,
-        history: bool = False,
     ) -> ExchangeClient:
         """A client whose every request is retried as the exchange's settings say."""
         pause = settings.rate_limit_pause_s
@@ -193,18 +189,13 @@ class ExchangeClient:
             max_delisted_share=settings.max_delisted_share,
             archive_url=archive_url_of(settings),
             trades=from_trades(settings),
-            history=history,
         )
 
     def __post_init__(self) -> None:
         self.gate = Gate(self.max_in_flight)
         parent = self.exchange.on_rest_response
         #: the exchange's own count of used weight, where it reports one (Binance)
-        self.budget = (
-            WeightBudget(self.sleep, history=self.history)
-            if venue(self.id).reports_weight
-            else None
-        )
+        self.budget = WeightBudget(self.sleep) if venue(self.id).reports_weight else None
         if self.budget is not None:
             self._pace(self.budget)
 

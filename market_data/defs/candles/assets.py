@@ -218,9 +218,7 @@ def candle_asset(exchange: str, timeframe: str, watchlist: Watchlist) -> dg.Asse
             asyncio.get_running_loop().set_default_executor(
                 ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="candles")
             )
-            # history gives the newest candles (freshness, repair) their lead in the budget
-            history = not (options.tail or options.repair)
-            client = exchanges.client(exchange, stop.sleep, on_retry, history)
+            client = exchanges.client(exchange, sleep=stop.sleep, on_retry=on_retry)
             try:
                 return await fetch_markets(client, store, wanted, options, context.log.info, stop)
             finally:
