@@ -166,11 +166,19 @@ def deployment(
     ``watchlist`` (``prepare``, given their environment, runs before they start); stopped
     with SIGTERM at the end. ``instance``: the instance file (dagster.celery.yaml: with
     ``extra_env`` naming the broker). ``stopped_sensors``: stopped through the webserver
-    before the daemon starts (so they never tick)."""
+    before the daemon starts (so they never tick). A SIGTERM to the bench stops it as
+    Ctrl-C does: the processes and databases go with it."""
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
     with (
+        contextlib.ExitStack() as restore,
         scratch_database(f"md_bench_{prefix}") as db,
         scratch_database(f"md_bench_{prefix}_dagster") as dagster_db,
     ):
+        restore.callback(signal.signal, signal.SIGTERM, previous)
         home = tmp / "home"
         home.mkdir()
         (home / "dagster.yaml").symlink_to(ROOT / instance)
