@@ -106,20 +106,29 @@ def shown(worst: dict[str, float]) -> str:
     return ", ".join(f"{tf} {worst[tf]:.2f}" for tf in TIMEFRAMES if tf in worst)
 
 
+def tagged_runs(url: str, tag: str, fields: str) -> list[dict[str, Any]] | None:
+    """``fields`` of the runs tagged ``tag``: binance; None (said) if the webserver did not
+    answer: the figures printed before stand without these."""
+    try:
+        data = gql(url, "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs "
+                   f"{{ results {{ {fields} }} }} }} }}",
+                   f={"tags": [{"key": tag, "value": "binance"}]})  # fmt: skip
+    except Exception as e:
+        print(f"runs tagged {tag}: not read ({e})")
+        return None
+    return list(data["runsOrError"]["results"])
+
+
 def backfill_runs(url: str, t0: float, t1: float) -> None:
     """The watchlist's backfill runs that started in [t0, t1), per asset: how many, their
     seconds from start to end (the least, the most, in all), and the span's seconds in no
     backfill run (one runs at a time: launches, and the time between runs)."""
-    try:
-        data = gql(url, "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs "
-                   "{ results { startTime endTime assetSelection { path } } } } }",
-                   f={"tags": [{"key": BACKFILL_TAG, "value": "binance"}]})  # fmt: skip
-    except Exception as e:  # the figures above stand without these
-        print(f"backfill runs: not read ({e})")
+    found = tagged_runs(url, BACKFILL_TAG, "startTime endTime assetSelection { path }")
+    if found is None:
         return
     per: dict[str, list[float]] = {}
     spans = []
-    for r in data["runsOrError"]["results"]:
+    for r in found:
         if r["startTime"] and r["endTime"] and t0 <= r["startTime"] < t1:
             asset = "/".join(r["assetSelection"][0]["path"]) if r["assetSelection"] else "?"
             per.setdefault(asset, []).append(r["endTime"] - r["startTime"])
@@ -138,15 +147,8 @@ def backfill_runs(url: str, t0: float, t1: float) -> None:
 def freshness_runs(url: str, t0: float, t1: float) -> None:
     """The freshness runs that started in [t0, t1): their seconds from start to end and
     from creation to start (queued), median and most."""
-    try:
-        data = gql(url, "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs "
-                   "{ results { creationTime startTime endTime } } } }",
-                   f={"tags": [{"key": FRESHNESS_TAG, "value": "binance"}]})  # fmt: skip
-    except Exception as e:  # the figures above stand without these
-        print(f"freshness runs: not read ({e})")
-        return
-    ran = [r for r in data["runsOrError"]["results"]
-           if r["startTime"] and r["endTime"] and t0 <= r["startTime"] < t1]  # fmt: skip
+    found = tagged_runs(url, FRESHNESS_TAG, "creationTime startTime endTime")
+    ran = [r for r in found or [] if r["startTime"] and r["endTime"] and t0 <= r["startTime"] < t1]
     if not ran:
         return
     took = sorted(r["endTime"] - r["startTime"] for r in ran)
